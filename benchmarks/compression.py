@@ -1,0 +1,512 @@
+"""Deep-compression pipeline on real MNIST, figures set beside Han et al.'s.
+
+For LeNet-300-100 (784-300-100-10 MLP) and LeNet-5 (Caffe variant: conv 20 5x5, maxpool 2,
+conv 50 5x5, maxpool 2, fc 500, relu, fc 10):
+
+1. train dense (AdamW, cosine schedule, batch 128);
+2. gradual magnitude pruning (Zhu & Gupta schedule, ``brisk.compress.GradualPruning``,
+   global L1) to 92% zeros (8% of weights kept) while fine-tuning;
+3. weight sharing (``share_weights``: k-means codebooks of 5 bits for fc and 8 bits for conv
+   weights; skips of 5 / 8 bits; Huffman: ``save``'s defaults), codebook fine-tuning, then
+   the Deep Compression file (``save``), reloaded and evaluated;
+4. fold + static int8 (``fold``, ``quantize(mode='static')``) of the pruned model: error and
+   CPU latency at batch 1 and 256 against fp32 (2 threads; median of 20 calls, min over
+   blocks, since the machine is shared).
+
+Paper figures: Han et al. 2015 (Learning both weights and connections), Table 1;
+Han, Mao & Dally 2016 (Deep Compression), Table 1.
+
+Usage::
+
+    PYTHONPATH=src python benchmarks/compression.py            # full, ~15-25 min on 2 cores
+    PYTHONPATH=src python benchmarks/compression.py --quick    # smoke run, < 3 min
+    PYTHONPATH=src python benchmarks/compression.py --backends # + the int8 paths compared
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import json
+import math
+import os
+import platform
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from brisk.compress import (  # noqa: E402
+    GradualPruning,
+    copy_model,
+    fold,
+    format_sparsity_report,
+    load,
+    make_permanent,
+    quantize,
+    save,
+    share_weights,
+    size_report,
+    sparsity_report,
+)
+
+try:  # the engine, when the package imports whole
+    from brisk import Trainer, datasets
+
+    HAVE_TRAINER = True
+except Exception:  # noqa: BLE001 -- any import failure means: use the plain loop
+    Trainer, datasets, HAVE_TRAINER = None, None, False
+
+PAPER = {
+    "lenet300": {
+        "dense": 1.64,
+        "pruned": 1.59,
+        "pruned_kept": 8.0,
+        "pruned_ratio": 12,
+        "dc_error": 1.58,
+        "dc_ratio": 40,
+    },
+    "lenet5": {
+        "dense": 0.80,
+        "pruned": 0.77,
+        "pruned_kept": 8.0,
+        "pruned_ratio": 12,
+        "dc_error": 0.74,
+        "dc_ratio": 39,
+    },
+}
+TARGETS = {
+    "lenet300": {"pruned_error": 1.64, "dc_error": 1.70, "dc_ratio": 40},
+    "lenet5": {"pruned_error": 0.80, "dc_error": 0.85, "dc_ratio": 39},
+}
+MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics
+
+
+# ---------------------------------------------------------------------- data
+def _read_idx_gz(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def load_mnist(data_dir: str):
+    if datasets is not None:
+        return datasets.load_mnist(data_dir, download=False)
+    d = Path(data_dir) / "mnist" if (Path(data_dir) / "mnist").is_dir() else Path(data_dir)
+    r = lambda n: _read_idx_gz(d / n)  # noqa: E731
+    return (
+        (r("train-images-idx3-ubyte.gz"), r("train-labels-idx1-ubyte.gz").astype(np.int64)),
+        (r("t10k-images-idx3-ubyte.gz"), r("t10k-labels-idx1-ubyte.gz").astype(np.int64)),
+    )
+
+
+def to_tensor(x: np.ndarray) -> torch.Tensor:
+    return ((torch.from_numpy(np.array(x)).float() / 255.0 - MEAN) / STD).unsqueeze(
+        1
+    )  # (N, 1, 28, 28)
+
+
+# -------------------------------------------------------------------- models
+def lenet_300_100() -> nn.Module:
+    return nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 300),
+        nn.ReLU(),
+        nn.Linear(300, 100),
+        nn.ReLU(),
+        nn.Linear(100, 10),
+    )
+
+
+def lenet_5() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ training
+class _LoopTrainer:
+    """What a callback needs from a trainer, for the plain loop."""
+
+    def __init__(self, module):
+        self.module, self.global_step, self.stop_training = module, 0, False
+
+
+def fit(model, x, y, epochs, lr, callbacks=(), batch_size=128, weight_decay=0.0, seed=0):
+    """AdamW with a cosine schedule over this phase; brisk.Trainer when it imports."""
+    callbacks = list(callbacks)
+    if HAVE_TRAINER:
+        trainer = Trainer(
+            model,
+            optimizer=lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
+            loss=lambda out, target: F.cross_entropy(out, target),
+            schedule="cosine",
+            device="cpu",
+            seed=seed,
+        )
+        trainer.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks)
+        return model
+    torch.manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    steps_per_epoch = math.ceil(len(x) / batch_size)
+    total = epochs * steps_per_epoch
+    t = _LoopTrainer(model)
+    for cb in callbacks:
+        cb.set_trainer(t)
+        cb.set_params({"epochs": epochs, "steps": steps_per_epoch, "verbose": 0})
+        cb.on_train_begin()
+    for epoch in range(epochs):
+        model.train()
+        perm = torch.randperm(len(x))
+        for i in range(steps_per_epoch):
+            idx = perm[i * batch_size : (i + 1) * batch_size]
+            for g in opt.param_groups:
+                g["lr"] = lr * 0.5 * (1 + math.cos(math.pi * t.global_step / total))
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+            t.global_step += 1
+            for cb in callbacks:
+                cb.on_train_batch_end(i)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, {})
+    for cb in callbacks:
+        cb.on_train_end()
+    return model
+
+
+@torch.no_grad()
+def error_pct(model, x, y, batch=1000) -> float:
+    model.eval()
+    wrong = sum(
+        int((model(x[i : i + batch]).argmax(1) != y[i : i + batch]).sum())
+        for i in range(0, len(x), batch)
+    )
+    return 100.0 * wrong / len(x)
+
+
+@torch.no_grad()
+def latency_ms(model, x, reps=20, blocks=7) -> tuple[float, float]:
+    """(min over blocks of the median call time, max of the block medians), ms."""
+    model.eval()
+    for _ in range(5):
+        model(x)
+    meds = []
+    for _ in range(blocks):
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            model(x)
+            ts.append(time.perf_counter() - t0)
+        meds.append(sorted(ts)[len(ts) // 2] * 1e3)
+    return min(meds), max(meds)
+
+
+# ------------------------------------------------------------------ pipeline
+def run(name, make, data, cfg, out_dir, log):
+    (xtr, ytr), (xte, yte) = data
+    res: dict = {"model": name}
+    t0 = time.time()
+
+    torch.manual_seed(0)
+    dense = fit(make(), xtr, ytr, cfg["dense_epochs"], lr=1e-3, seed=0)
+    res["dense_error"] = error_pct(dense, xte, yte)
+    res["params"] = sparsity_report(dense)["total"]["params"]
+    log(f"[{name}] dense: {res['dense_error']:.2f}% error ({time.time() - t0:.0f}s)")
+
+    # Gradual pruning to 92% zeros over the first 60% of the phase, then fine-tuning.
+    pruned = copy_model(dense)
+    steps = cfg["prune_epochs"] * math.ceil(len(xtr) / 128)
+    gp = GradualPruning(
+        0.92, begin_step=0, end_step=int(0.6 * steps), frequency=cfg["prune_freq"], scope="global"
+    )
+    fit(pruned, xtr, ytr, cfg["prune_epochs"], lr=5e-4, callbacks=[gp], seed=1)
+    make_permanent(pruned)
+    rep = sparsity_report(pruned)
+    res["kept_pct"] = 100.0 * (1 - rep["total"]["sparsity"])
+    res["pruned_error"] = error_pct(pruned, xte, yte)
+    log(
+        f"[{name}] pruned: {res['pruned_error']:.2f}% error, {res['kept_pct']:.2f}% kept ({time.time() - t0:.0f}s)"
+    )
+    log(format_sparsity_report(rep))
+
+    # Weight sharing + codebook fine-tuning, then the file.
+    shared = share_weights(copy_model(pruned), bits=cfg["fc_bits"], conv_bits=cfg["conv_bits"])
+    res["shared_error_before_ft"] = error_pct(shared, xte, yte)
+    fit(shared, xtr, ytr, cfg["share_epochs"], lr=1e-4, seed=2)
+    make_permanent(shared)
+    res["shared_error"] = error_pct(shared, xte, yte)
+    path = out_dir / f"{name}.brisk"
+    save(shared, path, bits=cfg["fc_bits"], conv_bits=cfg["conv_bits"])
+    loaded = load(path, model=make())
+    res["file_error"] = error_pct(loaded, xte, yte)
+    with torch.no_grad():
+        res["file_equals_memory"] = bool(torch.equal(loaded(xte[:512]), shared.eval()(xte[:512])))
+    sr = size_report(shared, path)
+    res.update(file_bytes=sr["compressed_bytes"], dense_bytes=sr["dense_bytes"], ratio=sr["ratio"])
+    # Same file with biases as float16 (save's raw_dtype), evaluated from the file itself.
+    p16 = out_dir / f"{name}.fp16.brisk"
+    kw = dict(bits=cfg["fc_bits"], conv_bits=cfg["conv_bits"])
+    res["file_bytes_fp16_raw"] = save(shared, p16, raw_dtype="float16", **kw)["bytes"]
+    res["ratio_fp16_raw"] = res["dense_bytes"] / res["file_bytes_fp16_raw"]
+    res["file_error_fp16_raw"] = error_pct(load(p16, model=make()), xte, yte)
+    for ent in ("lzma", "zlib", "none"):
+        p2 = out_dir / f"{name}.{ent}.brisk"
+        res[f"file_bytes_{ent}"] = save(
+            shared, p2, bits=cfg["fc_bits"], conv_bits=cfg["conv_bits"], entropy=ent
+        )["bytes"]
+    log(
+        f"[{name}] shared ({cfg['fc_bits']}/{cfg['conv_bits']} bits): {res['shared_error_before_ft']:.2f}% -> "
+        f"{res['shared_error']:.2f}% after codebook fine-tune; file {res['file_bytes']:,} B vs dense "
+        f"{res['dense_bytes']:,} B = {res['ratio']:.1f}x, error from file {res['file_error']:.2f}% "
+        f"(identical to memory: {res['file_equals_memory']})  ({time.time() - t0:.0f}s)"
+    )
+
+    # Fold + static int8 of the pruned fp32 model vs that model in fp32.
+    fp32 = pruned.eval()
+    q = quantize(fold(fp32), mode="static", calibration_data=xtr[:2048])
+    res["int8_error"] = error_pct(q, xte, yte)
+    res["fp32_error"] = res["pruned_error"]
+    qd = quantize(dense.eval(), mode="static", calibration_data=xtr[:2048])
+    res["dense_int8_error"] = error_pct(qd, xte, yte)
+    for bs in (1, 256):
+        xb = xte[:bs].contiguous()
+        reps = cfg["lat_reps"] * (10 if bs == 1 else 1)
+        res[f"fp32_ms_b{bs}"], res[f"fp32_ms_b{bs}_worst"] = latency_ms(
+            fp32, xb, reps, cfg["lat_blocks"]
+        )
+        res[f"int8_ms_b{bs}"], res[f"int8_ms_b{bs}_worst"] = latency_ms(
+            q, xb, reps, cfg["lat_blocks"]
+        )
+        res[f"speedup_b{bs}"] = res[f"fp32_ms_b{bs}"] / res[f"int8_ms_b{bs}"]
+    log(
+        f"[{name}] int8: {res['int8_error']:.2f}% error (fp32 {res['fp32_error']:.2f}%); batch 256 "
+        f"{res['fp32_ms_b256']:.2f} -> {res['int8_ms_b256']:.2f} ms ({res['speedup_b256']:.2f}x), batch 1 "
+        f"{res['fp32_ms_b1']:.3f} -> {res['int8_ms_b1']:.3f} ms ({res['speedup_b1']:.2f}x)  ({time.time() - t0:.0f}s)"
+    )
+    if cfg.get("backends"):
+        compare_backends(name, dense, xtr, xte, yte, log)
+    res["seconds"] = time.time() - t0
+    return res
+
+
+def compare_backends(name, dense, xtr, xte, yte, log) -> None:
+    """The int8 paths considered for ``brisk.compress.quantize`` (batch 256, CPU)."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    x = xte[:256].contiguous()
+
+    def ao_dynamic(m):
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(copy.deepcopy(m), {nn.Linear}, dtype=torch.qint8)
+
+    def torchao(config):
+        def make(m):
+            from torchao.quantization import quantize_
+
+            q = copy.deepcopy(m)
+            quantize_(q, config())
+            return q
+
+        return make
+
+    def torchao_pt2e(m):
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+        ex = torch.export.export(copy.deepcopy(m), (x,)).module()
+        qz = xiq.X86InductorQuantizer()
+        qz.set_global(xiq.get_default_x86_inductor_quantization_config())
+        p = prepare_pt2e(ex, qz)
+        for i in range(0, 2048, 256):
+            p(xtr[i : i + 256])
+        return _Wrap(torch.compile(convert_pt2e(p)))  # compiled for batch 256
+
+    cands = {
+        "fp32": lambda m: m,
+        "torch.ao FX static x86 (brisk)": lambda m: quantize(
+            m, "static", calibration_data=xtr[:2048]
+        ),
+        "torch.ao dynamic": ao_dynamic,
+    }
+    try:
+        from torchao.quantization import Int8DynamicActivationInt8WeightConfig, Int8WeightOnlyConfig
+
+        cands["torchao int8 dyn-act/weight"] = torchao(Int8DynamicActivationInt8WeightConfig)
+        cands["torchao int8 weight-only"] = torchao(Int8WeightOnlyConfig)
+        cands["torchao PT2E x86 + compile"] = torchao_pt2e
+    except Exception as e:  # noqa: BLE001 -- torchao is optional
+        log(f"[{name}] torchao not importable ({type(e).__name__}); comparing torch.ao paths only")
+    n = len(xte) // 256 * 256
+    for label, make in cands.items():
+        q = make(dense.eval())
+        err = error_pct(q, xte[:n], yte[:n], batch=256)
+        ms, worst = latency_ms(q, x)
+        log(f"[{name}] {label:32s} {ms:8.3f} ms (worst block {worst:.3f})  error {err:.2f}% on {n}")
+
+
+class _Wrap(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.__dict__["fn"] = fn  # not a submodule: exported models refuse .eval()
+
+    def forward(self, x):
+        return self.fn(x)
+
+
+def table(results) -> str:
+    lines = [
+        "| model | figure | brisk | paper | target | met |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def row(model, fig, ours, paper, target, ok):
+        met = "-" if ok is None else ("yes" if ok else "NO")
+        lines.append(f"| {model} | {fig} | {ours} | {paper} | {target} | {met} |")
+
+    for r in results:
+        n = r["model"]
+        p, t = PAPER[n], TARGETS[n]
+        label = "LeNet-300-100" if n == "lenet300" else "LeNet-5"
+        row(label, "dense error", f"{r['dense_error']:.2f}%", f"{p['dense']:.2f}%", "-", None)
+        row(
+            label,
+            "pruned: weights kept / error",
+            f"{r['kept_pct']:.2f}% / {r['pruned_error']:.2f}%",
+            f"{p['pruned_kept']:.0f}% / {p['pruned']:.2f}% ({p['pruned_ratio']}x)",
+            f"<= 8% / <= {t['pruned_error']:.2f}%",
+            r["kept_pct"] <= 8.0 + 1e-9 and r["pruned_error"] <= t["pruned_error"],
+        )
+        row(
+            label,
+            "compressed file: ratio / error",
+            f"{r['ratio']:.1f}x / {r['file_error']:.2f}%",
+            f"{p['dc_ratio']}x / {p['dc_error']:.2f}%",
+            f">= {t['dc_ratio']}x / <= {t['dc_error']:.2f}%",
+            r["ratio"] >= t["dc_ratio"] and r["file_error"] <= t["dc_error"],
+        )
+        row(
+            label,
+            "  same file, biases as float16",
+            f"{r['ratio_fp16_raw']:.1f}x / {r['file_error_fp16_raw']:.2f}%",
+            "-",
+            "-",
+            None,
+        )
+        row(
+            label,
+            "  file bytes: huffman / lzma / zlib / fixed-width",
+            f"{r['file_bytes']:,} / {r['file_bytes_lzma']:,} / {r['file_bytes_zlib']:,} / "
+            f"{r['file_bytes_none']:,}",
+            "-",
+            "-",
+            None,
+        )
+        row(
+            label,
+            "fold+int8 vs fp32, batch 256",
+            f"{r['fp32_ms_b256']:.2f} -> {r['int8_ms_b256']:.2f} ms "
+            f"({r['speedup_b256']:.2f}x), error {r['fp32_error']:.2f} -> {r['int8_error']:.2f}%",
+            "-",
+            ">= 2x, <= 0.3 pt",
+            r["speedup_b256"] >= 2 and r["int8_error"] - r["fp32_error"] <= 0.3,
+        )
+        row(
+            label,
+            "fold+int8 vs fp32, batch 1",
+            f"{r['fp32_ms_b1']:.3f} -> {r['int8_ms_b1']:.3f} ms ({r['speedup_b1']:.2f}x)",
+            "-",
+            "-",
+            None,
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small subset and few epochs (< 3 min)")
+    ap.add_argument("--data-dir", default=os.environ.get("BRISK_DATA_DIR", "/work/shared/data"))
+    ap.add_argument("--models", default="lenet300,lenet5")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--backends",
+        action="store_true",
+        help="also compare int8 paths (torch.ao, torchao if installed) on the dense models",
+    )
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+
+    (xtr, ytr), (xte, yte) = load_mnist(args.data_dir)
+    xtr, xte = to_tensor(xtr), to_tensor(xte)
+    ytr, yte = torch.from_numpy(np.asarray(ytr)).long(), torch.from_numpy(np.asarray(yte)).long()
+    if args.quick:
+        g = torch.Generator().manual_seed(0)
+        tr, te = (
+            torch.randperm(len(xtr), generator=g)[:10000],
+            torch.randperm(len(xte), generator=g)[:2000],
+        )
+        xtr, ytr, xte, yte = xtr[tr], ytr[tr], xte[te], yte[te]
+    base = {
+        "lenet300": dict(dense_epochs=20, prune_epochs=20, share_epochs=2),
+        "lenet5": dict(dense_epochs=12, prune_epochs=12, share_epochs=1),
+    }
+    for c in base.values():
+        c.update(
+            prune_freq=100,
+            fc_bits=5,
+            conv_bits=8,
+            lat_reps=20,
+            lat_blocks=7,
+            backends=args.backends,
+        )
+        if args.quick:
+            c.update(
+                dense_epochs=3,
+                prune_epochs=3,
+                prune_freq=20,
+                share_epochs=1,
+                lat_reps=5,
+                lat_blocks=3,
+            )
+    makers = {"lenet300": lenet_300_100, "lenet5": lenet_5}
+    log(
+        f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"training with {'brisk.Trainer' if HAVE_TRAINER else 'a plain PyTorch loop (brisk.Trainer did not import)'}; "
+        f"train {len(xtr)}, test {len(xte)}{' (quick subset)' if args.quick else ''}; load {os.getloadavg()}"
+    )
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models.split(","):
+            if name not in makers:
+                raise SystemExit(f"--models: unknown model {name!r}; choose from {sorted(makers)}")
+            results.append(
+                run(name, makers[name], ((xtr, ytr), (xte, yte)), base[name], Path(tmp), log)
+            )
+    log("")
+    log(table(results))
+    log(f"load average at the end {os.getloadavg()}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,33 @@
+"""brisk: Keras-simple, fast and cheap neural-network training on PyTorch.
+
+Example::
+
+    import brisk
+    from brisk.layers import Dense
+    model = brisk.Sequential([Dense(64, activation="relu", input_shape=(784,)),
+                              Dense(10, activation="softmax")])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+"""
+
+from brisk import augment, callbacks, datasets, layers, losses, metrics, optimizers, schedules
+from brisk.api.sequential import Sequential, load_model
+from brisk.data.loader import DeviceLoader
+from brisk.engine.trainer import Trainer, select_device
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DeviceLoader",
+    "Sequential",
+    "Trainer",
+    "augment",
+    "callbacks",
+    "datasets",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "optimizers",
+    "schedules",
+    "select_device",
+]

@@ -1,0 +1,467 @@
+"""Keras-style layers as ``torch.nn.Module`` objects.
+
+Shapes: users give and see Keras shapes (``(height, width, channels)`` for images).
+Inside the model tensors use PyTorch's NCHW layout; ``Sequential`` permutes an NHWC
+batch once at its input (a free view, which is exactly channels_last memory format), so
+the classic Keras code runs unchanged while convolutions use PyTorch's native kernels.
+
+Each layer is built lazily by ``build(shape)`` from the per-sample input shape in
+PyTorch layout (``(C, H, W)`` for images) and returns its output shape. ``flops(shape)``
+counts floating-point operations per sample (a multiply-add is 2 FLOPs).
+
+Example::
+
+    import brisk
+    from brisk.layers import Dense
+    model = brisk.Sequential([Dense(64, activation="relu", input_shape=(784,)), Dense(10)])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from brisk.api.activations import activation_name, get_activation
+
+Shape = tuple[int, ...]
+
+
+def _pair(v: Any, name: str) -> tuple[int, int]:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = (v, v)
+    if (
+        not isinstance(v, (tuple, list))
+        or len(v) != 2
+        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v)
+    ):
+        raise ValueError(f"{name}: expected a positive int or a pair of positive ints, got {v!r}")
+    return int(v[0]), int(v[1])
+
+
+def _positive_int(v: Any, name: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"{name}: expected a positive int, got {v!r}")
+    return v
+
+
+def _check_padding(padding: str) -> str:
+    if padding not in ("valid", "same"):
+        raise ValueError(f"padding: expected 'valid' or 'same', got {padding!r}")
+    return padding
+
+
+def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
+    """TensorFlow/Keras 'same' padding: output = ceil(size / s); extra pixel at the end."""
+    out = -(-size // s)
+    total = max((out - 1) * s + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def _initialize(weight: torch.Tensor, name: str, fan_in: int, fan_out: int) -> None:
+    with torch.no_grad():
+        if name == "glorot_uniform":  # Keras default: U(-a, a), a = sqrt(6 / (fan_in + fan_out))
+            a = math.sqrt(6.0 / (fan_in + fan_out))
+            weight.uniform_(-a, a)
+        elif name == "glorot_normal":
+            weight.normal_(0.0, math.sqrt(2.0 / (fan_in + fan_out)))
+        elif name == "he_uniform":
+            a = math.sqrt(6.0 / fan_in)
+            weight.uniform_(-a, a)
+        elif name == "he_normal":
+            weight.normal_(0.0, math.sqrt(2.0 / fan_in))
+        elif name == "zeros":
+            weight.zero_()
+        else:
+            raise ValueError(
+                f"kernel_initializer: unknown {name!r}; expected one of "
+                "'glorot_uniform', 'glorot_normal', 'he_uniform', 'he_normal', 'zeros'"
+            )
+
+
+class Layer(nn.Module):
+    """Base of brisk layers: lazily built from the input shape (PyTorch layout)."""
+
+    #: layers that need PyTorch's NCHW image layout (Sequential permutes NHWC input for them)
+    spatial = False
+
+    def __init__(self, input_shape: Shape | None = None, name: str | None = None):
+        super().__init__()
+        if input_shape is not None:
+            if not isinstance(input_shape, (tuple, list)) or not all(
+                isinstance(d, int) and d > 0 for d in input_shape
+            ):
+                raise ValueError(
+                    f"input_shape: expected a tuple of positive ints without the batch axis, "
+                    f"got {input_shape!r}"
+                )
+            input_shape = tuple(input_shape)
+        self.input_shape = input_shape
+        self.name = name
+        self.built = False
+        self.output_shape: Shape | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        self.built = True
+        self.output_shape = tuple(shape)
+        return self.output_shape
+
+    def flops(self, shape: Shape) -> int:
+        return 0
+
+    def get_config(self) -> dict:
+        cfg: dict[str, Any] = {"name": self.name}
+        if self.input_shape is not None:
+            cfg["input_shape"] = list(self.input_shape)
+        return cfg
+
+    def extra_repr(self) -> str:
+        cfg = {k: v for k, v in self.get_config().items() if v is not None and k != "name"}
+        return ", ".join(f"{k}={v!r}" for k, v in cfg.items())
+
+
+class Input(Layer):
+    """Declares the per-sample input shape (Keras layout, no batch axis)."""
+
+    def __init__(self, shape: Shape, name: str | None = None):
+        super().__init__(input_shape=tuple(shape) if shape is not None else None, name=name)
+        if self.input_shape is None:
+            raise ValueError("shape: Input needs a shape such as (784,) or (28, 28, 1)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def get_config(self) -> dict:
+        return {"shape": list(self.input_shape), "name": self.name}
+
+
+class Dense(Layer):
+    """Fully connected layer on the last axis: ``activation(x @ W + b)``."""
+
+    def __init__(
+        self,
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        input_shape: Shape | None = None,
+        kernel_initializer: str = "glorot_uniform",
+        name: str | None = None,
+    ):
+        super().__init__(input_shape, name)
+        self.units = _positive_int(units, "units")
+        self.activation = activation_name(activation)
+        self._act = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        _initialize(torch.empty(1, 1), kernel_initializer, 1, 1)  # validate the name early
+        self.linear: nn.Linear | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 1:
+            raise ValueError(
+                f"Dense expects flat per-sample inputs (features,), got shape {shape}; "
+                "add Flatten() or GlobalAveragePooling2D() before it"
+            )
+        self.linear = nn.Linear(shape[0], self.units, bias=self.use_bias)
+        _initialize(self.linear.weight, self.kernel_initializer, shape[0], self.units)
+        if self.use_bias:
+            nn.init.zeros_(self.linear.bias)
+        return super().build((self.units,))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._act(self.linear(x))
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+    def flops(self, shape: Shape) -> int:
+        return 2 * shape[0] * self.units + (self.units if self.use_bias else 0)
+
+    def get_config(self) -> dict:
+        return {
+            "units": self.units,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            **super().get_config(),
+        }
+
+
+class Conv2D(Layer):
+    """2-D convolution over images; Keras arguments, PyTorch kernels underneath."""
+
+    spatial = True
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int | tuple[int, int],
+        strides: int | tuple[int, int] = 1,
+        padding: str = "valid",
+        activation: str | None = None,
+        use_bias: bool = True,
+        input_shape: Shape | None = None,
+        kernel_initializer: str = "glorot_uniform",
+        name: str | None = None,
+    ):
+        super().__init__(input_shape, name)
+        self.filters = _positive_int(filters, "filters")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.strides = _pair(strides, "strides")
+        self.padding = _check_padding(padding)
+        self.activation = activation_name(activation)
+        self._act = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        self.conv: nn.Conv2d | None = None
+        self._pad: tuple[int, int, int, int] | None = None  # asymmetric 'same' only
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(
+                f"Conv2D expects image inputs of shape (height, width, channels), got a "
+                f"per-sample shape of rank {len(shape)}; add a channel axis, e.g. x[..., None]"
+            )
+        c, h, w = shape
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        pad: Any = 0
+        if self.padding == "same":
+            (t, b), (l, r) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
+            if t == b and l == r:
+                pad = (t, l)
+            else:
+                self._pad = (l, r, t, b)
+            oh, ow = -(-h // sh), -(-w // sw)
+        else:
+            if h < kh or w < kw:
+                raise ValueError(
+                    f"Conv2D kernel_size {self.kernel_size} is larger than its input {h}x{w}"
+                )
+            oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        self.conv = nn.Conv2d(c, self.filters, (kh, kw), (sh, sw), pad, bias=self.use_bias)
+        _initialize(self.conv.weight, self.kernel_initializer, c * kh * kw, self.filters * kh * kw)
+        if self.use_bias:
+            nn.init.zeros_(self.conv.bias)
+        return super().build((self.filters, oh, ow))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._act(self.forward_logits(x))
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is not None:
+            x = F.pad(x, self._pad)
+        return self.conv(x)
+
+    def flops(self, shape: Shape) -> int:
+        c = shape[0]
+        f, oh, ow = self.output_shape
+        kh, kw = self.kernel_size
+        return (2 * c * kh * kw + (1 if self.use_bias else 0)) * f * oh * ow
+
+    def get_config(self) -> dict:
+        return {
+            "filters": self.filters,
+            "kernel_size": list(self.kernel_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "kernel_initializer": self.kernel_initializer,
+            **super().get_config(),
+        }
+
+
+class _Pooling2D(Layer):
+    spatial = True
+    _kind = "max"
+
+    def __init__(
+        self,
+        pool_size: int | tuple[int, int] = (2, 2),
+        strides: int | tuple[int, int] | None = None,
+        padding: str = "valid",
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ):
+        super().__init__(input_shape, name)
+        self.pool_size = _pair(pool_size, "pool_size")
+        self.strides = _pair(strides, "strides") if strides is not None else self.pool_size
+        self.padding = _check_padding(padding)
+        self._pad: tuple[int, int, int, int] | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects image inputs (height, width, channels), "
+                f"got a per-sample shape of rank {len(shape)}"
+            )
+        c, h, w = shape
+        (kh, kw), (sh, sw) = self.pool_size, self.strides
+        if self.padding == "same":
+            (t, b), (l, r) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
+            if t or b or l or r:
+                self._pad = (l, r, t, b)
+            oh, ow = -(-h // sh), -(-w // sw)
+        else:
+            if h < kh or w < kw:
+                raise ValueError(f"{type(self).__name__} pool_size {self.pool_size} > input {h}x{w}")
+            oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        return super().build((c, oh, ow))
+
+    def flops(self, shape: Shape) -> int:
+        c, oh, ow = self.output_shape
+        return c * oh * ow * self.pool_size[0] * self.pool_size[1]
+
+    def get_config(self) -> dict:
+        return {
+            "pool_size": list(self.pool_size),
+            "strides": list(self.strides),
+            "padding": self.padding,
+            **super().get_config(),
+        }
+
+
+class MaxPooling2D(_Pooling2D):
+    """Max over ``pool_size`` windows (Keras 'same' pads with -inf, so padding never wins)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is not None:
+            x = F.pad(x, self._pad, value=float("-inf"))
+        return F.max_pool2d(x, self.pool_size, self.strides)
+
+
+class AveragePooling2D(_Pooling2D):
+    """Mean over ``pool_size`` windows; with 'same', padded pixels are not counted (Keras)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is None:
+            return F.avg_pool2d(x, self.pool_size, self.strides)
+        summed = F.avg_pool2d(F.pad(x, self._pad), self.pool_size, self.strides)
+        ones = torch.ones((1, 1, *x.shape[2:]), dtype=x.dtype, device=x.device)
+        counted = F.avg_pool2d(F.pad(ones, self._pad), self.pool_size, self.strides)
+        return summed / counted
+
+
+class GlobalAveragePooling2D(Layer):
+    """Mean over height and width: (H, W, C) -> (C,)."""
+
+    spatial = True
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"GlobalAveragePooling2D expects images, got rank {len(shape)}")
+        return super().build((shape[0],))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+    def flops(self, shape: Shape) -> int:
+        return math.prod(shape)
+
+
+class Flatten(Layer):
+    """Flattens each sample to a vector."""
+
+    def build(self, shape: Shape) -> Shape:
+        return super().build((math.prod(shape),))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+class Dropout(Layer):
+    """Zeroes a fraction ``rate`` of inputs while training, scaling the rest by 1/(1-rate)."""
+
+    def __init__(self, rate: float, input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(input_shape, name)
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f"rate: expected a float in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.dropout(x, self.rate, self.training)
+
+    def get_config(self) -> dict:
+        return {"rate": self.rate, **super().get_config()}
+
+
+class BatchNormalization(Layer):
+    """Batch normalization over the channel (last Keras) axis.
+
+    Keras's ``momentum=0.99`` keeps 99% of the running statistic per step; PyTorch's
+    ``momentum`` is the weight of the new batch, so it is ``1 - momentum`` here.
+    """
+
+    def __init__(
+        self,
+        momentum: float = 0.99,
+        epsilon: float = 1e-3,
+        input_shape: Shape | None = None,
+        name: str | None = None,
+    ):
+        super().__init__(input_shape, name)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum: expected a float in [0, 1), got {momentum!r}")
+        if not epsilon > 0:
+            raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+        self.momentum, self.epsilon = float(momentum), float(epsilon)
+        self.bn: nn.Module | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        cls = {1: nn.BatchNorm1d, 3: nn.BatchNorm2d}.get(len(shape))
+        if cls is None:
+            raise ValueError(f"BatchNormalization supports vectors and images, got rank {len(shape)}")
+        self.bn = cls(shape[0], eps=self.epsilon, momentum=1.0 - self.momentum)
+        return super().build(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(x)
+
+    def flops(self, shape: Shape) -> int:
+        return 2 * math.prod(shape)
+
+    def get_config(self) -> dict:
+        return {"momentum": self.momentum, "epsilon": self.epsilon, **super().get_config()}
+
+
+class Activation(Layer):
+    """Applies an activation by name: 'relu', 'gelu', 'silu', 'tanh', 'sigmoid', 'softmax'..."""
+
+    def __init__(self, activation: str, input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(input_shape, name)
+        self.activation = activation_name(activation)
+        self._act = get_activation(activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._act(x)
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def flops(self, shape: Shape) -> int:
+        return math.prod(shape)
+
+    def get_config(self) -> dict:
+        return {"activation": self.activation, **super().get_config()}
+
+
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (
+        Input,
+        Dense,
+        Conv2D,
+        MaxPooling2D,
+        AveragePooling2D,
+        GlobalAveragePooling2D,
+        Flatten,
+        Dropout,
+        BatchNormalization,
+        Activation,
+    )
+}
+
+__all__ = [*LAYERS, "Layer"]

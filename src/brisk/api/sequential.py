@@ -1,0 +1,344 @@
+"""``brisk.Sequential``: a Keras-style model that is a real ``torch.nn.Module``.
+
+``compile``/``fit``/``evaluate``/``predict`` delegate to one engine, ``brisk.Trainer``.
+
+Example::
+
+    import brisk
+    from brisk.layers import Dense
+    model = brisk.Sequential([
+        Dense(64, activation="relu", input_shape=(784,)),
+        Dense(10, activation="softmax"),
+    ])
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # history = model.fit(x_train, y_train, epochs=3, batch_size=32)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from brisk.api import layers as L
+from brisk.engine.checkpoint import atomic_write
+
+FORMAT = "brisk.Sequential"
+FORMAT_VERSION = 1
+
+
+class Sequential(nn.Module):
+    """A linear stack of layers (brisk layers or any ``nn.Module``)."""
+
+    def __init__(self, layers: Iterable[nn.Module] | None = None, name: str | None = None):
+        super().__init__()
+        self.name = name or "sequential"
+        self.layers = nn.ModuleList()
+        self._keras_input_shape: tuple[int, ...] | None = None
+        self._channels_last = False  # True when NHWC input is permuted to NCHW at entry
+        self.built = False
+        self._trainer = None
+        self._compile_config: dict | None = None
+        for layer in layers or []:
+            self.add(layer)
+
+    # ----------------------------------------------------------------- building
+    def add(self, layer: nn.Module) -> None:
+        """Append a layer; the model is rebuilt lazily from the input shape."""
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer: expected a brisk layer or torch.nn.Module, got {layer!r}")
+        if self.built:
+            raise ValueError("add: the model is already built; add layers before training")
+        if isinstance(layer, L.Input):
+            if len(self.layers):
+                raise ValueError("add: Input must be the first layer")
+            self._keras_input_shape = layer.input_shape
+            return
+        if not len(self.layers) and getattr(layer, "input_shape", None) is not None:
+            self._keras_input_shape = tuple(layer.input_shape)
+        self.layers.append(layer)
+
+    @property
+    def data_format(self) -> str:
+        """'channels_last' when image inputs are given as (N, H, W, C), as in Keras."""
+        return "channels_last" if self._channels_last else "channels_first"
+
+    @property
+    def input_shape(self) -> tuple[int, ...] | None:
+        return self._keras_input_shape
+
+    def build(self, input_shape: Iterable[int]) -> None:
+        """Create every layer's parameters for per-sample ``input_shape`` (Keras layout)."""
+        shape = tuple(int(d) for d in input_shape)
+        if self.built:
+            if shape != self._keras_input_shape:
+                raise ValueError(
+                    f"x: per-sample input shape {shape} does not fit the model, which was "
+                    f"built for {self._keras_input_shape}"
+                )
+            return
+        if not len(self.layers):
+            raise ValueError("Sequential: the model has no layers; add some before using it")
+        spatial = any(getattr(layer, "spatial", False) for layer in self.layers)
+        self._channels_last = spatial and len(shape) == 3
+        cur = (shape[2], shape[0], shape[1]) if self._channels_last else shape
+        self._shapes = []
+        for layer in self.layers:
+            if isinstance(layer, L.Layer):
+                out = layer.build(cur)
+            else:  # an arbitrary module: infer its output shape by running it on zeros
+                with torch.no_grad():
+                    was = layer.training
+                    layer.eval()
+                    out = tuple(layer(torch.zeros(2, *cur)).shape[1:])
+                    layer.train(was)
+            self._shapes.append((cur, tuple(out)))
+            cur = tuple(out)
+        self._keras_input_shape = shape
+        self.built = True
+
+    def _display_shape(self, shape: tuple[int, ...]) -> tuple:
+        if self._channels_last and len(shape) == 3:
+            shape = (shape[1], shape[2], shape[0])
+        return (None, *shape)
+
+    @property
+    def output_shape(self) -> tuple | None:
+        return self._display_shape(self._shapes[-1][1]) if self.built else None
+
+    @property
+    def output_activation(self) -> str | None:
+        """'softmax' or 'sigmoid' when the last layer ends in one (the loss then uses logits)."""
+        last = self.layers[-1] if len(self.layers) else None
+        act = getattr(last, "activation", None)
+        if isinstance(last, nn.Softmax):
+            return "softmax"
+        if isinstance(last, nn.Sigmoid):
+            return "sigmoid"
+        return act if act in ("softmax", "sigmoid") and hasattr(last, "forward_logits") else None
+
+    # ----------------------------------------------------------------- forward
+    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.built:
+            self.build(x.shape[1:])
+            self.to(x.device)
+        if self._channels_last:
+            if x.dim() != 4:
+                raise ValueError(
+                    f"x: expected image batches of shape (N, H, W, C), got shape {tuple(x.shape)}"
+                )
+            x = x.permute(0, 3, 1, 2)  # a free view: NHWC memory is channels_last NCHW
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._enter(x)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs before a final softmax/sigmoid, for numerically stable losses."""
+        if self.output_activation is None:
+            return self(x)
+        x = self._enter(x)
+        *body, last = self.layers
+        for layer in body:
+            x = layer(x)
+        return x if isinstance(last, (nn.Softmax, nn.Sigmoid)) else last.forward_logits(x)
+
+    # ----------------------------------------------------------------- summary
+    def count_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def summary(self, print_fn=print) -> str:
+        """Per layer: output shape, parameters and FLOPs per sample; then totals."""
+        if not self.built:
+            if self._keras_input_shape is None:
+                raise ValueError(
+                    "summary: the model is not built; give the first layer input_shape=, "
+                    "add an Input(shape), or call it on data first"
+                )
+            self.build(self._keras_input_shape)
+        rows = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
+        total_flops = 0
+        for i, (layer, (shape_in, shape_out)) in enumerate(zip(self.layers, self._shapes)):
+            params = sum(p.numel() for p in layer.parameters())
+            flops = layer.flops(shape_in) if isinstance(layer, L.Layer) else 0
+            total_flops += flops
+            name = getattr(layer, "name", None) or f"{type(layer).__name__.lower()}_{i}"
+            rows.append(
+                (f"{name} ({type(layer).__name__})", str(self._display_shape(shape_out)),
+                 f"{params:,}", f"{flops:,}")
+            )
+        widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
+        line = "-" * sum(widths)
+        fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        total = self.count_params()
+        out = [f'Model: "{self.name}"', line, fmt(rows[0]), "=" * sum(widths)]
+        out += [fmt(r) for r in rows[1:]]
+        out += [
+            "=" * sum(widths),
+            f"Total params: {total:,}",
+            f"Trainable params: {trainable:,}",
+            f"Non-trainable params: {total - trainable:,}",
+            f"FLOPs per sample (forward): {total_flops:,}",
+            line,
+        ]
+        text = "\n".join(out)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    # ----------------------------------------------------------------- Keras front
+    def compile(self, optimizer: Any = "rmsprop", loss: Any = None, metrics: Any = None,
+                **trainer_options: Any) -> None:
+        """Configure training (Keras signature). Extra options go to ``brisk.Trainer``
+        (``device``, ``precision``, ``compile``, ``schedule``, ``accumulate``, ...).
+
+        Nothing is frozen here: trainable flags, the device and the optimizer's parameter
+        groups are read when ``fit`` runs.
+        """
+        from brisk.engine.trainer import Trainer
+
+        if loss is None:
+            raise ValueError("loss: compile needs a loss, e.g. 'sparse_categorical_crossentropy'")
+        self._trainer = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
+                                **trainer_options)
+        self._compile_config = _compile_config(optimizer, loss, metrics)
+
+    @property
+    def trainer(self):
+        if self._trainer is None:
+            raise ValueError("the model is not compiled; call model.compile(optimizer, loss) first")
+        return self._trainer
+
+    def fit(self, x=None, y=None, **kwargs):
+        """Train; see ``brisk.Trainer.fit``. Returns a ``History``."""
+        return self.trainer.fit(x, y, **kwargs)
+
+    def evaluate(self, x=None, y=None, **kwargs):
+        return self.trainer.evaluate(x, y, **kwargs)
+
+    def predict(self, x, **kwargs):
+        if self._trainer is None:  # Keras allows predict on an uncompiled model
+            from brisk.engine.trainer import Trainer
+
+            return Trainer(self, loss=None).predict(x, **kwargs)
+        return self._trainer.predict(x, **kwargs)
+
+    @property
+    def stop_training(self) -> bool:
+        return self.trainer.stop_training
+
+    @stop_training.setter
+    def stop_training(self, value: bool) -> None:
+        self.trainer.stop_training = bool(value)
+
+    @property
+    def history(self):
+        return self.trainer.history
+
+    # ----------------------------------------------------------------- saving
+    def get_config(self) -> dict:
+        specs = []
+        for layer in self.layers:
+            if not isinstance(layer, L.Layer) or type(layer).__name__ not in L.LAYERS:
+                raise TypeError(
+                    f"save: layer {type(layer).__name__} is not a brisk layer, so the "
+                    "architecture cannot be written; save the weights with "
+                    "torch.save(model.state_dict(), path) instead"
+                )
+            specs.append({"class": type(layer).__name__, "config": layer.get_config()})
+        return {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "name": self.name,
+            "input_shape": list(self._keras_input_shape) if self._keras_input_shape else None,
+            "layers": specs,
+            "compile": self._compile_config,
+        }
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write architecture, weights and compile settings to one safetensors file,
+        atomically (a crash never leaves a half-written file at ``path``)."""
+        from safetensors.torch import save_file
+
+        if not self.built:
+            raise ValueError("save: the model is not built yet; train it or call build() first")
+        config = self.get_config()
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": json.dumps(config)}))
+
+
+def _compile_config(optimizer, loss, metrics) -> dict | None:
+    """The compile arguments, when they can be written as JSON (names or configs)."""
+
+    def enc(v):
+        if v is None or isinstance(v, str):
+            return v
+        if hasattr(v, "get_config"):
+            return {"class": type(v).__name__, "config": v.get_config()}
+        raise TypeError
+
+    try:
+        cfg = {
+            "optimizer": enc(optimizer),
+            "loss": enc(loss) if isinstance(loss, str) else None,
+            "metrics": [m for m in metrics if isinstance(m, str)] if metrics else None,
+        }
+        json.dumps(cfg)
+        return cfg
+    except TypeError:
+        return None
+
+
+def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
+    """Load a model written by ``Sequential.save``; compiled again when it was compiled.
+
+    Example::
+
+        model.save("mlp.safetensors")
+        same = brisk.load_model("mlp.safetensors")
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"load_model: no such file {path!r}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for corrupt headers
+        raise ValueError(f"load_model: {path!r} is not a brisk model file ({e})") from e
+    if "brisk" not in meta:
+        raise ValueError(f"load_model: {path!r} has no brisk model config")
+    config = json.loads(meta["brisk"])
+    if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
+        raise ValueError(f"load_model: {path!r} has unsupported format {config.get('format')!r}")
+    model = Sequential(name=config.get("name"))
+    for spec in config["layers"]:
+        cls = L.LAYERS[spec["class"]]
+        cfg = dict(spec["config"])
+        if "input_shape" in cfg:
+            cfg["input_shape"] = tuple(cfg["input_shape"])
+        model.add(cls(**cfg))
+    if config.get("input_shape"):
+        model.build(tuple(config["input_shape"]))
+    model.load_state_dict(load_file(path))
+    comp = config.get("compile")
+    if compile and comp and comp.get("loss"):
+        opt = comp["optimizer"]
+        if isinstance(opt, dict):
+            from brisk.optim import registry
+
+            opt = registry.OPTIMIZERS[opt["class"].lower()](**opt["config"])
+        model.compile(optimizer=opt, loss=comp["loss"], metrics=comp.get("metrics"))
+    return model
+
+

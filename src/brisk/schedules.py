@@ -1,0 +1,3 @@
+"""Learning-rate schedules (see brisk.optim.schedules)."""
+
+from brisk.optim.schedules import *  # noqa: F403

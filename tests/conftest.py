@@ -1,0 +1,32 @@
+"""Shared fixtures: the real MNIST files from ../shared/data (never downloaded)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("BRISK_TEST_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "mnist").is_dir():
+        pytest.fail(f"real datasets not found at {DATA_DIR} (set BRISK_TEST_DATA)")
+    return DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def mnist(data_dir):
+    from brisk import datasets
+
+    return datasets.load_mnist(data_dir=data_dir)

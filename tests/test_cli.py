@@ -1,0 +1,52 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import brisk
+from brisk.cli import main
+
+SRC = str(Path(brisk.__file__).resolve().parents[1])
+
+
+def run_cli(*args, env_extra=None):
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "brisk", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+def test_brisk_train_runs_offline_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    # No network is used: an unreachable proxy makes any download attempt fail loudly.
+    r = run_cli("train", "--epochs", "8", "--out", str(out),
+                env_extra={"HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9"})
+    assert r.returncode == 0, r.stderr
+    assert "test accuracy:" in r.stdout and "samples/s" in r.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert result["dataset"] == "digits" and result["test_accuracy"] >= 0.9
+    lines = (out / "history.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("epoch,loss,accuracy") and len(lines) == 9
+    model = brisk.load_model(out / "model.safetensors")
+    (_, _), (xt, yt) = brisk.datasets.load_digits()
+    assert model.evaluate(xt, yt, return_dict=True)["accuracy"] == result["test_accuracy"] or abs(
+        model.evaluate(xt, yt, return_dict=True)["accuracy"] - result["test_accuracy"]) < 1e-4
+
+
+def test_help_explains_every_option(capsys):
+    r = run_cli("train", "--help")
+    assert r.returncode == 0
+    for opt in ("--dataset", "--data-dir", "--model", "--optimizer", "--lr", "--epochs",
+                "--batch-size", "--device", "--seed", "--out"):
+        assert opt in r.stdout
+    assert main([]) == 0 and "train" in capsys.readouterr().out
+
+
+def test_cli_cnn_on_digits_and_bad_options(capsys):
+    assert main(["train", "--model", "cnn", "--epochs", "1", "--verbose", "0"]) == 0
+    assert "test accuracy" in capsys.readouterr().out
+    r = run_cli("train", "--epochs", "0")
+    assert r.returncode == 2 and "expected a positive integer" in r.stderr
+    assert main(["train", "--optimizer", "adamm", "--epochs", "1"]) == 2
+    assert "adam" in capsys.readouterr().err
