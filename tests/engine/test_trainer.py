@@ -55,7 +55,10 @@ def test_keras_convnet_reaches_98_percent_on_mnist(mnist):
     ])
     model.compile(loss="categorical_crossentropy", optimizer="adam", metrics=["accuracy"], seed=0)
     y1 = np.eye(10, dtype="float32")[y]
-    model.fit(x, y1, batch_size=128, epochs=1, validation_split=0.1, verbose=0)
+    # Keras's own log for this example shows ~97.7% after epoch 1 and >98% from epoch 2-3;
+    # brisk measured 0.974-0.976 after 1 and 0.982-0.983 after 2 epochs (seeds 0-2), so
+    # one epoch cannot carry a 98% bar: train 3, as the example's early epochs do.
+    model.fit(x, y1, batch_size=128, epochs=3, validation_split=0.1, verbose=0)
     _, acc = model.evaluate(xt, np.eye(10, dtype="float32")[yt])
     assert acc >= 0.98
 
