@@ -1,0 +1,195 @@
+"""fold == unfolded in eval mode; fewer modules; refusals."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from brisk.compress import fold, make_permanent, prune
+
+
+def randomize_bn(model, seed=0):
+    """Non-trivial running stats and affine parameters (as after training)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.5)
+                m.running_var.copy_(torch.rand(n, generator=g) * 2 + 0.2)
+                if m.affine:
+                    m.weight.copy_(torch.randn(n, generator=g))
+                    m.bias.copy_(torch.randn(n, generator=g))
+    return model
+
+
+def rel_err(a, b):
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def count(model, kinds):
+    return sum(isinstance(m, kinds) for m in model.modules())
+
+
+def check(model, x, tol=1e-5):
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    folded = fold(model)
+    with torch.no_grad():
+        out = folded(x)
+    assert rel_err(out, ref) < tol
+    assert count(folded, (_BatchNorm, nn.Dropout, nn.Identity)) == 0
+    assert len(list(folded.modules())) < len(list(model.modules()))
+    return folded
+
+
+def test_conv_bn_all_dims():
+    torch.manual_seed(0)
+    check(
+        randomize_bn(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())),
+        torch.randn(4, 3, 10, 10),
+    )
+    check(
+        randomize_bn(nn.Sequential(nn.Conv1d(3, 8, 3), nn.BatchNorm1d(8), nn.Tanh())),
+        torch.randn(4, 3, 20),
+    )
+    check(
+        randomize_bn(nn.Sequential(nn.Conv3d(2, 4, 3, bias=False), nn.BatchNorm3d(4))),
+        torch.randn(2, 2, 6, 6, 6),
+    )
+    f = check(
+        randomize_bn(nn.Sequential(nn.Conv2d(3, 8, 3), nn.BatchNorm2d(8, affine=False))),
+        torch.randn(4, 3, 9, 9),
+    )
+    assert isinstance(f[0], nn.Conv2d) and len(f) == 1
+
+
+def test_bn_trained_a_few_steps():
+    torch.manual_seed(1)
+    model = nn.Sequential(
+        nn.Conv2d(1, 6, 3), nn.BatchNorm2d(6), nn.ReLU(), nn.Flatten(), nn.Linear(6 * 8 * 8, 4)
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(16, 1, 10, 10) * 3 + 1
+    for _ in range(5):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+    assert not torch.allclose(model[1].running_mean, torch.zeros(6))
+    check(model, x)
+
+
+def test_linear_bn_linear_linear_dropout():
+    torch.manual_seed(0)
+    model = randomize_bn(
+        nn.Sequential(
+            nn.Linear(20, 30),
+            nn.BatchNorm1d(30),
+            nn.ReLU(),
+            nn.Linear(30, 25),
+            nn.Dropout(0.5),
+            nn.Linear(25, 10),
+            nn.Identity(),
+            nn.Linear(10, 5),
+        )
+    )
+    f = check(model, torch.randn(8, 20))
+    assert [type(m) for m in f] == [nn.Linear, nn.ReLU, nn.Linear]
+    assert f[2].weight.shape == (5, 30)
+
+
+def test_bottleneck_is_not_merged():
+    model = nn.Sequential(nn.Linear(100, 2), nn.Linear(2, 100)).eval()
+    f = fold(model)
+    assert len(f) == 2  # merging would cost 10000 MACs instead of 400
+
+
+def test_nested_sequential():
+    torch.manual_seed(0)
+    inner = nn.Sequential(
+        nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Dropout2d(0.1)
+    )
+    model = randomize_bn(
+        nn.Sequential(
+            nn.Conv2d(3, 4, 1),
+            nn.BatchNorm2d(4),
+            inner,
+            nn.Sequential(nn.Identity()),
+            nn.Flatten(),
+            nn.Linear(4 * 5 * 5, 3),
+        )
+    )
+    f = check(model, torch.randn(2, 3, 5, 5))
+    assert isinstance(f[1], nn.Sequential) and len(f[1]) == 2
+
+
+class Block(nn.Module):
+    """Tiny ResNet basic block: conv-bn-relu-conv-bn + skip."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+        self.conv2, self.bn2 = nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + x)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.block = Block(8)
+        self.drop = nn.Dropout(0.3)
+        self.head = nn.Linear(8, 10)
+        self.head_bn = nn.BatchNorm1d(10)
+
+    def forward(self, x):
+        x = self.block(self.stem(x))
+        x = F.dropout(x.mean(dim=(2, 3)), p=0.2, training=False)
+        return self.head_bn(self.head(self.drop(x)))
+
+
+def test_fx_residual_model():
+    torch.manual_seed(0)
+    model = randomize_bn(Net())
+    before = copy.deepcopy(model.state_dict())
+    f = check(model, torch.randn(4, 3, 12, 12))
+    assert isinstance(f, torch.fx.GraphModule)
+    assert count(f, nn.Conv2d) == 3 and count(f, nn.Linear) == 1
+    assert "dropout" not in f.code
+    # the input is left untouched
+    assert count(model, _BatchNorm) == 4
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_refusals():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with pytest.raises(ValueError, match="training mode; call model.eval"):
+        fold(model)
+    model.eval()
+    prune(model, amount=0.5)
+    with pytest.raises(ValueError, match="make_permanent"):
+        fold(model)
+    make_permanent(model)
+    assert isinstance(fold(model)[0], nn.Conv2d)
+
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            if x.sum() > 0:  # data-dependent control flow: not traceable
+                return self.fc(x)
+            return x
+
+    with pytest.raises(TypeError, match="not traceable.*nn.Sequential"):
+        fold(Branchy().eval())

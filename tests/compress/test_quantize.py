@@ -1,0 +1,128 @@
+"""int8 quantization: smaller, and close to the float model on a trained tiny classifier."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+from brisk.compress import convert_qat, model_size_bytes, prune, quantize
+
+
+def blobs(n, seed):
+    """4 Gaussian classes in 32 dims (fixed centres), a task an MLP learns to ~97%+."""
+    g = torch.Generator().manual_seed(100)
+    centres = torch.randn(4, 32, generator=g) * 1.2
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, 4, (n,), generator=g)
+    return centres[y] + torch.randn(n, 32, generator=g), y
+
+
+def train(model, x, y, steps=150, lr=3e-3):
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    for i in range(steps):
+        idx = torch.arange(i * 64, (i + 1) * 64) % len(x)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+    return model.eval()
+
+
+def accuracy(model, x, y):
+    with torch.no_grad():
+        return float((model(x).argmax(1) == y).float().mean())
+
+
+@pytest.fixture(scope="module")
+def trained_mlp():
+    torch.manual_seed(0)
+    x, y = blobs(4096, 1)
+    model = nn.Sequential(
+        nn.Linear(32, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 4)
+    )
+    return train(model, x, y)
+
+
+@pytest.mark.parametrize("mode", ["dynamic", "static"])
+def test_mlp_int8_accuracy_and_size(trained_mlp, mode):
+    x, y = blobs(4000, 2)
+    xc, _ = blobs(1024, 3)
+    q = quantize(trained_mlp, mode=mode, calibration_data=xc if mode == "static" else None)
+    acc_f, acc_q = accuracy(trained_mlp, x, y), accuracy(q, x, y)
+    assert acc_f > 0.9
+    assert abs(acc_f - acc_q) <= 0.01  # within 1 point
+    with torch.no_grad():
+        agree = float((q(x).argmax(1) == trained_mlp(x).argmax(1)).float().mean())
+    assert agree >= 0.99
+    assert model_size_bytes(q) < 0.4 * model_size_bytes(trained_mlp)  # int8 weights ~ 1/4
+    assert trained_mlp[0].weight.dtype == torch.float32  # input untouched
+
+
+def test_static_cnn_with_bn_from_batches():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 8, 3),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 3 * 3, 10),
+    )
+    x = torch.rand(256, 1, 12, 12)
+    model.train()
+    with torch.no_grad():
+        model(x)  # BN running stats from data
+    model.eval()
+    batches = [(x[i : i + 64], None) for i in range(0, 256, 64)]  # (x, y) pairs
+    q = quantize(model, mode="static", calibration_data=batches)
+    with torch.no_grad():
+        ref, out = model(x), q(x)
+    assert float((out - ref).abs().max()) < 0.05 * float(ref.abs().max())
+    assert float((out.argmax(1) == ref.argmax(1)).float().mean()) >= 0.95
+    assert "Quantized" in str(q)
+    assert model_size_bytes(q) < model_size_bytes(model)
+
+
+def test_pruned_model_is_made_permanent_on_the_copy(trained_mlp):
+    import copy
+
+    model = copy.deepcopy(trained_mlp)
+    prune(model, amount=0.5)
+    q = quantize(model, "dynamic")
+    x, _ = blobs(200, 4)
+    with torch.no_grad():
+        assert float((q(x) - model(x)).abs().max()) < 0.2
+    assert hasattr(model[0], "weight_orig")  # the caller's model keeps its masks
+
+
+def test_qat_round_trip(trained_mlp):
+    x, y = blobs(2048, 5)
+    qat = quantize(trained_mlp, "qat", example_inputs=x[:8])
+    assert qat.training
+    opt = torch.optim.SGD(qat.parameters(), lr=1e-3)
+    for i in range(10):
+        opt.zero_grad()
+        nn.functional.cross_entropy(
+            qat(x[i * 64 : (i + 1) * 64]), y[i * 64 : (i + 1) * 64]
+        ).backward()
+        opt.step()
+    q = convert_qat(qat)
+    assert abs(accuracy(q, x, y) - accuracy(trained_mlp, x, y)) <= 0.02
+    assert model_size_bytes(q) < 0.4 * model_size_bytes(trained_mlp)
+
+
+def test_errors(trained_mlp):
+    with pytest.raises(ValueError, match="calibration_data"):
+        quantize(trained_mlp, mode="static")
+    with pytest.raises(ValueError, match="did you mean 'static'"):
+        quantize(trained_mlp, mode="statik")
+    with pytest.raises(ValueError, match="backend"):
+        quantize(trained_mlp, backend="tpu")
+    with pytest.raises(ValueError, match="example_inputs"):
+        quantize(trained_mlp, mode="qat")
+    with pytest.raises(TypeError, match="convert_qat|quantize"):
+        convert_qat(trained_mlp)
+    m = nn.Sequential(nn.Linear(4, 4))
+    with pytest.raises(ValueError, match="training mode"):
+        quantize(m, mode="static", calibration_data=torch.randn(8, 4))
