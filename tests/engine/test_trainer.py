@@ -199,9 +199,9 @@ def test_trainable_flags_read_at_fit_time_not_compile_time():
     frozen = [p.clone() for p in model.layers[0].parameters()]
     last = [p.clone() for p in model.layers[1].parameters()]
     model.fit(x, y, epochs=1, verbose=0)
-    for a, b in zip(frozen, model.layers[0].parameters()):
+    for a, b in zip(frozen, model.layers[0].parameters(), strict=False):
         torch.testing.assert_close(a, b)
-    assert any(not torch.equal(a, b) for a, b in zip(last, model.layers[1].parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(last, model.layers[1].parameters(), strict=False))
 
 
 def test_softmax_output_loss_is_computed_from_logits():

@@ -229,11 +229,11 @@ class Conv2D(Layer):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
         pad: Any = 0
         if self.padding == "same":
-            (t, b), (l, r) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
-            if t == b and l == r:
-                pad = (t, l)
+            (t, b), (left, right) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
+            if t == b and left == right:
+                pad = (t, left)
             else:
-                self._pad = (l, r, t, b)
+                self._pad = (left, right, t, b)
             oh, ow = -(-h // sh), -(-w // sw)
         else:
             if h < kh or w < kw:
@@ -301,9 +301,9 @@ class _Pooling2D(Layer):
         c, h, w = shape
         (kh, kw), (sh, sw) = self.pool_size, self.strides
         if self.padding == "same":
-            (t, b), (l, r) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
-            if t or b or l or r:
-                self._pad = (l, r, t, b)
+            (t, b), (left, right) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
+            if t or b or left or right:
+                self._pad = (left, right, t, b)
             oh, ow = -(-h // sh), -(-w // sw)
         else:
             if h < kh or w < kw:

@@ -165,7 +165,7 @@ class Sequential(nn.Module):
             self.build(self._keras_input_shape)
         rows = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
         total_flops = 0
-        for i, (layer, (shape_in, shape_out)) in enumerate(zip(self.layers, self._shapes)):
+        for i, (layer, (shape_in, shape_out)) in enumerate(zip(self.layers, self._shapes, strict=False)):
             params = sum(p.numel() for p in layer.parameters())
             flops = layer.flops(shape_in) if isinstance(layer, L.Layer) else 0
             total_flops += flops
@@ -176,7 +176,7 @@ class Sequential(nn.Module):
             )
         widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
         line = "-" * sum(widths)
-        fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths))  # noqa: E731
+        fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths, strict=False))  # noqa: E731
         trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
         total = self.count_params()
         out = [f'Model: "{self.name}"', line, fmt(rows[0]), "=" * sum(widths)]

@@ -425,7 +425,7 @@ class Trainer:
             return {}
         values = torch.stack(self._stats).tolist()
         names = ["loss", *[m.name for m in self.metrics]]
-        return {k: v / max(c, 1) for k, v, c in zip(names, values, self._counts)}
+        return {k: v / max(c, 1) for k, v, c in zip(names, values, self._counts, strict=False)}
 
     # ------------------------------------------------------------------ steps
     def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float) -> None:
