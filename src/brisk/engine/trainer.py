@@ -154,6 +154,10 @@ class Trainer:
     ):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
+        # A module the user already passed through torch.compile: train and save the
+        # original (its state_dict keys carry no "_orig_mod." prefix) and compile here.
+        if isinstance(getattr(module, "_orig_mod", None), nn.Module):
+            module, compile = module._orig_mod, compile or True
         self.module = module
         self.device = select_device(device)
         self.loss_fn = losses_mod.get(loss) if loss is not None else None
@@ -188,6 +192,7 @@ class Trainer:
             self.optimizer_spec = optim_registry.resolve(optimizer)
         self._params_key: tuple | None = None
         self._fwd = None
+        self._fwd_loss = None
         self.global_step = 0
         self.epoch = 0
         self.stop_training = False
@@ -252,11 +257,15 @@ class Trainer:
         finally:
             m.train(was)
         self._out_shape = tuple(out.shape[1:])
-        if self.compile and self._fwd is None:
+        self._fwd = fn
+        if self.compile and self._fwd_loss is None:
+            # Forward and loss as one graph (AOTAutograd compiles its backward too); the
+            # optimizer step is already a fused/foreach kernel. dynamic=False: training
+            # batches are full (drop_last), so shapes stay static and nothing recompiles.
             mode = None if self.compile in (True, "default") else self.compile
-            self._fwd = torch.compile(fn, mode=mode, dynamic=False)
+            self._fwd_loss = torch.compile(self._forward_loss, mode=mode, dynamic=False)
         elif not self.compile:
-            self._fwd = fn
+            self._fwd_loss = self._forward_loss
 
     def _ensure_optimizer(self) -> None:
         """Build the optimizer from the parameters that are trainable *now* (nothing is
@@ -428,10 +437,14 @@ class Trainer:
         return {k: v / max(c, 1) for k, v, c in zip(names, values, self._counts, strict=False)}
 
     # ------------------------------------------------------------------ steps
-    def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float) -> None:
+    def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model outputs (logits where the loss takes them) and the loss, in float32."""
         with self.precision.autocast():
             out = self._fwd(xb)
-        loss = self.loss_fn(out.float(), yb)
+        return out, self.loss_fn(out.float(), yb)
+
+    def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float) -> None:
+        out, loss = self._fwd_loss(xb, yb)
         self.precision.backward(loss * weight if weight != 1.0 else loss)
         self._accumulate(loss, out, yb)
 
@@ -596,9 +609,8 @@ class Trainer:
         saved = (self._stats, self._counts)
         self._reset_stats()
         for xb, yb in self._batches(loader):
-            with self.precision.autocast():
-                out = self._fwd(xb)
-            self._accumulate(self.loss_fn(out.float(), yb), out, yb)
+            out, loss = self._fwd_loss(xb, yb)
+            self._accumulate(loss, out, yb)
         logs = self._read_stats()
         self._stats, self._counts = saved
         return logs

@@ -1,0 +1,110 @@
+"""Precision policy: every mode trains like fp32; fp16 skips overflowing steps; the scaler
+state survives a checkpoint."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import brisk
+from brisk.engine.precision import Precision, resolve_mode
+from brisk.layers import Dense, Flatten
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return brisk.datasets.load_digits()
+
+
+def _mlp(shape):
+    return brisk.Sequential([Flatten(input_shape=shape), Dense(64, activation="relu"),
+                             Dense(10, activation="softmax")])
+
+
+@pytest.fixture(scope="module")
+def fp32_accuracy(digits):
+    (x, y), (xt, yt) = digits
+    m = _mlp(x.shape[1:])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+              precision="fp32", seed=0)
+    m.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    return m.evaluate(xt, yt)[1]
+
+
+@pytest.mark.parametrize("mode", ["bf16-mixed", "fp16-mixed", "bf16"])
+def test_each_mode_trains_to_the_fp32_accuracy_band(digits, fp32_accuracy, mode):
+    (x, y), (xt, yt) = digits
+    m = _mlp(x.shape[1:])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+              precision=mode, seed=0)
+    m.fit(x, y, epochs=10, batch_size=32, verbose=0)
+    acc = m.evaluate(xt, yt)[1]
+    assert fp32_accuracy > 0.93
+    # Half-precision rounding changes the trajectory, not the result: within 2 points.
+    assert abs(acc - fp32_accuracy) <= 0.02, (mode, acc, fp32_accuracy)
+    weight = m.layers[1].linear.weight
+    # Mixed modes keep float32 master weights; pure bf16 stores the weights in bfloat16.
+    assert weight.dtype == (torch.bfloat16 if mode == "bf16" else torch.float32)
+    if mode == "fp16-mixed":
+        assert m.trainer.precision.skipped_steps == 0  # nothing overflowed on this data
+
+
+def test_auto_is_fp32_on_cpu_and_bad_modes_are_refused():
+    assert resolve_mode("auto", torch.device("cpu")) == "fp32"
+    with pytest.raises(ValueError, match="precision: expected one of"):
+        Precision("fp8", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        brisk.Trainer(nn.Linear(2, 2), precision="half")
+
+
+def test_fp16_skips_overflowing_steps_and_counts_them():
+    torch.manual_seed(0)
+    net = nn.Linear(4, 3)
+    trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy", precision="fp16-mixed")
+    x = torch.randn(64, 4)
+    y = torch.randint(0, 3, (64,))
+    trainer.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)  # builds everything
+    assert trainer.precision.skipped_steps == 0
+    before = [p.detach().clone() for p in net.parameters()]
+    scale = trainer.precision.scaler.get_scale()
+    # 1e6 is finite in float32 but overflows float16 (max 65504): under autocast the
+    # first batch's forward pass produces inf, so its gradients are inf/nan.
+    bad = x.clone()
+    bad[:16] = 1e6
+    trainer.fit(bad[:16], y[:16], epochs=1, batch_size=16, verbose=0)
+    assert trainer.precision.skipped_steps == 1
+    for a, b in zip(before, net.parameters(), strict=True):
+        assert torch.equal(a, b)  # the overflowing step changed nothing
+    assert trainer.precision.scaler.get_scale() == scale / 2  # the scaler backed off
+    trainer.fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert trainer.precision.skipped_steps == 1
+    assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters(), strict=True))
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+
+
+def test_scaler_state_round_trips_through_a_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 4), torch.randint(0, 3, (64,))
+    bad = x.clone()
+    bad[:16] = 1e6
+    a = brisk.Trainer(nn.Linear(4, 3), optimizer="adam", loss="cross_entropy",
+                      precision="fp16-mixed")
+    a.fit(x, y, epochs=2, batch_size=16, verbose=0)
+    a.fit(bad[:16], y[:16], epochs=1, batch_size=16, verbose=0)  # one skip, scale halved
+    a.save_checkpoint(tmp_path / "fp16.pt")
+    b = brisk.Trainer(nn.Linear(4, 3), optimizer="adam", loss="cross_entropy",
+                      precision="fp16-mixed")
+    b.fit(x[:16], y[:16], epochs=1, batch_size=16, verbose=0)
+    assert b.precision.scaler.get_scale() != a.precision.scaler.get_scale()
+    b.load_checkpoint(tmp_path / "fp16.pt")
+    assert b.precision.skipped_steps == a.precision.skipped_steps == 1
+    assert b.precision.scaler.state_dict() == a.precision.scaler.state_dict()
+    # Resumed, both continue identically.
+    for t in (a, b):
+        t.fit(x, y, epochs=1, batch_size=16, shuffle=False, verbose=0)
+    np.testing.assert_array_equal(a.predict(x), b.predict(x))
+    # A checkpoint from another precision mode is refused, not silently mixed.
+    c = brisk.Trainer(nn.Linear(4, 3), optimizer="adam", loss="cross_entropy", precision="fp32")
+    c.fit(x[:16], y[:16], epochs=1, batch_size=16, verbose=0)
+    with pytest.raises(ValueError, match="precision: checkpoint was written with 'fp16-mixed'"):
+        c.load_checkpoint(tmp_path / "fp16.pt")
