@@ -1,4 +1,20 @@
-"""Callbacks (``brisk.callbacks.Callback``, ``History``, ``EarlyStopping``, ...)."""
+"""Callbacks: ``Callback`` (the do-nothing base), ``History``, ``EarlyStopping``,
+``ModelCheckpoint`` and ``ReduceLROnPlateau`` (Keras names and semantics)."""
 
-from brisk.engine.callbacks import *  # noqa: F403
-from brisk.engine.callbacks import Callback, CallbackList, History  # noqa: F401
+from brisk.engine.callbacks import (
+    Callback,
+    CallbackList,
+    EarlyStopping,
+    History,
+    ModelCheckpoint,
+)
+from brisk.optim.schedules import ReduceLROnPlateau
+
+__all__ = [
+    "Callback",
+    "CallbackList",
+    "EarlyStopping",
+    "History",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
+]

@@ -119,3 +119,102 @@ class History(Callback):
         self.epoch.append(epoch)
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(float(v))
+
+
+def _monitor_mode(monitor: str, mode: str) -> bool:
+    """True when larger is better. Keras: 'auto' maximizes names containing 'acc'."""
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
+    return mode == "max" or (mode == "auto" and "acc" in monitor)
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs
+    (Keras semantics); ``restore_best_weights`` puts back the best epoch's weights.
+
+    Example::
+
+        model.fit(x, y, epochs=100, validation_split=0.1,
+                  callbacks=[EarlyStopping(monitor="val_loss", patience=3)])
+    """
+
+    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
+                 mode: str = "auto", restore_best_weights: bool = False):
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"patience: expected an int >= 0, got {patience!r}")
+        self.monitor, self.patience = monitor, patience
+        self.min_delta = abs(float(min_delta))
+        self._maximize = _monitor_mode(monitor, mode)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.stopped_epoch: int | None = None
+
+    def on_train_begin(self, logs=None):
+        self.best = float("-inf") if self._maximize else float("inf")
+        self.wait, self.stopped_epoch, self._best_state = 0, None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (logs or {}).get(self.monitor) is None:
+            raise ValueError(
+                f"monitor: {self.monitor!r} is not in the epoch logs "
+                f"(available: {', '.join(logs or {}) or 'none'}); for 'val_*' pass "
+                "validation_data or validation_split to fit"
+            )
+        current = float(logs[self.monitor])
+        better = (current > self.best + self.min_delta if self._maximize
+                  else current < self.best - self.min_delta)
+        if better:
+            self.best, self.wait = current, 0
+            if self.restore_best_weights:  # a copy on the device: no host transfer
+                self._best_state = {k: v.detach().clone()
+                                    for k, v in self.model.state_dict().items()}
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            self.stopped_epoch = epoch
+            self.trainer.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self._best_state is not None:
+            self.model.load_state_dict(self._best_state)
+
+
+class ModelCheckpoint(Callback):
+    """Write the model each epoch (or only when ``monitor`` improves), atomically.
+
+    ``filepath`` may hold ``{epoch}`` and log keys, e.g. ``"run/ep{epoch:02d}.safetensors"``.
+    A ``.pt`` path gets the full resumable training state (``Trainer.save_checkpoint``,
+    loads with ``weights_only=True``); any other path gets the weights (``save``):
+    a Keras-style ``brisk.Sequential`` file, readable by ``brisk.load_model``, or plain
+    safetensors weights for other modules.
+
+    Example::
+
+        ModelCheckpoint("run/best.safetensors", monitor="val_accuracy", save_best_only=True)
+    """
+
+    def __init__(self, filepath: str, monitor: str = "val_loss", save_best_only: bool = False,
+                 mode: str = "auto"):
+        if not isinstance(filepath, str) or not filepath:
+            raise TypeError(f"filepath: expected a path string, got {filepath!r}")
+        self.filepath, self.monitor = filepath, monitor
+        self.save_best_only = bool(save_best_only)
+        self._maximize = _monitor_mode(monitor, mode)
+        self.best = float("-inf") if self._maximize else float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        if self.save_best_only:
+            if logs.get(self.monitor) is None:
+                raise ValueError(f"monitor: {self.monitor!r} is not in the epoch logs "
+                                 f"(available: {', '.join(logs) or 'none'})")
+            current = float(logs[self.monitor])
+            if not (current > self.best if self._maximize else current < self.best):
+                return
+            self.best = current
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if path.endswith(".pt"):
+            self.trainer.save_checkpoint(path)
+        elif hasattr(self.model, "save") and hasattr(self.model, "get_config"):
+            self.model.save(path)
+        else:
+            self.trainer.save(path)
