@@ -227,3 +227,55 @@ def test_state_dict_round_trip(tmp_path):
     other.load_checkpoint(tmp_path / "ckpt.pt")
     assert other.global_step == 5
     np.testing.assert_array_equal(other.predict(x), trainer.predict(x))
+
+
+def test_fit_evaluate_predict_take_a_device_loader_with_normalisation():
+    (x, y), (xt, yt) = brisk.datasets.load_digits()
+    mean, std = brisk.datasets.compute_stats(x)
+    norm = lambda a: ((a.astype("float32") / 255 - mean[0]) / std[0]).astype("float32")  # noqa: E731
+
+    def model():
+        m = brisk.Sequential([Flatten(input_shape=(8, 8)), Dense(10, activation="softmax")])
+        m.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"], seed=0)
+        return m
+
+    # The loader normalises on the device; training from it equals training on
+    # arrays normalised by hand from the same weights (same order, same batches).
+    a, b = model(), model()
+    a.build((8, 8))
+    b.build((8, 8))
+    b.load_state_dict(a.state_dict())
+    train = brisk.DeviceLoader(x, y, batch_size=64, shuffle=False, mean=mean, std=std)
+    test = brisk.DeviceLoader(xt, yt, batch_size=256, shuffle=False, mean=mean, std=std)
+    ha = a.fit(train, epochs=4, verbose=0, validation_data=test)
+    hb = b.fit(norm(x), y, epochs=4, batch_size=64, shuffle=False, verbose=0,
+               validation_data=(norm(xt), yt))
+    for k in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        np.testing.assert_allclose(ha.history[k], hb.history[k], rtol=1e-5)
+    assert ha.history["loss"][-1] < ha.history["loss"][0]
+    assert a.evaluate(test)[1] == pytest.approx(ha.history["val_accuracy"][-1])
+    np.testing.assert_allclose(
+        a.predict(brisk.DeviceLoader(xt, batch_size=100, shuffle=False, mean=mean, std=std)),
+        a.predict(norm(xt)), rtol=1e-5, atol=1e-6)
+
+
+def test_augment_applies_to_training_batches_from_any_source_only():
+    calls = []
+
+    def aug(x, generator):
+        calls.append((tuple(x.shape), generator is not None))
+        return x
+
+    x, y = torch.rand(40, 1, 4, 4), torch.randint(0, 3, (40,))
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    trainer = brisk.Trainer(net, loss="cross_entropy", seed=0)
+    for data in (torch.utils.data.TensorDataset(x, y),
+                 torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=10),
+                 brisk.DeviceLoader(x, y, batch_size=10)):
+        calls.clear()
+        trainer.fit(data, epochs=2, batch_size=10, verbose=0, augment=aug)
+        assert calls == [((10, 1, 4, 4), True)] * 8, type(data).__name__
+        calls.clear()
+        trainer.evaluate(data)
+        assert calls == []  # never at evaluation

@@ -79,7 +79,7 @@ def _to_tensor(a: Any, name: str) -> torch.Tensor:
             a = a.astype(np.float32)  # train in float32, as Keras does with float64 input
         return torch.from_numpy(np.ascontiguousarray(a))
     raise TypeError(
-        f"{name}: expected a numpy array, torch tensor, torch Dataset or DataLoader, "
+        f"{name}: expected a numpy array, torch tensor, torch Dataset, DataLoader or brisk DeviceLoader, "
         f"got {type(a).__name__}"
     )
 
@@ -305,10 +305,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _prepare(self, x, y, name: str) -> tuple[Any, Any]:
-        """Validate and convert array inputs; Datasets/DataLoaders pass through."""
-        if isinstance(x, (torch.utils.data.Dataset, torch.utils.data.DataLoader)):
+        """Validate and convert array inputs; Datasets and loaders pass through."""
+        if isinstance(x, (torch.utils.data.Dataset, torch.utils.data.DataLoader, DeviceLoader)):
             if y is not None:
-                raise ValueError(f"y: must be None when {name} is a Dataset or DataLoader")
+                raise ValueError(f"y: must be None when {name} is a Dataset or a loader (it yields the labels)")
             return x, None
         if x is None:
             raise ValueError(f"{name}: no data given")
@@ -369,8 +369,8 @@ class Trainer:
         return y
 
     def _loader(self, x, y, batch_size, shuffle, seed, transform=None, drop_last=False):
-        if isinstance(x, torch.utils.data.DataLoader):
-            return x
+        if isinstance(x, (torch.utils.data.DataLoader, DeviceLoader)):
+            return x  # the user's loader decides batching, order and normalisation
         if isinstance(x, torch.utils.data.Dataset):
             g = torch.Generator().manual_seed(seed)
             return torch.utils.data.DataLoader(
@@ -382,8 +382,9 @@ class Trainer:
             device=self.device, seed=seed, transform=transform,
         )
 
-    def _batches(self, loader):
-        """(x, y) batches on the device, whatever the source."""
+    def _batches(self, loader, augment=None, generator=None):
+        """(x, y) batches on the device, whatever the source; ``augment`` (training only)
+        is applied on the device to sources that do not apply it themselves."""
         for batch in loader:
             if isinstance(batch, (tuple, list)):
                 xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -397,6 +398,8 @@ class Trainer:
                 xb = xb.float().div_(255)  # same convention as DeviceLoader
             if yb is not None and getattr(self.loss_fn, "target", None) == "sparse":
                 yb = yb.long().reshape(-1)
+            if augment is not None:
+                xb = augment(xb.float() if not xb.is_floating_point() else xb, generator)
             yield self.precision.cast_input(xb), yb
 
     def _augment_transform(self, augment):
@@ -537,8 +540,12 @@ class Trainer:
             val = (val[0], self._check_targets(val[1], "validation_data labels"))
         self._ensure_optimizer()
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
-        loader = self._loader(x, y, batch_size, shuffle, seed, self._augment_transform(augment),
+        augment = self._augment_transform(augment)
+        loader = self._loader(x, y, batch_size, shuffle, seed, augment,
                               drop_last=bool(self.compile) and torch.is_tensor(x) and len(x) >= batch_size)
+        # Array inputs get augment inside their DeviceLoader; a user's Dataset, DataLoader or
+        # DeviceLoader gets it here, per batch on the device, from a seeded generator.
+        batch_augment = augment if augment is not None and not torch.is_tensor(x) else None
         val_loader = None
         if val is not None:
             val_loader = self._loader(val[0], val[1], validation_batch_size or max(batch_size, 256),
@@ -567,7 +574,10 @@ class Trainer:
             self._reset_stats()
             cbs.on_epoch_begin(epoch)
             step_in_epoch = 0
-            for i, (xb, yb) in enumerate(self._batches(loader)):
+            gen = None
+            if batch_augment is not None:
+                gen = torch.Generator(device=self.device).manual_seed(seed * 1000003 + epoch)
+            for i, (xb, yb) in enumerate(self._batches(loader, batch_augment, gen)):
                 cbs.on_train_batch_begin(i)
                 # Each micro-batch's mean loss is weighted by its share of the update's
                 # samples, so k accumulated batches equal one step on their union.
