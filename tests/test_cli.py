@@ -50,3 +50,18 @@ def test_cli_cnn_on_digits_and_bad_options(capsys):
     assert r.returncode == 2 and "expected a positive integer" in r.stderr
     assert main(["train", "--optimizer", "adamm", "--epochs", "1"]) == 2
     assert "adam" in capsys.readouterr().err
+
+
+def test_lr_find_prints_a_suggestion_writes_a_plot_and_rejects_bad_rates(tmp_path, capsys):
+    plot = tmp_path / "lr.png"
+    assert main(["lr-find", "--steps", "60", "--plot", str(plot)]) == 0
+    out = capsys.readouterr().out
+    rate = float(out.split("suggested learning rate:")[1].split()[0])
+    assert 1e-7 < rate < 10  # inside the swept range
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # end below start: a clear error naming the argument, before anything trains
+    assert main(["lr-find", "--start-lr", "1", "--end-lr", "0.1", "--plot", str(plot)]) == 2
+    assert "end_lr" in capsys.readouterr().err
+    r = run_cli("lr-find", "--help")
+    for opt in ("--start-lr", "--end-lr", "--steps", "--plot", "--dataset", "--optimizer"):
+        assert opt in r.stdout

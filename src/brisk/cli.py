@@ -53,7 +53,8 @@ def load_dataset(name: str, data_dir: str | None):
     return datasets.load_fashion_mnist(data_dir=data_dir)
 
 
-def cmd_train(args: argparse.Namespace) -> int:
+def _data_and_model(args: argparse.Namespace):
+    """The dataset and the compiled model that ``train`` and ``lr-find`` share."""
     import torch
 
     import brisk
@@ -67,10 +68,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = build_model(args.model, tuple(x_train.shape[1:3] if args.model == "cnn" else x_train.shape[1:]),
                         num_classes)
     optimizer = args.optimizer
-    if args.lr is not None:
+    if getattr(args, "lr", None) is not None:
         optimizer = brisk.optimizers.get(args.optimizer, learning_rate=args.lr)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], device=args.device, seed=args.seed)
+    return (x_train, y_train), (x_test, y_test), model
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    (x_train, y_train), _, model = _data_and_model(args)
+    result = model.lr_find(x_train, y_train, start_lr=args.start_lr, end_lr=args.end_lr,
+                           num_steps=args.steps, batch_size=args.batch_size,
+                           smooth=args.smooth, diverge=args.diverge, plot=args.plot)
+    print(result)
+    if result.suggestion is not None:
+        print(f"suggested learning rate: {result.suggestion:.3g}")
+    print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.recipe is not None:
+        from brisk.recipes.cli import run_recipe_from_args
+
+        return run_recipe_from_args(args.recipe, data_dir=args.data_dir, device=args.device,
+                                    epochs=args.epochs, seed=args.seed, out=args.out)
+    if args.epochs is None:
+        args.epochs = 20
+    (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
     t0 = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                         verbose=args.verbose, validation_data=(x_test, y_test) if args.validate else None)
@@ -137,22 +162,15 @@ def make_parser() -> argparse.ArgumentParser:
         description="Train a Keras-style model. With no options: an MLP on the 8x8 digits "
         "bundled with scikit-learn (offline, a few seconds on a CPU).",
     )
-    t.add_argument("--dataset", choices=DATASETS, default="digits",
-                   help="dataset to train on (default: digits, bundled with scikit-learn)")
-    t.add_argument("--data-dir", default=None,
-                   help="folder holding the dataset files (default: $BRISK_DATA_DIR, then "
-                   "~/.cache/brisk; files are downloaded there when online)")
-    t.add_argument("--model", choices=MODELS, default="mlp",
-                   help="mlp: Flatten-Dense64-Dense64-softmax; cnn: the Keras MNIST convnet")
-    t.add_argument("--optimizer", default="adam",
-                   help="optimizer name: adam, sgd, momentum, rmsprop, adamw, ... (default adam)")
+    t.add_argument("--recipe", default=None,
+                   help="train a named recipe instead (mnist-mlp, mnist-cnn, fashion-mnist-cnn); "
+                   "--data-dir, --device, --epochs, --seed and --out apply")
+    _data_model_arguments(t)
     t.add_argument("--lr", type=_positive_float, default=None,
                    help="learning rate (default: the optimizer's Keras default)")
-    t.add_argument("--epochs", type=_positive_int, default=20, help="epochs (default 20)")
+    t.add_argument("--epochs", type=_positive_int, default=None,
+                   help="epochs (default 20; a recipe's own default with --recipe)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
-    t.add_argument("--device", default=None,
-                   help="cpu, cuda, cuda:N, mps (default: cuda, then mps, then cpu)")
-    t.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     t.add_argument("--out", default=None,
                    help="folder to write model.safetensors, history.csv and result.json")
     t.add_argument("--validate", action="store_true",
@@ -160,7 +178,41 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
                    help="0 silent, 1 progress bar, 2 one line per epoch (default 2)")
     t.set_defaults(func=cmd_train)
+
+    f = sub.add_parser(
+        "lr-find",
+        help="learning-rate range test (Smith 2015): suggest a rate, plot loss against rate",
+        description="Train for a few steps while the learning rate grows exponentially from "
+        "--start-lr to --end-lr; print the rate where the smoothed loss fell fastest and "
+        "write a PNG of loss against rate. The model is left untrained.",
+    )
+    _data_model_arguments(f)
+    f.add_argument("--start-lr", type=_positive_float, default=1e-7, help="first rate (1e-7)")
+    f.add_argument("--end-lr", type=_positive_float, default=10.0, help="last rate (10)")
+    f.add_argument("--steps", type=_positive_int, default=100, help="optimizer steps (100)")
+    f.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    f.add_argument("--smooth", type=float, default=0.98,
+                   help="beta of the loss's exponential moving average, in [0, 1) (0.98)")
+    f.add_argument("--diverge", type=_positive_float, default=4.0,
+                   help="stop once the smoothed loss exceeds this times its minimum (4)")
+    f.add_argument("--plot", default="lr_find.png", help="PNG to write (default lr_find.png)")
+    f.set_defaults(func=cmd_lr_find)
     return parser
+
+
+def _data_model_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="dataset to train on (default: digits, bundled with scikit-learn)")
+    p.add_argument("--data-dir", default=None,
+                   help="folder holding the dataset files (default: $BRISK_DATA_DIR, then "
+                   "~/.cache/brisk; files are downloaded there when online)")
+    p.add_argument("--model", choices=MODELS, default="mlp",
+                   help="mlp: Flatten-Dense64-Dense64-softmax; cnn: the Keras MNIST convnet")
+    p.add_argument("--optimizer", default="adam",
+                   help="optimizer name: adam, sgd, momentum, rmsprop, adamw, ... (default adam)")
+    p.add_argument("--device", default=None,
+                   help="cpu, cuda, cuda:N, mps (default: cuda, then mps, then cpu)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -231,6 +231,10 @@ class Sequential(nn.Module):
             return Trainer(self, loss=None).predict(x, **kwargs)
         return self._trainer.predict(x, **kwargs)
 
+    def lr_find(self, x=None, y=None, **kwargs):
+        """Learning-rate range test; see ``brisk.Trainer.lr_find``."""
+        return self.trainer.lr_find(x, y, **kwargs)
+
     @property
     def stop_training(self) -> bool:
         return self.trainer.stop_training

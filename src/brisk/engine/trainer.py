@@ -672,6 +672,21 @@ class Trainer:
                 outs.append(fn(xb).float())
         return torch.cat(outs).cpu().numpy()
 
+    def lr_find(self, x: Any, y: Any = None, **kwargs: Any):
+        """Learning-rate range test (Smith 2015) on this trainer; the trainer is restored
+        exactly afterwards. Returns an ``LRFindResult`` (``.suggestion``, ``.lrs``,
+        ``.losses``); ``plot='lr.png'`` also writes loss against rate. See
+        ``brisk.engine.lr_find.lr_find`` for the options.
+
+        Example::
+
+            result = trainer.lr_find(x_train, y_train, plot="lr_find.png")
+            print(result.suggestion)
+        """
+        from brisk.engine.lr_find import lr_find
+
+        return lr_find(self, x, y, **kwargs)
+
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict:
         """Everything needed to resume exactly: one plain payload (no pickled objects)."""
