@@ -9,18 +9,30 @@ conv 50 5x5, maxpool 2, fc 500, relu, fc 10):
 3. weight sharing (``share_weights``: k-means codebooks of 5 bits for fc and 8 bits for conv
    weights; skips of 5 / 8 bits; Huffman: ``save``'s defaults), codebook fine-tuning, then
    the Deep Compression file (``save``), reloaded and evaluated;
-4. fold + static int8 (``fold``, ``quantize(mode='static')``) of the pruned model: error and
-   CPU latency at batch 1 and 256 against fp32 (2 threads; median of 20 calls, min over
-   blocks, since the machine is shared).
+4. fold + static int8 (``fold``, ``quantize(mode='static', backend=--backend)``) of the
+   pruned model: error and CPU latency at batch 1 and 256 against fp32 (``--threads``, 2 by
+   default; median of 20 calls (200 at batch 1), min over 7 blocks alternating fp32 and
+   int8, since the machine is shared). The int8 speed-up depends on the CPU's int8
+   instructions: see ``brisk/compress/quantize.py`` (AVX512-VNNI Xeon vs AVX2 EPYC);
+5. with ``--backends``: the int8 paths considered for ``quantize`` (torch.ao FX static,
+   torch.ao dynamic, torchao eager int8 and torchao PT2E + torch.compile) on the dense
+   models, timed side by side -- the figures behind ``brisk/compress/quantize.py``'s choice.
+
+Training runs on ``--train-threads`` (1 by default): with two OpenMP threads on a shared
+2-core machine every small op spin-waits, and training LeNet-300-100 took several times
+longer here for the same accuracy; timing uses ``--threads``.
 
 Paper figures: Han et al. 2015 (Learning both weights and connections), Table 1;
 Han, Mao & Dally 2016 (Deep Compression), Table 1.
 
 Usage::
 
-    PYTHONPATH=src python benchmarks/compression.py            # full, ~15-25 min on 2 cores
-    PYTHONPATH=src python benchmarks/compression.py --quick    # smoke run, < 3 min
-    PYTHONPATH=src python benchmarks/compression.py --backends # + the int8 paths compared
+    python benchmarks/compression.py --cache benchmarks/out/compression/cache
+                    # full: 16 min on 2 shared cores (AMD EPYC, AVX2), training at nice 19
+    flock /tmp/brisk-bench.lock python benchmarks/compression.py \
+        --cache benchmarks/out/compression/cache     # then timing only: ~45 s
+    python benchmarks/compression.py --quick        # smoke run, a few minutes
+    python benchmarks/compression.py --backends     # + the int8 paths compared
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import struct
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +103,7 @@ TARGETS = {
     "lenet5": {"pruned_error": 0.80, "dc_error": 0.85, "dc_ratio": 39},
 }
 MEAN, STD = 0.1307, 0.3081  # MNIST pixel statistics
+TIMING_THREADS = 2  # intra-op threads for latency (--threads); training uses --train-threads
 
 
 # ---------------------------------------------------------------------- data
@@ -208,18 +222,23 @@ def latency_ms(models, x, reps=20, blocks=7) -> list[tuple[float, float]]:
     """
     models = [models] if isinstance(models, nn.Module) else list(models)
     meds: list[list[float]] = [[] for _ in models]
-    for m in models:
-        m.eval()
-        for _ in range(5):
-            m(x)
-    for _ in range(blocks):
-        for k, m in enumerate(models):
-            ts = []
-            for _ in range(reps):
-                t0 = time.perf_counter()
+    before = torch.get_num_threads()
+    torch.set_num_threads(TIMING_THREADS)
+    try:
+        for m in models:
+            m.eval()
+            for _ in range(5):
                 m(x)
-                ts.append(time.perf_counter() - t0)
-            meds[k].append(sorted(ts)[len(ts) // 2] * 1e3)
+        for _ in range(blocks):
+            for k, m in enumerate(models):
+                ts = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    m(x)
+                    ts.append(time.perf_counter() - t0)
+                meds[k].append(sorted(ts)[len(ts) // 2] * 1e3)
+    finally:
+        torch.set_num_threads(before)
     return [(min(v), max(v)) for v in meds]
 
 
@@ -229,20 +248,49 @@ def run(name, make, data, cfg, out_dir, log):
     res: dict = {"model": name}
     t0 = time.time()
 
+    cache = cfg.get("cache")
+    key = json.dumps(
+        [len(xtr), [cfg[k] for k in ("dense_epochs", "prune_epochs", "share_epochs", "prune_freq")],
+         cfg["fc_bits"], cfg["conv_bits"]]
+    )  # fmt: skip
+
+    def trained(stage, train):
+        """``train()``'s model, or the one a run with the same settings saved in --cache."""
+        if cache is None:
+            return train()
+        path = Path(cache) / f"{name}-{stage}-{zlib.crc32(key.encode()):08x}.pt"
+        if path.exists():
+            m = make()
+            m.load_state_dict(torch.load(path, weights_only=True))
+            log(f"[{name}] {stage}: trained model loaded from {path}")
+            res.setdefault("from_cache", []).append(stage)
+            return m
+        m = train()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(m.state_dict(), path)
+        return m
+
     torch.manual_seed(0)
-    dense = fit(make(), xtr, ytr, cfg["dense_epochs"], lr=1e-3, seed=0)
+    dense = trained("dense", lambda: fit(make(), xtr, ytr, cfg["dense_epochs"], lr=1e-3, seed=0))
     res["dense_error"] = error_pct(dense, xte, yte)
     res["params"] = sparsity_report(dense)["total"]["params"]
     log(f"[{name}] dense: {res['dense_error']:.2f}% error ({time.time() - t0:.0f}s)")
 
     # Gradual pruning to 92% zeros over the first 60% of the phase, then fine-tuning.
-    pruned = copy_model(dense)
-    steps = cfg["prune_epochs"] * math.ceil(len(xtr) / 128)
-    gp = GradualPruning(
-        0.92, begin_step=0, end_step=int(0.6 * steps), frequency=cfg["prune_freq"], scope="global"
-    )
-    fit(pruned, xtr, ytr, cfg["prune_epochs"], lr=5e-4, callbacks=[gp], seed=1)
-    make_permanent(pruned)
+    def prune_phase():
+        pruned = copy_model(dense)
+        steps = cfg["prune_epochs"] * math.ceil(len(xtr) / 128)
+        gp = GradualPruning(
+            0.92,
+            begin_step=0,
+            end_step=int(0.6 * steps),
+            frequency=cfg["prune_freq"],
+            scope="global",
+        )
+        fit(pruned, xtr, ytr, cfg["prune_epochs"], lr=5e-4, callbacks=[gp], seed=1)
+        return make_permanent(pruned)
+
+    pruned = trained("pruned", prune_phase)
     rep = sparsity_report(pruned)
     res["kept_pct"] = 100.0 * (1 - rep["total"]["sparsity"])
     res["pruned_error"] = error_pct(pruned, xte, yte)
@@ -254,8 +302,12 @@ def run(name, make, data, cfg, out_dir, log):
     # Weight sharing + codebook fine-tuning, then the file.
     shared = share_weights(copy_model(pruned), bits=cfg["fc_bits"], conv_bits=cfg["conv_bits"])
     res["shared_error_before_ft"] = error_pct(shared, xte, yte)
-    fit(shared, xtr, ytr, cfg["share_epochs"], lr=1e-4, seed=2)
-    make_permanent(shared)
+
+    def codebook_phase():
+        fit(shared, xtr, ytr, cfg["share_epochs"], lr=1e-4, seed=2)
+        return make_permanent(shared)
+
+    shared = trained("shared", codebook_phase)
     res["shared_error"] = error_pct(shared, xte, yte)
     path = out_dir / f"{name}.brisk"
     save(shared, path, bits=cfg["fc_bits"], conv_bits=cfg["conv_bits"])
@@ -285,10 +337,12 @@ def run(name, make, data, cfg, out_dir, log):
 
     # Fold + static int8 of the pruned fp32 model vs that model in fp32.
     fp32 = pruned.eval()
-    q = quantize(fold(fp32), mode="static", calibration_data=xtr[:2048])
+    be = cfg.get("backend")  # None: quantize's default (x86)
+    q = quantize(fold(fp32), mode="static", calibration_data=xtr[:2048], backend=be)
+    res["int8_backend"] = torch.backends.quantized.engine  # what quantize chose and set
     res["int8_error"] = error_pct(q, xte, yte)
     res["fp32_error"] = res["pruned_error"]
-    qd = quantize(dense.eval(), mode="static", calibration_data=xtr[:2048])
+    qd = quantize(dense.eval(), mode="static", calibration_data=xtr[:2048], backend=be)
     res["dense_int8_error"] = error_pct(qd, xte, yte)
     for bs in (1, 256):
         xb = xte[:bs].contiguous()
@@ -303,17 +357,19 @@ def run(name, make, data, cfg, out_dir, log):
         f"{res['fp32_ms_b1']:.3f} -> {res['int8_ms_b1']:.3f} ms ({res['speedup_b1']:.2f}x)  ({time.time() - t0:.0f}s)"
     )
     if cfg.get("backends"):
-        compare_backends(name, dense, xtr, xte, yte, log)
+        res["backends"] = compare_backends(name, dense, xtr, xte, yte, log)
     res["seconds"] = time.time() - t0
     return res
 
 
-def compare_backends(name, dense, xtr, xte, yte, log) -> None:
-    """The int8 paths considered for ``brisk.compress.quantize`` (batch 256, CPU)."""
+def compare_backends(name, dense, xtr, xte, yte, log) -> dict:
+    """The int8 paths considered for ``brisk.compress.quantize``: test error and CPU
+    latency at batch 256 and 1 of the dense model through each of them."""
     import warnings
 
     warnings.filterwarnings("ignore")
-    x = xte[:256].contiguous()
+    out: dict = {}
+    PT2E = "torchao PT2E x86 + compile"  # noqa: N806
 
     def ao_dynamic(m):
         from torch.ao.quantization import quantize_dynamic
@@ -330,17 +386,18 @@ def compare_backends(name, dense, xtr, xte, yte, log) -> None:
 
         return make
 
-    def torchao_pt2e(m):
+    def torchao_pt2e(m, example):
         import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-        ex = torch.export.export(copy.deepcopy(m), (x,)).module()
+        ex = torch.export.export(copy.deepcopy(m), (example,)).module()
         qz = xiq.X86InductorQuantizer()
         qz.set_global(xiq.get_default_x86_inductor_quantization_config())
         p = prepare_pt2e(ex, qz)
-        for i in range(0, 2048, 256):
-            p(xtr[i : i + 256])
-        return _Wrap(torch.compile(convert_pt2e(p)))  # compiled for batch 256
+        bs = len(example)  # the exported graph takes this batch size only
+        for i in range(0, 2048, bs):
+            p(xtr[i : i + bs])
+        return _Wrap(torch.compile(convert_pt2e(p)))  # exported and compiled for this batch size
 
     cands = {
         "fp32": lambda m: m,
@@ -354,15 +411,37 @@ def compare_backends(name, dense, xtr, xte, yte, log) -> None:
 
         cands["torchao int8 dyn-act/weight"] = torchao(Int8DynamicActivationInt8WeightConfig)
         cands["torchao int8 weight-only"] = torchao(Int8WeightOnlyConfig)
-        cands["torchao PT2E x86 + compile"] = torchao_pt2e
+        cands[PT2E] = torchao_pt2e
     except Exception as e:  # noqa: BLE001 -- torchao is optional
         log(f"[{name}] torchao not importable ({type(e).__name__}); comparing torch.ao paths only")
     n = len(xte) // 256 * 256
-    for label, make in cands.items():
-        q = make(dense.eval())
-        err = error_pct(q, xte[:n], yte[:n], batch=256)
-        ((ms, worst),) = latency_ms(q, x)
-        log(f"[{name}] {label:32s} {ms:8.3f} ms (worst block {worst:.3f})  error {err:.2f}% on {n}")
+    built: dict = {}
+    for bs in (256, 1):  # PT2E models are exported for one batch size: built for each
+        xb = xte[:bs].contiguous()
+        for label, make in cands.items():
+            if label in built and label != PT2E:
+                continue
+            try:
+                t0 = time.time()
+                built[label] = make(dense.eval(), xb) if label == PT2E else make(dense.eval())
+                if bs == 256:
+                    err = error_pct(built[label], xte[:n], yte[:n], batch=256)
+                    out[label] = {"error": err}
+                    log(f"[{name}] {label:32s} error {err:.2f}% on {n} ({time.time() - t0:.1f}s)")
+            except Exception as e:  # noqa: BLE001 -- report a failing path, keep the others
+                log(f"[{name}] {label:32s} FAILED: {type(e).__name__}: {str(e)[:200]}")
+                built.pop(label, None)
+        # All paths timed side by side, their blocks alternating.
+        labels = [k for k in built if k in out]
+        try:
+            times = latency_ms([built[k] for k in labels], xb, reps=20 if bs == 256 else 200)
+        except Exception as e:  # noqa: BLE001
+            log(f"[{name}] timing at batch {bs} FAILED: {type(e).__name__}: {str(e)[:200]}")
+            continue
+        for label, (ms, worst) in zip(labels, times, strict=True):
+            out[label][f"ms_b{bs}"] = ms
+            log(f"[{name}] {label:32s} batch {bs:3d}: {ms:8.3f} ms (worst block {worst:.3f})")
+    return out
 
 
 class _Wrap(nn.Module):
@@ -424,7 +503,7 @@ def table(results) -> str:
         )
         row(
             label,
-            "fold+int8 vs fp32, batch 256",
+            f"fold+int8 ({r.get('int8_backend', 'x86')}) vs fp32, batch 256",
             f"{r['fp32_ms_b256']:.2f} -> {r['int8_ms_b256']:.2f} ms "
             f"({r['speedup_b256']:.2f}x), error {r['fp32_error']:.2f} -> {r['int8_error']:.2f}%",
             "-",
@@ -433,12 +512,29 @@ def table(results) -> str:
         )
         row(
             label,
-            "fold+int8 vs fp32, batch 1",
+            f"fold+int8 ({r.get('int8_backend', 'x86')}) vs fp32, batch 1",
             f"{r['fp32_ms_b1']:.3f} -> {r['int8_ms_b1']:.3f} ms ({r['speedup_b1']:.2f}x)",
             "-",
             "-",
             None,
         )
+    backends = [r for r in results if r.get("backends")]
+    if backends:
+        lines += [
+            "",
+            "int8 paths on the dense model (CPU, alternating blocks; error on a multiple of 256)",
+            "",
+            "| model | path | error | ms @ batch 256 | ms @ batch 1 |",
+            "|---|---|---|---|---|",
+        ]
+        for r in backends:
+            label = "LeNet-300-100" if r["model"] == "lenet300" else "LeNet-5"
+            for path, v in r["backends"].items():
+                b256, b1 = v.get("ms_b256"), v.get("ms_b1")
+                lines.append(
+                    f"| {label} | {path} | {v['error']:.2f}% | "
+                    f"{'-' if b256 is None else f'{b256:.3f}'} | {'-' if b1 is None else f'{b1:.3f}'} |"
+                )
     return "\n".join(lines)
 
 
@@ -448,14 +544,36 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default=os.environ.get("BRISK_DATA_DIR", "/work/shared/data"))
     ap.add_argument("--models", default="lenet300,lenet5")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--cache",
+        default=None,
+        help="folder for the trained models: saved there, and loaded instead of trained "
+        "when a run with the same settings saved them (re-measure without retraining)",
+    )
+    ap.add_argument("--threads", type=int, default=2, help="threads for latency (default 2)")
+    ap.add_argument(
+        "--backend",
+        default=None,
+        help="quantized engine for the fold+int8 rows: x86, fbgemm, onednn, qnnpack "
+        "(default: quantize's, x86)",
+    )
+    ap.add_argument(
+        "--train-threads",
+        type=int,
+        default=1,
+        help="threads for training (default 1: on a shared 2-core machine two OpenMP "
+        "threads spin-wait on every small op; one trained LeNet-300-100 several times "
+        "faster here, with the same accuracy figures)",
+    )
     ap.add_argument(
         "--backends",
         action="store_true",
         help="also compare int8 paths (torch.ao, torchao if installed) on the dense models",
     )
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    global TIMING_THREADS
+    TIMING_THREADS = args.threads
+    torch.set_num_threads(args.train_threads)
     log = lambda s: print(s, flush=True)  # noqa: E731
 
     (xtr, ytr), (xte, yte) = load_mnist(args.data_dir)
@@ -480,6 +598,8 @@ def main(argv=None) -> int:
             lat_reps=20,
             lat_blocks=7,
             backends=args.backends,
+            backend=args.backend,
+            cache=args.cache,
         )
         if args.quick:
             c.update(
@@ -492,7 +612,8 @@ def main(argv=None) -> int:
             )
     makers = {"lenet300": lenet_300_100, "lenet5": lenet_5}
     log(
-        f"torch {torch.__version__}, {args.threads} threads, {platform.processor() or platform.machine()}, "
+        f"torch {torch.__version__}, {args.threads} threads for timing, {args.train_threads} for "
+        f"training, {platform.processor() or platform.machine()}, "
         f"training with {'brisk.Trainer' if HAVE_TRAINER else 'a plain PyTorch loop (brisk.Trainer did not import)'}; "
         f"train {len(xtr)}, test {len(xte)}{' (quick subset)' if args.quick else ''}; load {os.getloadavg()}"
     )
@@ -506,6 +627,9 @@ def main(argv=None) -> int:
             )
     log("")
     log(table(results))
+    for r in results:
+        if r.get("from_cache"):
+            log(f"{r['model']}: trained models loaded from --cache: {', '.join(r['from_cache'])}")
     log(f"load average at the end {os.getloadavg()}")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2))

@@ -65,3 +65,23 @@ def test_lr_find_prints_a_suggestion_writes_a_plot_and_rejects_bad_rates(tmp_pat
     r = run_cli("lr-find", "--help")
     for opt in ("--start-lr", "--end-lr", "--steps", "--plot", "--dataset", "--optimizer"):
         assert opt in r.stdout
+
+
+def test_compress_a_model_saved_by_brisk_train_keeps_accuracy_within_max_drop(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "--epochs", "5", "--verbose", "0", "--out", str(run)]) == 0
+    r = run_cli("compress", str(run), "--sparsity", "0.8", "--epochs", "2", "--max-drop", "2",
+                "--out", str(tmp_path / "c"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    for stage in ("dense", "pruned", "fine-tuned", "folded", "quantized"):
+        assert f"| {stage} |" in r.stdout
+    report = json.loads((tmp_path / "c" / "compress.json").read_text())
+    stages = {s["stage"]: s for s in report["stages"]}
+    assert report["dataset"] == "digits"  # read from the run's result.json
+    dense, final = stages["dense"], stages["quantized"]
+    assert final["nonzero"] < dense["nonzero"] and final["file_bytes"] < dense["file_bytes"] / 3
+    # the guard bounds the drop on the held-out slice it watches
+    assert stages["fine-tuned"]["val_accuracy"] >= dense["val_accuracy"] - 0.02 - 1e-9
+    assert (tmp_path / "c" / "model.brisk").stat().st_size == final["file_bytes"]
+    r = run_cli("compress", str(run), "--sparsity", "1.5")
+    assert r.returncode == 2 and "sparsity" in r.stderr

@@ -197,7 +197,25 @@ def make_parser() -> argparse.ArgumentParser:
                    help="stop once the smoothed loss exceeds this times its minimum (4)")
     f.add_argument("--plot", default="lr_find.png", help="PNG to write (default lr_find.png)")
     f.set_defaults(func=cmd_lr_find)
+
+    from brisk.compress.cli import add_compress_arguments
+
+    c = sub.add_parser(
+        "compress",
+        help="prune -> fine-tune -> fold -> int8-quantize a saved model; size, accuracy, latency",
+        description="From a model saved by 'brisk train --out DIR' (or model.save), run the "
+        "Deep Compression pipeline and print, per stage, non-zero parameters, file size, test "
+        "accuracy and CPU latency at batch 1 and 256.",
+    )
+    add_compress_arguments(c)
+    c.set_defaults(func=cmd_compress)
     return parser
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from brisk.compress.cli import run_compress_from_args
+
+    return run_compress_from_args(args)
 
 
 def _data_model_arguments(p: argparse.ArgumentParser) -> None:

@@ -205,3 +205,27 @@ def test_kmeans_1d():
     lin = torch.linspace(float(v.min()), float(v.max()), 8)
     err_init = (v[:, None] - lin).abs().min(1).values.square().mean()
     assert (cb[a] - v).square().mean() < 0.7 * err_init  # Lloyd improves on linear init
+
+
+def test_lossless_sparse_file_bits_none(tmp_path):
+    model = pruned_lenet()
+    path = tmp_path / "sparse.brisk"
+    info = save(model, path, bits=None)
+    back = load(path)
+    sd = model.state_dict()
+    assert sorted(back) == sorted(sd)
+    for k, v in sd.items():
+        assert torch.equal(back[k], v), k  # exact: no codebook, float32 values
+    with torch.no_grad():
+        assert torch.equal(load(path, model=lenet(5).eval())(X), model(X))
+    nnz = sum(int((v != 0).sum()) for v in sd.values() if v.dim() >= 2)
+    rep = size_report(model, path)
+    # float32 per nonzero plus its skip symbol, far below the dense float32 file
+    assert 4 * nnz < info["bytes"] < 4 * nnz * 1.5 + 4096
+    assert rep["ratio"] > 5
+    assert info["bytes"] > save(model, tmp_path / "shared.brisk", bits=5)["bytes"]
+    half = save(model, tmp_path / "half.brisk", bits=None, raw_dtype="float16")["bytes"]
+    assert half < info["bytes"]
+    w16 = load(tmp_path / "half.brisk")["8.weight"]
+    assert torch.allclose(w16, sd["8.weight"], rtol=1e-3, atol=1e-4)
+    assert torch.equal(w16 == 0, sd["8.weight"] == 0)

@@ -193,3 +193,57 @@ def test_refusals():
 
     with pytest.raises(TypeError, match="not traceable.*nn.Sequential"):
         fold(Branchy().eval())
+
+
+def test_brisk_sequential_folds_to_equal_torch_modules():
+    import brisk
+    from brisk.compress import to_torch
+    from brisk.layers import (
+        Activation,
+        BatchNormalization,
+        Conv2D,
+        Dense,
+        Dropout,
+        GlobalAveragePooling2D,
+        MaxPooling2D,
+    )
+
+    torch.manual_seed(0)
+    model = brisk.Sequential(
+        [
+            # 'same' with an even kernel: asymmetric padding, kept as ZeroPad2d
+            Conv2D(6, 4, padding="same", input_shape=(9, 9, 2)),
+            BatchNormalization(),
+            Activation("relu"),
+            MaxPooling2D(2, padding="same"),  # -inf padding
+            Conv2D(8, 3, activation="relu"),
+            BatchNormalization(),  # after a non-linearity: must stay
+            GlobalAveragePooling2D(),
+            Dropout(0.5),
+            Dense(12),
+            BatchNormalization(),
+            Dense(5, activation="softmax"),
+        ]
+    )
+    x = torch.randn(16, 9, 9, 2)  # Keras layout (N, H, W, C)
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(x * 2 + 0.5)  # BatchNorm running statistics from data
+    randomize_bn(model)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+        plain = to_torch(model)
+        assert isinstance(plain, nn.Sequential) and not plain.training
+        assert torch.equal(plain(x), ref)
+        folded = fold(model)
+        out = folded(x)
+    assert isinstance(folded, nn.Sequential)
+    assert rel_err(out, ref) < 1e-5
+    assert count(folded, _BatchNorm) == 1  # the BN after the ReLU cannot be folded
+    assert count(folded, nn.Dropout) == 0
+    assert count(model, _BatchNorm) == 3  # the brisk model is left untouched
+    model.train()
+    with pytest.raises(ValueError, match="training mode"):
+        fold(model)

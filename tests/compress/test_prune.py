@@ -18,6 +18,7 @@ from brisk.compress import (
     prune,
     sparsity_report,
 )
+from brisk.engine.callbacks import Callback
 
 
 def mlp(seed=0):
@@ -291,3 +292,31 @@ def test_iterative_prune_rounds():
         assert counts == [round(s * w.numel()) for w in weights(model)]
     with pytest.raises(ValueError, match="schedule"):
         iterative_prune(mlp(), fine_tune, schedule=[0.5, 0.3])
+
+
+def test_gradual_pruning_with_the_brisk_trainer():
+    from brisk import Trainer
+
+    model = mlp()
+    x, y = torch.randn(512, 30), torch.randint(0, 5, (512,))
+    seen = []
+
+    class Spy(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            t = sparsity_report(self.model)["total"]
+            seen.append((self.trainer.global_step, t["zeros"], t["params"]))
+
+    gp = GradualPruning(0.8, begin_step=0, end_step=40, frequency=8)
+    trainer = Trainer(model, optimizer="adam", loss="cross_entropy", device="cpu", seed=0)
+    trainer.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[gp, Spy()])
+    assert trainer.global_step == 64
+    for step, z, n in seen:  # after each step the zeros follow the schedule exactly
+        assert z == round(gradual_sparsity(step, 0.0, 0.8, 0, 40, 8) * n), step
+    assert seen[-1][1] == round(0.8 * seen[-1][2])
+    zero = [(w == 0).clone() for w in weights(model)]
+    Trainer(model, optimizer="sgd", loss="cross_entropy", device="cpu").fit(
+        x, y, batch_size=32, epochs=2, verbose=0
+    )  # fine-tuning with the masks fixed
+    make_permanent(model)
+    for z, w in zip(zero, weights(model), strict=True):
+        assert torch.equal(w == 0, z)

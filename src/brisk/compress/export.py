@@ -20,6 +20,9 @@ Han, Mao & Dally (2016), "Deep Compression", as a single file:
    or ``'none'`` (fixed-width bit packing). On LeNet-300-100 pruned to 8% (5-bit values,
    5-bit skips) Huffman gave the smallest file; see ``benchmarks/compression.py``.
 
+``bits=None`` skips step 2: the nonzeros are stored exactly (float32 after their skips),
+the lossless sparse file of a pruned model.
+
 Everything else (biases, BatchNorm statistics, other buffers) is stored raw: floats as
 ``raw_dtype`` (float32 by default, float16 to halve them), integers as they are.
 
@@ -389,7 +392,7 @@ def _from_raw(buf: bytes, dtype: str, shape: list[int]) -> torch.Tensor:
 def save(
     model: nn.Module | Mapping[str, torch.Tensor],
     path: str | os.PathLike,
-    bits: int = 5,
+    bits: int | None = 5,
     sparse: bool = True,
     conv_bits: int = 8,
     index_bits: int = 5,
@@ -405,16 +408,21 @@ def save(
     Weight tensors (floating, 2+ dims) are clustered to ``2**bits`` centroids (Linear;
     ``conv_bits`` for conv weights) and, with ``sparse=True``, stored as skip/value symbol
     streams (``index_bits`` / ``conv_index_bits`` per skip); with ``sparse=False`` every
-    element gets a symbol (0 = exact zero). ``entropy``: 'huffman', 'lzma', 'zlib' or
-    'none'. Other tensors are raw (floats as ``raw_dtype``: 'float32' or 'float16').
-    Pruning masks / shared-weight parametrisations are made permanent on a copy.
+    element gets a symbol (0 = exact zero). ``bits=None``: no weight sharing -- the
+    nonzeros are stored exactly, as ``raw_dtype`` values after their entropy-coded skips
+    (a pruned model's lossless sparse file; with ``sparse=False`` weights are stored raw).
+    ``entropy``: 'huffman', 'lzma', 'zlib' or 'none'. Other tensors are raw (floats as
+    ``raw_dtype``: 'float32' or 'float16'). Pruning masks / shared-weight
+    parametrisations are made permanent on a copy.
 
     Example::
 
         save(model, "lenet.brisk", bits=5)
+        save(model, "lenet-sparse.brisk", bits=None)    # lossless: float32 nonzeros
     """
+    if bits is not None:
+        _check_bits("bits", bits)
     for arg, v in (
-        ("bits", bits),
         ("conv_bits", conv_bits),
         ("index_bits", index_bits),
         ("conv_index_bits", conv_index_bits),
@@ -435,7 +443,19 @@ def save(
         t = t.detach().cpu()
         start = payload.tell()
         e: dict[str, Any] = {"name": name, "shape": list(t.shape), "dtype": _NAME_OF[t.dtype]}
-        if t.is_floating_point() and t.dim() >= 2 and t.numel() > 0:
+        if bits is None and sparse and t.is_floating_point() and t.dim() >= 2 and t.numel() > 0:
+            # Lossless sparse: skips as symbols, then the nonzeros themselves.
+            flat = t.reshape(-1)
+            if t.dtype != getattr(torch, raw_dtype):
+                flat = flat.to(getattr(torch, raw_dtype))
+                e["stored_dtype"] = raw_dtype
+            ib = conv_index_bits if _is_conv_weight(t) else index_bits
+            pos = np.flatnonzero((flat != 0).numpy())
+            e.update(kind="sparse", index_bits=ib, nnz=len(pos))
+            e["skips"] = _encode_stream(_skips_to_symbols(pos, ib), 1 << ib, entropy, payload)
+            e["offset"] = payload.tell()
+            payload.write(_raw_bytes(flat[torch.from_numpy(pos)]))
+        elif bits is not None and t.is_floating_point() and t.dim() >= 2 and t.numel() > 0:
             conv = _is_conv_weight(t)
             b = conv_bits if conv else bits
             flat = t.reshape(-1).float()
@@ -520,6 +540,14 @@ def _decode_tensor(e: dict, coder: str, payload: memoryview) -> torch.Tensor:
         t = _from_raw(bytes(payload[e["offset"] : e["offset"] + e["nbytes"]]), stored, shape)
         return t.to(_DTYPES[dtype][0])
     numel = int(np.prod(shape)) if shape else 1
+    if e["kind"] == "sparse":
+        stored = e.get("stored_dtype", dtype)
+        pos = _symbols_to_positions(_decode_stream(e["skips"], coder, payload), e["index_bits"])
+        size = torch.empty((), dtype=_DTYPES[stored][0]).element_size() * len(pos)
+        vals = _from_raw(bytes(payload[e["offset"] : e["offset"] + size]), stored, [len(pos)])
+        flat = torch.zeros(numel, dtype=vals.dtype)
+        flat[torch.from_numpy(pos)] = vals
+        return flat.reshape(shape).to(_DTYPES[dtype][0])
     cbo, ncb = e["codebook"]["offset"], e["codebook"]["n"]
     cb = np.frombuffer(bytes(payload[cbo : cbo + 4 * ncb]), "<f4")
     flat = np.zeros(numel, dtype=np.float32)

@@ -10,7 +10,8 @@
   cost more multiply-adds than the pair (a 1000-10-1000 bottleneck is left alone);
 * Dropout (all kinds, and ``F.dropout(..., training=False)``) and Identity are removed.
 
-It works on ``nn.Sequential`` (recursively; other containers inside are folded through
+It works on ``brisk.Sequential`` (converted to torch modules by ``to_torch``), on
+``nn.Sequential`` (recursively; other containers inside are folded through
 torch.fx when traceable) and on any module torch.fx can trace symbolically (a BatchNorm is
 folded when its only input is a Conv/Linear call whose only user is that BatchNorm, and
 each module is called once). Folding needs eval mode (BatchNorm uses its running
@@ -39,7 +40,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
 from brisk.compress.prune import is_pruned
 
-__all__ = ["fold"]
+__all__ = ["ChannelsFirst", "fold", "to_torch"]
 
 _DROPOUT = (
     nn.Dropout,
@@ -211,12 +212,119 @@ def _fold_graph(model: nn.Module) -> fx.GraphModule:
     return gm.eval()
 
 
+# ------------------------------------------------------ brisk.Sequential
+class ChannelsFirst(nn.Module):
+    """``(N, H, W, C) -> (N, C, H, W)``: the input permute of a channels-last
+    ``brisk.Sequential`` (a view; NHWC memory is channels_last NCHW)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 3, 1, 2)
+
+
+def _activation_module(name: str, out_rank: int) -> nn.Module | None:
+    """The torch module computing brisk activation ``name`` on per-sample rank ``out_rank``."""
+    if name == "linear":
+        return None
+    if name == "softmax":  # brisk: over channels (dim 1) for images, else the last axis
+        return nn.Softmax(dim=1 if out_rank == 3 else -1)
+    table = {
+        "relu": nn.ReLU,
+        "gelu": nn.GELU,
+        "silu": nn.SiLU,
+        "swish": nn.SiLU,
+        "tanh": nn.Tanh,
+        "sigmoid": nn.Sigmoid,
+        "elu": nn.ELU,
+        "leaky_relu": nn.LeakyReLU,  # F.leaky_relu's default slope 0.01 = the module's
+    }
+    if name not in table:
+        raise ValueError(f"to_torch: activation {name!r} has no torch module equivalent")
+    return table[name]()
+
+
+def to_torch(model: nn.Module) -> nn.Sequential:
+    """A plain ``torch.nn.Sequential`` computing the same function as a built
+    ``brisk.Sequential`` (same input layout, same outputs, softmax included): each Keras
+    layer becomes its torch modules (``Dense`` -> ``Linear`` + activation, ``Conv2D`` ->
+    padding + ``Conv2d`` + activation, ...), with a leading ``ChannelsFirst`` when the model
+    takes ``(N, H, W, C)`` images. The parameters are copies (pruning masks and all), so
+    the result can be folded, quantized and traced by torch.fx without brisk's lazy
+    building. Any other ``nn.Module`` is returned unchanged.
+
+    Example::
+
+        import brisk
+        from brisk.layers import Dense, Flatten
+        model = brisk.Sequential([Flatten(input_shape=(28, 28)),
+                                  Dense(300, activation="relu"), Dense(10, activation="softmax")])
+        model.build((28, 28))
+        plain = to_torch(model)   # Sequential(Flatten, Linear, ReLU, Linear, Softmax(dim=-1))
+    """
+    from brisk.api import layers as L
+    from brisk.api.sequential import Sequential
+
+    if not isinstance(model, Sequential):
+        return model
+    if not model.built:
+        raise ValueError(
+            "to_torch: the brisk.Sequential is not built yet; train it or call build(input_shape)"
+        )
+    from brisk.compress.prune import copy_model
+
+    src = copy_model(model)
+    mods: list[nn.Module] = [ChannelsFirst()] if src.data_format == "channels_last" else []
+    for layer, (_, out_shape) in zip(src.layers, src._shapes, strict=True):
+        rank = len(out_shape)
+        if isinstance(layer, L.Input):
+            continue
+        if isinstance(layer, L.Dense):
+            mods.append(layer.linear)
+            act = _activation_module(layer.activation, rank)
+        elif isinstance(layer, L.Conv2D):
+            if layer._pad is not None:
+                mods.append(nn.ZeroPad2d(layer._pad))
+            mods.append(layer.conv)
+            act = _activation_module(layer.activation, rank)
+        elif isinstance(layer, L.Activation):
+            act = _activation_module(layer.activation, rank)
+        elif isinstance(layer, L.MaxPooling2D):
+            if layer._pad is not None:  # Keras 'same' pads with -inf
+                mods.append(nn.ConstantPad2d(layer._pad, float("-inf")))
+            mods.append(nn.MaxPool2d(layer.pool_size, layer.strides))
+            act = None
+        elif isinstance(layer, L.AveragePooling2D) and layer._pad is None:
+            mods.append(nn.AvgPool2d(layer.pool_size, layer.strides))
+            act = None
+        elif isinstance(layer, L.GlobalAveragePooling2D):
+            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            act = None
+        elif isinstance(layer, L.Flatten):
+            mods.append(nn.Flatten())
+            act = None
+        elif isinstance(layer, L.Dropout):
+            mods.append(nn.Dropout(layer.rate))
+            act = None
+        elif isinstance(layer, L.BatchNormalization):
+            mods.append(layer.bn)
+            act = None
+        else:  # any other module (AveragePooling2D 'same' included) is kept as it is
+            mods.append(layer)
+            act = None
+        if act is not None:
+            mods.append(act)
+    out = nn.Sequential(*mods)
+    out.train(model.training)
+    return out
+
+
 # ------------------------------------------------------------------ public
 def fold(model: nn.Module) -> nn.Module:
     """Return a folded copy of ``model`` (BatchNorm into Conv/Linear, Linear-Linear merged,
     Dropout/Identity removed); outputs equal the original's in eval mode (float32 rounding
-    aside, ~1e-6 relative). ``nn.Sequential`` in, ``nn.Sequential`` out; any other module
-    comes back as a ``torch.fx.GraphModule``.
+    aside, ~1e-6 relative). ``nn.Sequential`` in, ``nn.Sequential`` out; a
+    ``brisk.Sequential`` comes back as the folded ``nn.Sequential`` of its torch modules
+    (``to_torch``), taking the same input; any other module comes back as a
+    ``torch.fx.GraphModule``.
 
     Raises ValueError in training mode or with pruning masks / weight sharing still attached,
     TypeError when the module is neither an ``nn.Sequential`` nor fx-traceable.
@@ -244,6 +352,10 @@ def fold(model: nn.Module) -> nn.Module:
             "fold: model has parametrized weights (e.g. share_weights); call "
             "brisk.compress.make_permanent(model) first"
         )
+    from brisk.api.sequential import Sequential
+
+    if isinstance(model, Sequential):  # Keras layers -> torch modules (a copy), then fold
+        return _fold_sequential(to_torch(model)).eval()
     model = copy.deepcopy(model)
     if isinstance(model, nn.Sequential):
         return _fold_sequential(model).eval()

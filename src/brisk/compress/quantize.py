@@ -27,6 +27,26 @@ blocks, a quiet machine) and test error; calibration on 2048 training images::
   as fast. FX static: 2.6x / 3.9x faster at batch 256, error within 0.03 points.
   Pruned models and batch-1 latency: ``benchmarks/compression.py``.
 
+The speed-up depends on the CPU's int8 instructions. On a 2-core AMD EPYC (Zen 3, AVX2,
+no AVX512/VNNI; torch reports capability AVX2), the same FX static path on the models
+pruned to 8% and folded, fp32 vs int8 in alternating blocks, batch 256, shared machine at
+load ~1 (``benchmarks/compression.py --cache ... [--threads 1] [--backend onednn]``)::
+
+    engine    threads   LeNet-300-100          LeNet-5
+    x86       2         1.38 -> 0.84 ms 1.63x  27.5 -> 22.6 ms 1.22x  (error +0.03 / +0.03)
+    x86       1         1.79 -> 1.03 ms 1.74x  44.0 -> 36.1 ms 1.22x
+    onednn    2         1.19 -> 1.07 ms 1.12x  21.6 -> 10.4 ms 2.07x  (error +0.21 / -0.01)
+    onednn    1         2.20 -> 1.77 ms 1.25x  48.0 -> 20.5 ms 2.35x
+    qnnpack   2         ~0.36x                 ~0.52x   (one-off timings, not alternated)
+
+Without VNNI, AVX2 int8 multiply-adds (``vpmaddubsw``) peak at ~2x the fp32 FMA rate,
+which leaves little headroom; the ``x86`` engine then runs conv through fbgemm, which oneDNN beats by ~1.8-2.2x on LeNet-5's convolutions, while for Linear-only
+models fbgemm stays the faster and more accurate choice. ``quantize`` keeps ``x86`` as the
+default (the measured best on VNNI CPUs, and for Linear models here); pass
+``backend='onednn'`` for conv nets on AVX2-only CPUs. At batch 1 the int8 model is
+*slower* than fp32 for LeNet-300-100 on this CPU (0.07 -> 0.26 ms: the quantize /
+dequantize and per-call overheads exceed the tiny matmuls).
+
 ``quantize`` sets ``torch.backends.quantized.engine`` to the chosen backend: packed int8
 weights are specific to it, so the process keeps using that engine.
 
