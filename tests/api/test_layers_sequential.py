@@ -138,3 +138,17 @@ def test_load_model_rejects_other_files(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(ValueError, match="not a brisk model"):
         brisk.load_model(bad)
+
+
+@pytest.mark.parametrize("optimizer", [
+    brisk.optimizers.SGD(learning_rate=0.05, momentum=0.9, nesterov=True, weight_decay=1e-4),
+    brisk.optimizers.AdamW(learning_rate=3e-3),
+    brisk.optimizers.get("schedulefree_adamw"),
+])
+def test_load_model_recompiles_with_an_optimizer_object(tmp_path, optimizer):
+    m = brisk.Sequential([Dense(4, activation="relu", input_shape=(3,)), Dense(2)])
+    m.compile(optimizer=optimizer, loss="mse")
+    m.build((3,))
+    m.save(tmp_path / "m.safetensors")
+    again = brisk.load_model(tmp_path / "m.safetensors")
+    assert again.trainer.optimizer_spec == optimizer

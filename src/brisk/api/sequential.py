@@ -341,7 +341,7 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
         if isinstance(opt, dict):
             from brisk.optim import registry
 
-            opt = registry.OPTIMIZERS[opt["class"].lower()](**opt["config"])
+            opt = registry.get(opt["config"])  # the config names its optimizer
         model.compile(optimizer=opt, loss=comp["loss"], metrics=comp.get("metrics"))
     return model
 
