@@ -85,3 +85,17 @@ def test_compress_a_model_saved_by_brisk_train_keeps_accuracy_within_max_drop(tm
     assert (tmp_path / "c" / "model.brisk").stat().st_size == final["file_bytes"]
     r = run_cli("compress", str(run), "--sparsity", "1.5")
     assert r.returncode == 2 and "sparsity" in r.stderr
+
+
+def test_train_recipe_and_bench_from_the_command_line(tmp_path, data_dir):
+    r = run_cli("train", "--recipe", "mnist-mlp", "--epochs", "1", "--data-dir", str(data_dir),
+                "--out", str(tmp_path / "r"))
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert result["test_accuracy"] > 0.95  # one epoch of the recipe on full MNIST
+    r = run_cli("bench", "mnist-mlp", "--runs", "2", "--warmup", "0", "--limit", "2000",
+                "--data-dir", str(data_dir), "--out", str(tmp_path / "b"), "--quiet")
+    assert r.returncode == 0, r.stderr
+    files = sorted(p.suffix for p in (tmp_path / "b").iterdir())
+    assert {".json", ".md", ".png"} <= set(files)
+    assert run_cli("bench", "mnist-mlp", "--runs", "0").returncode == 2

@@ -15,6 +15,9 @@ import os
 import sys
 import time
 
+from brisk._argtypes import positive_float as _positive_float
+from brisk._argtypes import positive_int as _positive_int
+
 MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "mnist", "fashion-mnist")
 
@@ -130,26 +133,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
-
-
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
-
-
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brisk",
@@ -209,7 +192,26 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_compress_arguments(c)
     c.set_defaults(func=cmd_compress)
+
+    from brisk.bench.cli import add_bench_arguments
+
+    b = sub.add_parser(
+        "bench",
+        help="time to accuracy of a recipe: N timed runs after a warm-up; JSON, table, PNG",
+        description="Run a recipe N times after an untimed warm-up and report, per run, the "
+        "training wall time to the first evaluation at or above the target (evaluation time "
+        "excluded and reported separately), final accuracy (mean and spread), samples/s, "
+        "device and library versions.",
+    )
+    add_bench_arguments(b)
+    b.set_defaults(func=cmd_bench)
     return parser
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from brisk.bench.cli import run_bench_from_args
+
+    return run_bench_from_args(args)
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
