@@ -28,6 +28,7 @@ def test_readme_examples_run(tmp_path, monkeypatch, data_dir):
         exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
     assert 0.85 < namespace["acc"] <= 1.0  # the quick start's test accuracy after 1 epoch
     assert (tmp_path / "lr_find.png").is_file() and (tmp_path / "mlp.brisk").is_file()
+    assert namespace["result"]["test_accuracy"] > 0.95  # one epoch of the mnist-mlp recipe
     # what the comments in the README claim
     sched = namespace["sched"]
     assert (sched(0), sched(100), sched(1100)) == (0.0, 1.0, 0.0)
