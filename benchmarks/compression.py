@@ -72,6 +72,7 @@ from brisk.compress import (  # noqa: E402
     size_report,
     sparsity_report,
 )
+from brisk.compress.pipeline import latency_blocks  # noqa: E402
 
 try:  # the engine, when the package imports whole
     from brisk import Trainer, datasets
@@ -213,30 +214,14 @@ def error_pct(model, x, y, batch=1000) -> float:
     return 100.0 * wrong / len(x)
 
 
-@torch.no_grad()
 def latency_ms(models, x, reps=20, blocks=7) -> list[tuple[float, float]]:
-    """Per model: (min over blocks of the median call time, max of the block medians), ms.
-
-    The models' blocks alternate, so a burst of load from other processes on this shared
-    machine hits all of them alike; the min over blocks is the least disturbed estimate.
-    """
+    """Per model: (min over blocks of the median call time, max of the block medians), ms,
+    with ``TIMING_THREADS`` intra-op threads (``brisk.compress.pipeline.latency_blocks``)."""
     models = [models] if isinstance(models, nn.Module) else list(models)
-    meds: list[list[float]] = [[] for _ in models]
     before = torch.get_num_threads()
     torch.set_num_threads(TIMING_THREADS)
     try:
-        for m in models:
-            m.eval()
-            for _ in range(5):
-                m(x)
-        for _ in range(blocks):
-            for k, m in enumerate(models):
-                ts = []
-                for _ in range(reps):
-                    t0 = time.perf_counter()
-                    m(x)
-                    ts.append(time.perf_counter() - t0)
-                meds[k].append(sorted(ts)[len(ts) // 2] * 1e3)
+        meds = latency_blocks(models, x, reps, blocks)
     finally:
         torch.set_num_threads(before)
     return [(min(v), max(v)) for v in meds]

@@ -211,8 +211,16 @@ def _dense_bytes(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def _latencies(models: Sequence[nn.Module], x: torch.Tensor, reps: int, blocks: int) -> list[float]:
-    """Per model: min over blocks of the median call time (ms); blocks alternate models."""
+def latency_blocks(models: Sequence[nn.Module], x: torch.Tensor, reps: int = 20,
+                   blocks: int = 7) -> list[list[float]]:
+    """Per model, the median call time (ms) of each of ``blocks`` timing blocks of ``reps``
+    calls; the models' blocks alternate, so load from other processes hits them alike (the
+    min over blocks is the least disturbed estimate).
+
+    Example::
+
+        fp32_ms, int8_ms = (min(b) for b in latency_blocks([model, q], x[:256]))
+    """
     for m in models:
         m.eval()
         for _ in range(3):
@@ -226,7 +234,7 @@ def _latencies(models: Sequence[nn.Module], x: torch.Tensor, reps: int, blocks: 
                 m(x)
                 ts.append(time.perf_counter() - t0)
             meds[k].append(sorted(ts)[len(ts) // 2] * 1e3)
-    return [min(v) for v in meds]
+    return meds
 
 
 # ---------------------------------------------------------------- training
@@ -603,7 +611,8 @@ def run_pipeline(
                     xb = xb.repeat(math.ceil(bs / len(xb)), *[1] * (xb.dim() - 1))[:bs]
                 reps = timing_reps * (10 if bs == 1 else 1)
                 for r, ms in zip(
-                    results, _latencies(runtime, xb.contiguous(), reps, timing_blocks), strict=True
+                    results, [min(b) for b in latency_blocks(runtime, xb.contiguous(), reps, timing_blocks)],
+                    strict=True
                 ):
                     setattr(r, f"latency_ms_b{bs}", ms)
     finally:
