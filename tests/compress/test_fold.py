@@ -247,3 +247,46 @@ def test_brisk_sequential_folds_to_equal_torch_modules():
     model.train()
     with pytest.raises(ValueError, match="training mode"):
         fold(model)
+
+
+class SharedOutput(nn.Module):
+    """The conv's and the linear's outputs feed their BatchNorm *and* another branch:
+    folding either BN into its layer would change what the other branch sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.fc, self.bn1 = nn.Linear(4, 6), nn.BatchNorm1d(6)
+
+    def forward(self, x):
+        y = self.conv(x)
+        z = self.bn(y) + y  # y also feeds the residual branch
+        h = self.fc(z.mean(dim=(2, 3)))
+        return self.bn1(h) * h.sigmoid()
+
+
+def test_bn_is_not_merged_into_a_layer_whose_output_feeds_another_branch():
+    torch.manual_seed(0)
+    model = randomize_bn(SharedOutput()).eval()
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        ref = model(x)
+        out = fold(model)(x)
+    assert rel_err(out, ref) < 1e-5
+    folded = fold(model)
+    assert count(folded, _BatchNorm) == 2  # both kept: neither could be merged
+
+
+def test_a_layer_called_twice_is_not_folded():
+    class Twice(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc, self.bn = nn.Linear(4, 4), nn.BatchNorm1d(4)
+
+        def forward(self, x):
+            return self.bn(self.fc(x)) + self.fc(x)
+
+    model = randomize_bn(Twice()).eval()
+    x = torch.randn(6, 4)
+    with torch.no_grad():
+        assert rel_err(fold(model)(x), model(x)) < 1e-5

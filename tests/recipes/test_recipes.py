@@ -59,10 +59,11 @@ def test_every_recipe_runs_end_to_end_on_a_slice(name, data_dir):
     assert out["reached_target"] == (out["test_accuracy"] >= out["target"])
     assert isinstance(out["model"], brisk.Sequential)
     assert len(out["history"]["loss"]) == 1 and "accuracy" in out["history"]
-    # The model returned is the trained one: its own evaluation agrees with the report.
+    # The model returned is the trained one, and the reported accuracy is right: counted
+    # independently from its predictions.
     (_, _), (xt, yt) = recipes.get(name).load_data(data_dir, limit=2000)
-    again = out["model"].evaluate(recipes.get(name).model_input(xt), yt, return_dict=True)
-    assert again["accuracy"] == pytest.approx(out["test_accuracy"])
+    probs = out["model"].predict(recipes.get(name).model_input(xt))
+    assert out["test_accuracy"] == pytest.approx(np.mean(probs.argmax(1) == yt))
 
 
 def test_a_recipe_is_reproducible_for_a_seed(data_dir):

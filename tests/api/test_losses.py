@@ -1,0 +1,207 @@
+"""Every loss against its formula, computed independently in float64 numpy.
+
+Formulas (Keras 3 ``keras.losses``; brisk takes ``(y_pred, y_true)``):
+  cross-entropy   -sum_c y_c log p_c, p = softmax(logits) or the given probabilities clipped
+                  to [1e-7, 1]; label smoothing y <- y (1 - s) + s / K
+  binary CE       -(y log p + (1 - y) log(1 - p)), p clipped to [1e-7, 1 - 1e-7], averaged
+                  over the last axis
+  MSE / MAE       mean over the non-batch axes of e^2 / |e|
+  Huber           0.5 e^2 if |e| <= delta else delta (|e| - 0.5 delta)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import brisk
+from brisk.losses import (
+    BinaryCrossentropy,
+    CategoricalCrossentropy,
+    Huber,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalCrossentropy,
+)
+
+EPS = 1e-7
+RNG = np.random.default_rng(0)
+LOGITS = RNG.normal(size=(6, 4)) * 3
+LABELS = np.array([0, 3, 1, 2, 3, 0])
+ONE_HOT = np.eye(4)[LABELS]
+
+
+def np_log_softmax(z, axis=-1):
+    z = z - z.max(axis=axis, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+
+
+def np_softmax(z, axis=-1):
+    return np.exp(np_log_softmax(z, axis))
+
+
+def t(a, dtype=torch.float32):
+    return torch.tensor(a, dtype=dtype)
+
+
+def close(actual, expected, rtol=1e-5, atol=1e-6):
+    np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=rtol, atol=atol)
+
+
+# ----------------------------------------------------------------------------- cross-entropy
+
+
+def test_sparse_cross_entropy_from_logits():
+    expected = -np_log_softmax(LOGITS)[np.arange(6), LABELS]
+    loss = SparseCategoricalCrossentropy()
+    close(loss(t(LOGITS), t(LABELS, torch.long), reduction="none"), expected)
+    close(loss(t(LOGITS), t(LABELS, torch.long)), expected.mean())
+    close(loss(t(LOGITS), t(LABELS, torch.long), reduction="sum"), expected.sum(), rtol=1e-5)
+
+
+def test_sparse_cross_entropy_from_probabilities_is_minus_log_p():
+    """from_logits=False: the outputs are probabilities, -log p of the true class; a
+    second softmax would give a different (and much flatter) value."""
+    p = np_softmax(LOGITS)
+    loss = SparseCategoricalCrossentropy(from_logits=False)
+    expected = -np.log(p[np.arange(6), LABELS])
+    close(loss(t(p), t(LABELS, torch.long), reduction="none"), expected)
+    # hand-made: p(true) = 0.5 and 0.25
+    probs = t([[0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
+    close(loss(probs, t([0, 1], torch.long), reduction="none"), [np.log(2), np.log(4)])
+
+
+def test_sparse_cross_entropy_clips_zero_probabilities():
+    loss = SparseCategoricalCrossentropy(from_logits=False)
+    value = loss(t([[1.0, 0.0]]), t([1], torch.long))
+    close(value, -np.log(EPS), rtol=1e-4)
+
+
+def test_categorical_cross_entropy_from_logits_and_probabilities():
+    expected = -(ONE_HOT * np_log_softmax(LOGITS)).sum(-1)
+    close(CategoricalCrossentropy()(t(LOGITS), t(ONE_HOT), reduction="none"), expected)
+    p = np_softmax(LOGITS)
+    close(CategoricalCrossentropy(from_logits=False)(t(p), t(ONE_HOT), reduction="none"),
+          expected, rtol=1e-4)
+    # soft targets: every class's log-probability counts with its weight
+    soft = RNG.dirichlet(np.ones(4), size=6)
+    close(CategoricalCrossentropy()(t(LOGITS), t(soft), reduction="none"),
+          -(soft * np_log_softmax(LOGITS)).sum(-1))
+
+
+@pytest.mark.parametrize("s", [0.1, 0.3])
+def test_categorical_cross_entropy_label_smoothing(s):
+    smooth = ONE_HOT * (1 - s) + s / 4
+    expected = -(smooth * np_log_softmax(LOGITS)).sum(-1)
+    loss = CategoricalCrossentropy(label_smoothing=s)
+    close(loss(t(LOGITS), t(ONE_HOT), reduction="none"), expected)
+    # hand-made: uniform logits give log K whatever the smoothing
+    close(loss(torch.zeros(1, 4), t(ONE_HOT[:1])), np.log(4))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        CategoricalCrossentropy(label_smoothing=1.0)
+
+
+def test_categorical_cross_entropy_channels_first_maps_use_axis_1():
+    """(N, C, H, W) outputs: the class axis is 1; the per-sample value averages pixels."""
+    z = RNG.normal(size=(2, 3, 2, 2))
+    y = np.eye(3)[RNG.integers(0, 3, size=(2, 2, 2))].transpose(0, 3, 1, 2)
+    per_pixel = -(y * np_log_softmax(z, axis=1)).sum(1)
+    close(CategoricalCrossentropy()(t(z), t(y), reduction="none"), per_pixel.mean(axis=(1, 2)))
+
+
+# ----------------------------------------------------------------------------- binary
+
+
+def test_binary_cross_entropy_from_logits_and_probabilities():
+    z = RNG.normal(size=(5, 3)) * 2
+    y = RNG.integers(0, 2, size=(5, 3)).astype(float)
+    p = 1 / (1 + np.exp(-z))
+    expected = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(-1)
+    close(BinaryCrossentropy()(t(z), t(y), reduction="none"), expected)
+    close(BinaryCrossentropy(from_logits=False)(t(p), t(y), reduction="none"), expected,
+          rtol=1e-4)
+    # hand-made: p = 0.8 for a 1 and for a 0
+    close(BinaryCrossentropy(from_logits=False)(t([[0.8], [0.8]]), t([[1.0], [0.0]]),
+                                                reduction="none"),
+          [-np.log(0.8), -np.log(0.2)])
+
+
+def test_binary_cross_entropy_clips_saturated_probabilities():
+    value = BinaryCrossentropy(from_logits=False)(t([[1.0], [0.0]]), t([[0.0], [1.0]]),
+                                                  reduction="none")
+    # float32: 1 - 1e-7 rounds to 1 - 1.19e-7, so the clipped 1 - p is 1.19e-7 (as in Keras)
+    close(value, [-np.log(1 - np.float64(np.float32(1 - EPS))), -np.log(EPS)], rtol=1e-4)
+
+
+def test_binary_cross_entropy_takes_flat_labels_for_one_output():
+    z = t([[0.3], [-1.2], [2.0]])
+    y = t([1.0, 0.0, 1.0])
+    close(BinaryCrossentropy()(z, y), BinaryCrossentropy()(z, y[:, None]).numpy())
+
+
+# ----------------------------------------------------------------------------- regression
+
+
+def test_mse_and_mae_average_over_every_non_batch_axis():
+    a, b = RNG.normal(size=(3, 2, 4)), RNG.normal(size=(3, 2, 4))
+    close(MeanSquaredError()(t(a), t(b), reduction="none"), ((a - b) ** 2).mean(axis=(1, 2)))
+    close(MeanAbsoluteError()(t(a), t(b), reduction="none"), np.abs(a - b).mean(axis=(1, 2)))
+    close(MeanSquaredError()(t(a), t(b)), ((a - b) ** 2).mean())
+    close(MeanAbsoluteError()(t(a), t(b), reduction="sum"), np.abs(a - b).mean(axis=(1, 2)).sum())
+    # hand-made, asymmetric in size: errors 1 and 3
+    close(MeanSquaredError()(t([[1.0, 3.0]]), t([[0.0, 0.0]])), 5.0)
+    close(MeanAbsoluteError()(t([[1.0, -3.0]]), t([[0.0, 0.0]])), 2.0)
+
+
+@pytest.mark.parametrize("delta", [1.0, 0.5, 2.5])
+def test_huber_quadratic_inside_delta_linear_outside(delta):
+    e = np.array([[-3.0, -delta, -0.2, 0.0, 0.4, delta, 4.0]])
+    per_elem = np.where(np.abs(e) <= delta, 0.5 * e**2, delta * (np.abs(e) - 0.5 * delta))
+    close(Huber(delta)(t(e), torch.zeros(1, 7), reduction="none"), per_elem.mean(-1))
+    with pytest.raises(ValueError, match="delta"):
+        Huber(0.0)
+
+
+# ----------------------------------------------------------------------------- reductions, names
+
+
+def test_reductions_and_a_bad_reduction():
+    loss = MeanSquaredError()
+    a, b = t([[1.0], [2.0], [4.0]]), torch.zeros(3, 1)
+    close(loss(a, b, reduction="none"), [1.0, 4.0, 16.0])
+    close(loss(a, b, reduction="sum"), 21.0)
+    close(loss(a, b, reduction="mean"), 7.0)
+    with pytest.raises(ValueError, match="reduction: expected 'mean', 'sum' or 'none'"):
+        loss(a, b, reduction="avg")
+
+
+@pytest.mark.parametrize(
+    "names, cls",
+    [
+        (("sparse_categorical_crossentropy", "CrossEntropyLoss", "cross_entropy"),
+         SparseCategoricalCrossentropy),
+        (("categorical_crossentropy",), CategoricalCrossentropy),
+        (("binary_crossentropy", "BCEWithLogitsLoss", "bce"), BinaryCrossentropy),
+        (("mse", "mean_squared_error", "MSELoss"), MeanSquaredError),
+        (("mae", "mean_absolute_error", "L1Loss"), MeanAbsoluteError),
+        (("huber", "HuberLoss", "huber_loss"), Huber),
+    ],
+)
+def test_names_resolve_to_their_loss(names, cls):
+    for name in names:
+        assert type(brisk.losses.get(name)) is cls, name
+
+
+def test_get_passes_objects_and_callables_and_rejects_the_rest():
+    loss = Huber(2.0)
+    assert brisk.losses.get(loss) is loss
+
+    def fn(a, b):
+        return (a - b).sum()
+
+    assert brisk.losses.get(fn) is fn
+    with pytest.raises(TypeError, match="loss: expected a name"):
+        brisk.losses.get(3)
+    with pytest.raises(ValueError, match="loss: unknown name 'msee'.*'mse'"):
+        brisk.losses.get("msee")

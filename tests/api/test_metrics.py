@@ -1,0 +1,153 @@
+"""Every metric on hand-made cases at its boundaries (Keras 3 semantics).
+
+  binary accuracy   y_pred > threshold (0.5): a probability exactly at the threshold is a 0
+  top-k             the true class ranked exactly k-th is a hit; (k+1)-th is a miss
+  accuracy          argmax; 'accuracy' follows the loss (binary / categorical / sparse)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import brisk
+from brisk.layers import Dense
+from brisk.metrics import (
+    BinaryAccuracy,
+    CategoricalAccuracy,
+    MeanAbsoluteError,
+    MeanSquaredError,
+    SparseCategoricalAccuracy,
+    SparseTopKCategoricalAccuracy,
+    TopKCategoricalAccuracy,
+)
+
+
+def value(metric, y_pred, y_true):
+    s, c = metric.update(torch.as_tensor(y_pred, dtype=torch.float32), torch.as_tensor(y_true))
+    return float(s) / int(c)
+
+
+def ranked_scores():
+    """Row r: the true class 0 is ranked exactly (r + 1)-th (no ties)."""
+    rows = []
+    for r in range(6):
+        others = [10.0 - i for i in range(5)]  # 10, 9, 8, 7, 6
+        true_score = 10.5 - r  # above r of the others
+        rows.append([true_score, *others])
+    return torch.tensor(rows)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5])
+def test_top_k_hits_exactly_the_first_k_ranks(k):
+    scores = ranked_scores()
+    ranks = 1 + (scores[:, 1:] > scores[:, :1]).sum(1)
+    assert ranks.tolist() == [1, 2, 3, 4, 5, 6]
+    labels = torch.zeros(6, dtype=torch.long)
+    sparse = SparseTopKCategoricalAccuracy(k=k)
+    hits = [value(sparse, scores[r:r + 1], labels[r:r + 1]) for r in range(6)]
+    assert hits == [1.0] * k + [0.0] * (6 - k)  # rank k: hit, rank k+1: miss
+    dense = TopKCategoricalAccuracy(k=k)
+    one_hot = torch.nn.functional.one_hot(labels, 6).float()
+    assert value(dense, scores, one_hot) == pytest.approx(k / 6)
+    assert value(sparse, scores, labels) == pytest.approx(k / 6)
+
+
+def test_top_k_with_k_at_least_the_classes_is_always_a_hit():
+    scores, labels = ranked_scores(), torch.zeros(6, dtype=torch.long)
+    assert value(SparseTopKCategoricalAccuracy(k=6), scores, labels) == 1.0
+    assert value(SparseTopKCategoricalAccuracy(k=9), scores, labels) == 1.0
+    with pytest.raises(ValueError, match="k: expected a positive int"):
+        SparseTopKCategoricalAccuracy(k=0)
+
+
+@pytest.mark.parametrize(
+    "p, label, hit",
+    [
+        (0.5, 0, 1.0),  # exactly at the threshold: predicted 0
+        (0.5, 1, 0.0),
+        (0.5001, 1, 1.0),
+        (0.4999, 0, 1.0),
+        (0.3, 0, 1.0),  # a threshold at 0 would call 0.3 a 1
+        (0.3, 1, 0.0),
+        (0.9, 1, 1.0),
+        (0.0, 0, 1.0),
+        (1.0, 1, 1.0),
+    ],
+)
+def test_binary_accuracy_thresholds_probabilities_at_one_half(p, label, hit):
+    assert value(BinaryAccuracy(), [[p]], [label]) == hit
+
+
+def test_binary_accuracy_custom_threshold_and_many_outputs():
+    m = BinaryAccuracy(threshold=0.8)
+    assert value(m, [[0.7, 0.81, 0.8, 0.95]], [[0, 1, 0, 0]]) == 0.75
+    assert value(BinaryAccuracy(), [[0.2, 0.7], [0.6, 0.1]], [[0, 1], [0, 0]]) == 0.75
+
+
+def test_sparse_and_categorical_accuracy_hand_made():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]])
+    labels = torch.tensor([1, 1, 2, 0])
+    assert value(SparseCategoricalAccuracy(), scores, labels) == 0.5
+    assert value(SparseCategoricalAccuracy(), scores, labels[:, None]) == 0.5  # (N, 1) labels
+    assert value(CategoricalAccuracy(), scores, torch.eye(3)[labels]) == 0.5
+
+
+def test_accuracy_on_channels_first_maps_uses_axis_1():
+    scores = torch.zeros(1, 3, 2, 2)
+    scores[0, 2, 0, 0] = scores[0, 1, 0, 1] = scores[0, 0, 1, 0] = scores[0, 2, 1, 1] = 1.0
+    labels = torch.tensor([[[2, 1], [1, 2]]])  # 3 of 4 pixels right
+    assert value(SparseCategoricalAccuracy(), scores, labels) == 0.75
+
+
+def test_mean_errors_sum_every_element():
+    pred, true = [[1.0, 2.0], [0.0, -2.0]], [[0.0, 0.0], [0.0, 0.0]]
+    assert value(MeanAbsoluteError(), pred, true) == pytest.approx(5 / 4)
+    assert value(MeanSquaredError(), pred, true) == pytest.approx(9 / 4)
+
+
+@pytest.mark.parametrize(
+    "loss, cls",
+    [
+        ("sparse_categorical_crossentropy", SparseCategoricalAccuracy),
+        ("categorical_crossentropy", CategoricalAccuracy),
+        ("binary_crossentropy", BinaryAccuracy),
+    ],
+)
+def test_accuracy_follows_the_loss_and_keeps_the_given_name(loss, cls):
+    for name in ("accuracy", "acc"):
+        m = brisk.metrics.get(name, brisk.losses.get(loss))
+        assert type(m) is cls and m.name == name
+    top = brisk.metrics.get("top_k_accuracy", brisk.losses.get("categorical_crossentropy"))
+    assert type(top) is TopKCategoricalAccuracy
+    top = brisk.metrics.get("top_k_accuracy", brisk.losses.get("sparse_categorical_crossentropy"))
+    assert type(top) is SparseTopKCategoricalAccuracy
+
+
+def test_metric_names_and_errors():
+    assert type(brisk.metrics.get("mae")) is MeanAbsoluteError
+    assert type(brisk.metrics.get("mean_squared_error")) is MeanSquaredError
+    m = BinaryAccuracy()
+    assert brisk.metrics.get(m) is m
+    with pytest.raises(ValueError, match="metrics: unknown name 'acuracy'.*'accuracy'"):
+        brisk.metrics.get("acuracy")
+    with pytest.raises(TypeError, match="metrics: expected names"):
+        brisk.metrics.get(3)
+
+
+def test_engine_gives_binary_accuracy_the_probabilities():
+    """A sigmoid model trains on logits; its accuracy must threshold sigmoid(logit) at 0.5,
+    i.e. the logit at 0. Logits -0.4 and 0.3 for labels 0 and 1: both right; thresholding
+    the logits at 0.5 would call the second a 0."""
+    model = brisk.Sequential([Dense(1, activation="sigmoid", input_shape=(1,))])
+    model.build((1,))
+    with torch.no_grad():
+        model.layers[0].linear.weight.fill_(1.0)
+        model.layers[0].linear.bias.zero_()
+    model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
+    x = np.array([[-0.4], [0.3], [0.3], [2.0], [-3.0]], dtype="float32")
+    y = np.array([0, 1, 0, 1, 1], dtype="float32")
+    _, acc = model.evaluate(x, y)
+    expected = np.mean((model.predict(x)[:, 0] > 0.5) == (y > 0.5))
+    assert expected == 0.6 and acc == pytest.approx(expected)  # on the logits: 0.4
