@@ -205,3 +205,58 @@ def test_get_passes_objects_and_callables_and_rejects_the_rest():
         brisk.losses.get(3)
     with pytest.raises(ValueError, match="loss: unknown name 'msee'.*'mse'"):
         brisk.losses.get("msee")
+
+
+# ----------------------------------------------------------------------------- shapes, dtypes
+
+
+def test_cross_entropy_on_sequences_uses_the_last_axis():
+    """(N, T, C) outputs, as from a sequence model: classes on the last axis."""
+    z = RNG.normal(size=(2, 5, 3))
+    y = np.eye(3)[RNG.integers(0, 3, size=(2, 5))]
+    expected = -(y * np_log_softmax(z, axis=-1)).sum(-1).mean(-1)
+    close(CategoricalCrossentropy()(t(z), t(y), reduction="none"), expected)
+    s = 0.2
+    ys = y * (1 - s) + s / 3
+    close(CategoricalCrossentropy(label_smoothing=s)(t(z), t(y), reduction="none"),
+          -(ys * np_log_softmax(z, axis=-1)).sum(-1).mean(-1))
+
+
+def test_label_smoothing_on_channels_first_maps_spreads_over_the_channels():
+    """(N, C, H, W): K is the channel count (axis 1), not the width."""
+    z = RNG.normal(size=(2, 3, 2, 5))
+    y = np.eye(3)[RNG.integers(0, 3, size=(2, 2, 5))].transpose(0, 3, 1, 2)
+    s = 0.3
+    ys = y * (1 - s) + s / 3
+    expected = -(ys * np_log_softmax(z, axis=1)).sum(1).mean(axis=(1, 2))
+    close(CategoricalCrossentropy(label_smoothing=s)(t(z), t(y), reduction="none"), expected)
+
+
+def test_categorical_cross_entropy_from_probabilities_with_zeros_stays_finite():
+    """A zero probability on a class with zero target weight contributes 0, not 0 * -inf."""
+    value = CategoricalCrossentropy(from_logits=False)(t([[0.0, 1.0, 0.0]]), t([[0, 1, 0]]))
+    close(value, 0.0, atol=1e-6)
+    value = CategoricalCrossentropy(from_logits=False)(t([[0.0, 1.0]]), t([[1, 0]]))
+    close(value, -np.log(EPS), rtol=1e-4)
+
+
+def test_huber_reduces_per_sample():
+    e = np.array([[0.5, 3.0], [-2.0, 0.1], [0.0, 0.0]])
+    per_elem = np.where(np.abs(e) <= 1.0, 0.5 * e**2, np.abs(e) - 0.5)
+    close(Huber()(t(e), torch.zeros(3, 2), reduction="none"), per_elem.mean(-1))
+
+
+@pytest.mark.parametrize("loss", [MeanSquaredError(), MeanAbsoluteError(), Huber(),
+                                  BinaryCrossentropy(), CategoricalCrossentropy()])
+def test_loss_is_computed_in_the_outputs_dtype(loss):
+    """float64 labels (numpy's default) must not turn a float32 loss into float64
+    (unsupported on MPS, twice the memory traffic elsewhere)."""
+    y_pred = torch.rand(4, 3)
+    y_true = torch.rand(4, 3, dtype=torch.float64).round()
+    value = loss(y_pred, y_true, reduction="none")
+    assert value.dtype == torch.float32 and value.shape == (4,)
+
+
+def test_reprs_name_the_loss():
+    assert repr(Huber()) == "Huber(from_logits=None)"
+    assert repr(BinaryCrossentropy(from_logits=False)) == "BinaryCrossentropy(from_logits=False)"

@@ -151,3 +151,51 @@ def test_engine_gives_binary_accuracy_the_probabilities():
     _, acc = model.evaluate(x, y)
     expected = np.mean((model.predict(x)[:, 0] > 0.5) == (y > 0.5))
     assert expected == 0.6 and acc == pytest.approx(expected)  # on the logits: 0.4
+
+
+def test_accuracies_on_sequences_use_the_last_axis():
+    """(N, T, C) outputs: classes on the last axis (only 4-D maps put them on axis 1)."""
+    scores = torch.tensor([[[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]],
+                           [[0.6, 0.4], [0.2, 0.8], [0.9, 0.1]]])
+    labels = torch.tensor([[1, 0, 0], [0, 0, 0]])  # 4 of 6 right
+    assert value(SparseCategoricalAccuracy(), scores, labels) == pytest.approx(4 / 6)
+    assert value(CategoricalAccuracy(), scores, torch.eye(2)[labels]) == pytest.approx(4 / 6)
+
+
+def test_categorical_accuracy_three_of_four():
+    scores = torch.tensor([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2], [0.2, 0.2, 0.6], [0.3, 0.4, 0.3]])
+    labels = torch.tensor([1, 0, 2, 0])
+    assert value(CategoricalAccuracy(), scores, torch.eye(3)[labels]) == 0.75
+    assert value(SparseCategoricalAccuracy(), scores, labels) == 0.75
+
+
+def test_mean_errors_with_nonzero_targets():
+    pred, true = [[1.0, 2.0], [0.0, -2.0]], [[0.5, 3.0], [-1.0, -2.0]]
+    assert value(MeanAbsoluteError(), pred, true) == pytest.approx((0.5 + 1 + 1 + 0) / 4)
+    assert value(MeanSquaredError(), pred, true) == pytest.approx((0.25 + 1 + 1 + 0) / 4)
+
+
+def test_accuracy_without_a_known_loss_is_sparse_and_top_k_aliases():
+    assert type(brisk.metrics.get("accuracy")) is SparseCategoricalAccuracy
+    assert type(brisk.metrics.get("acc", brisk.losses.get("mse"))) is SparseCategoricalAccuracy
+    for alias in ("top5", "top_5_accuracy", "TOP_K_ACCURACY"):
+        m = brisk.metrics.get(alias)
+        assert type(m) is SparseTopKCategoricalAccuracy and m.k == 5 and m.name == alias
+
+
+def test_unknown_metric_messages_list_the_valid_names_exactly():
+    valid = ("acc, accuracy, binary_accuracy, categorical_accuracy, mae, mean_absolute_error, "
+             "mean_squared_error, mse, sparse_categorical_accuracy, "
+             "sparse_top_k_categorical_accuracy, top_k_accuracy, top_k_categorical_accuracy")
+    with pytest.raises(ValueError) as e:
+        brisk.metrics.get("zzz")
+    assert str(e.value) == f"metrics: unknown name 'zzz'. Valid names: {valid}"
+    with pytest.raises(ValueError) as e:
+        brisk.metrics.get("top_k_acuracy")
+    assert str(e.value) == (
+        "metrics: unknown name 'top_k_acuracy'. Did you mean 'top_k_accuracy', "
+        f"'top_k_categorical_accuracy', 'accuracy'? Valid names: {valid}")
+
+
+def test_metric_repr():
+    assert repr(BinaryAccuracy()) == "BinaryAccuracy(name='binary_accuracy')"

@@ -290,3 +290,115 @@ def test_a_layer_called_twice_is_not_folded():
     x = torch.randn(6, 4)
     with torch.no_grad():
         assert rel_err(fold(model)(x), model(x)) < 1e-5
+
+
+class Chain(nn.Module):
+    """Linear-BN-Linear-Linear through forward (not a Sequential): the fx path."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.bn = nn.Linear(6, 8), nn.BatchNorm1d(8)
+        self.b, self.c = nn.Linear(8, 7), nn.Linear(7, 3, bias=False)
+
+    def forward(self, x):
+        return self.c(self.b(self.bn(self.a(x))))
+
+
+def test_fx_graph_folds_bn_then_merges_the_linear_chain():
+    torch.manual_seed(0)
+    model = randomize_bn(Chain()).eval()
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        ref = model(x)
+        folded = fold(model)
+        assert rel_err(folded(x), ref) < 1e-5
+    assert isinstance(folded, torch.fx.GraphModule)
+    linears = [m for m in folded.modules() if isinstance(m, nn.Linear)]
+    assert len(linears) == 1 and linears[0].weight.shape == (3, 6)
+    assert count(folded, _BatchNorm) == 0
+
+
+def test_functional_dropout_is_removed_only_when_not_training():
+    class Drops(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            x = F.dropout(x, 0.3, False)  # positional training=False: an identity
+            x = F.dropout(self.fc(x), p=0.5, training=False)
+            return F.dropout(x, 0.1, True)  # training=True: random even in eval, kept
+
+    folded = fold(Drops().eval())
+    assert folded.code.count("functional.dropout(") == 1 and "training = True" in folded.code
+    x = torch.randn(3, 4)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        a = folded(x)
+        torch.manual_seed(1)
+        b = Drops.forward(folded, x)  # the original code on the same weights and RNG
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("sizes, merged", [((4, 2, 4), True), ((5, 2, 5), False),
+                                           ((3, 9, 2), True), ((8, 8, 8), True)])
+def test_linear_pairs_merge_when_it_costs_no_more_multiply_adds(sizes, merged):
+    """in*out <= in*mid + mid*out: (4,2,4) is 16 <= 16, merged; (5,2,5) 25 > 20, kept."""
+    i, m, o = sizes
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(i, m), nn.Linear(m, o)).eval()
+    f = fold(model)
+    assert len(f) == (1 if merged else 2)
+    x = torch.randn(4, i)
+    with torch.no_grad():
+        assert rel_err(f(x), model(x)) < 1e-5
+
+
+def test_batchnorm_without_running_stats_is_not_folded():
+    """track_running_stats=False: eval uses the batch's statistics; nothing is constant."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
+    f = fold(model)
+    assert count(f, _BatchNorm) == 1
+    x = torch.randn(4, 3, 6, 6)
+    with torch.no_grad():
+        assert rel_err(f(x), model(x)) < 1e-5
+    lin = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4, track_running_stats=False)).eval()
+    assert count(fold(lin), _BatchNorm) == 1
+
+
+def test_batchnorm_after_a_non_foldable_layer_stays():
+    torch.manual_seed(0)
+    model = randomize_bn(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.BatchNorm2d(4),
+                                       nn.Flatten(), nn.Linear(16, 2))).eval()
+    f = fold(model)
+    assert count(f, _BatchNorm) == 1
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        assert rel_err(f(x), model(x)) < 1e-5
+
+
+def test_nested_sequential_of_one_layer_and_custom_blocks_inside_a_sequential():
+    torch.manual_seed(0)
+    model = randomize_bn(nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        Block(4),  # a traceable custom block: folded through fx
+        nn.Sequential(nn.ReLU()),  # one module: kept
+        nn.Sequential(nn.Dropout(), nn.Identity()),  # nothing left: dropped
+        nn.Flatten(), nn.Linear(4 * 5 * 5, 2),
+    )).eval()
+    f = check(model, torch.randn(2, 3, 5, 5))
+    assert [type(m) for m in f][2:] == [nn.Sequential, nn.Flatten, nn.Linear]
+    assert isinstance(f[0], nn.Conv2d) and isinstance(f[1], torch.fx.GraphModule)
+    assert count(f[1], _BatchNorm) == 0 and count(f[1], nn.Conv2d) == 2
+    assert len(f[2]) == 1
+
+
+def test_fold_rejects_non_modules_and_parametrized_weights():
+    with pytest.raises(TypeError, match="model: expected a torch.nn.Module, got int"):
+        fold(3)
+    model = nn.Sequential(nn.Linear(3, 3)).eval()
+    torch.nn.utils.parametrize.register_parametrization(model[0], "weight", nn.Identity())
+    model.eval()
+    with pytest.raises(ValueError, match="parametrized weights.*make_permanent"):
+        fold(model)

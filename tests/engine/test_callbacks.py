@@ -155,3 +155,223 @@ def test_callback_modes_reject_unknown_names():
         ModelCheckpoint("x.pt", mode="maximum")
     with pytest.raises(ValueError, match="mode"):
         EarlyStopping(mode="up")
+
+
+# ----------------------------------------------------------------------------- hooks
+
+
+class Recorder(Callback):
+    def __init__(self, calls):
+        self.calls = calls
+
+    def __getattribute__(self, name):
+        if name.startswith("on_"):
+            calls = object.__getattribute__(self, "calls")
+            return lambda *args: calls.append((name, *args))
+        return object.__getattribute__(self, name)
+
+
+def test_callback_list_forwards_every_hook_with_its_arguments_in_order():
+    from brisk.engine.callbacks import CallbackList
+
+    calls = []
+    a, b = Recorder(calls), Recorder(calls)
+    cbs = CallbackList([a, b])
+    logs = {"loss": 1.0}
+    for hook, args in [("on_train_begin", (logs,)), ("on_train_end", (logs,)),
+                       ("on_epoch_begin", (3, logs)), ("on_epoch_end", (3, logs)),
+                       ("on_train_batch_begin", (7, logs)), ("on_train_batch_end", (7, logs)),
+                       ("on_test_begin", (logs,)), ("on_test_end", (logs,)),
+                       ("on_predict_begin", (logs,)), ("on_predict_end", (logs,))]:
+        calls.clear()
+        getattr(cbs, hook)(*args)
+        assert calls == [(hook, *args), (hook, *args)], hook
+    params = {"epochs": 2, "steps": 5, "verbose": 0}
+    cbs.set_params(params)
+    assert cbs.params is params and a.params is params and b.params is params
+    with pytest.raises(TypeError) as e:
+        CallbackList([a, "early_stopping"])
+    assert str(e.value) == "callbacks: expected brisk.callbacks.Callback instances, got str"
+
+
+def test_fit_calls_the_hooks_in_keras_order_with_epoch_and_batch_indices():
+    calls = []
+    m = _model()
+    m.fit(X[:12], Y[:12], epochs=2, batch_size=5, verbose=0, callbacks=[Recorder(calls)])
+    names = [(c[0], c[1] if c[0] in ("on_epoch_begin", "on_epoch_end", "on_train_batch_begin",
+                                     "on_train_batch_end") else None) for c in calls]
+    expected = [("on_train_begin", None)]
+    for e in range(2):
+        expected += [("on_epoch_begin", e)]
+        for i in range(3):
+            expected += [("on_train_batch_begin", i), ("on_train_batch_end", i)]
+        expected += [("on_epoch_end", e)]
+    expected += [("on_train_end", None)]
+    assert names == expected
+    end = [c for c in calls if c[0] == "on_epoch_end"][0]
+    assert set(end[2]) == {"loss"}
+    batch_end = [c for c in calls if c[0] == "on_train_batch_end"][0]
+    assert "loss" in batch_end[2]  # running logs readable at batch end
+
+
+# ----------------------------------------------------------------------------- EarlyStopping
+
+
+def test_early_stopping_argument_checks_and_defaults():
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="patience: expected an int >= 0"):
+            EarlyStopping(patience=bad)
+    es = EarlyStopping()
+    assert (es.monitor, es.patience, es.min_delta, es.restore_best_weights) == (
+        "val_loss", 0, 0.0, False)
+    assert es.stopped_epoch is None
+    assert EarlyStopping(min_delta=-0.1).min_delta == 0.1  # Keras takes |min_delta|
+
+
+def test_early_stopping_missing_monitor_message_lists_the_logs():
+    es = EarlyStopping(monitor="val_acc")
+    es.on_train_begin()
+    with pytest.raises(ValueError) as e:
+        es.on_epoch_end(0, {"loss": 1.0, "accuracy": 0.5})
+    assert str(e.value) == ("monitor: 'val_acc' is not in the epoch logs (available: loss, "
+                            "accuracy); for 'val_*' pass validation_data or validation_split "
+                            "to fit")
+    with pytest.raises(ValueError, match=r"\(available: none\)"):
+        es.on_epoch_end(0, {})
+
+
+def test_early_stopping_does_not_stop_when_improving_every_epoch():
+    m = _model()
+    es = EarlyStopping(patience=0)
+    h = m.fit(X, Y, epochs=4, verbose=0, validation_split=0.25,
+              callbacks=[Scripted([4.0, 3.0, 2.0, 1.0]), es])
+    assert es.stopped_epoch is None and len(h.history["loss"]) == 4 and es.best == 1.0
+
+
+@pytest.mark.parametrize("mode, values", [("min", [1.0, 1.0, 0.5]), ("max", [1.0, 1.0, 2.0])])
+def test_an_equal_value_is_not_an_improvement(mode, values):
+    m = _model()
+    es = EarlyStopping(monitor="val_score", mode=mode, patience=0)
+    m.fit(X, Y, epochs=3, verbose=0, validation_split=0.25,
+          callbacks=[ScriptedMonitor("val_score", values), es])
+    assert es.stopped_epoch == 1
+
+
+def test_min_delta_applies_when_maximising():
+    m = _model()
+    es = EarlyStopping(monitor="val_score", mode="max", min_delta=0.5, patience=0)
+    m.fit(X, Y, epochs=3, verbose=0, validation_split=0.25,
+          callbacks=[ScriptedMonitor("val_score", [1.0, 1.2, 5.0]), es])
+    assert es.stopped_epoch == 1 and es.best == 1.0
+
+
+def test_early_stopping_counts_nan_as_no_improvement_and_restores_nothing():
+    m = _model()
+    es = EarlyStopping(patience=1, restore_best_weights=True)
+    h = m.fit(X, Y, epochs=5, verbose=0, validation_split=0.25,
+              callbacks=[Scripted([float("nan")] * 5), es])
+    assert es.stopped_epoch == 1 and len(h.history["loss"]) == 2  # no best state: no restore
+
+
+def test_without_restore_best_weights_the_last_weights_stay():
+    m = _model()
+    snaps = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snaps.append({k: v.clone() for k, v in m.state_dict().items()})
+
+    es = EarlyStopping(patience=1)
+    m.fit(X, Y, epochs=10, verbose=0, validation_split=0.25,
+          callbacks=[Scripted([3, 1, 2, 2, 2]), Snap(), es])
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, snaps[-1][k])
+    assert not torch.equal(snaps[1]["layers.0.linear.weight"], snaps[-1]["layers.0.linear.weight"])
+
+
+# ----------------------------------------------------------------------------- ModelCheckpoint
+
+
+def test_model_checkpoint_argument_checks_and_missing_monitor():
+    for bad in ("", 3, None):
+        with pytest.raises(TypeError) as e:
+            ModelCheckpoint(bad)
+        assert str(e.value) == f"filepath: expected a path string, got {bad!r}"
+    mc = ModelCheckpoint("x.pt", monitor="val_auc", save_best_only=True)
+    with pytest.raises(ValueError) as e:
+        mc.on_epoch_end(0, {"loss": 1.0, "val_loss": 2.0})
+    assert str(e.value) == ("monitor: 'val_auc' is not in the epoch logs "
+                            "(available: loss, val_loss)")
+    with pytest.raises(ValueError, match=r"\(available: none\)"):
+        mc.on_epoch_end(0, {})
+
+
+def test_model_checkpoint_equal_value_keeps_the_first_file(tmp_path):
+    m = _model()
+    snaps = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snaps.append({k: v.clone() for k, v in m.state_dict().items()})
+
+    for mode, values in (("min", [1.0, 1.0, 2.0]), ("max", [1.0, 1.0, 0.5])):
+        snaps.clear()
+        path = tmp_path / f"{mode}.safetensors"
+        mc = ModelCheckpoint(str(path), monitor="val_score", mode=mode, save_best_only=True)
+        m.fit(X, Y, epochs=3, verbose=0, validation_split=0.25,
+              callbacks=[ScriptedMonitor("val_score", values), Snap(), mc])
+        again = brisk.load_model(path)
+        for k, v in snaps[0].items():
+            assert torch.equal(again.state_dict()[k], v), (mode, k)
+
+
+def test_model_checkpoint_path_takes_log_keys(tmp_path):
+    m = _model()
+    mc = ModelCheckpoint(str(tmp_path / "ep{epoch:02d}-{val_loss:.1f}.pt"))
+    m.fit(X, Y, epochs=2, verbose=0, validation_split=0.25,
+          callbacks=[Scripted([3.25, 1.5]), mc])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ep01-3.2.pt", "ep02-1.5.pt"]
+
+
+def test_model_checkpoint_of_a_plain_module_writes_safetensors_weights(tmp_path):
+    from safetensors.torch import load_file
+
+    class WithSave(torch.nn.Linear):
+        def save(self, *a, **k):  # a user's own method: not brisk's Keras-style save
+            raise AssertionError("ModelCheckpoint must not call a plain module's save()")
+
+    net = WithSave(3, 2)
+    trainer = brisk.Trainer(net, optimizer="sgd", loss="mse")
+    trainer.fit(X, Y, epochs=1, verbose=0,
+                callbacks=[ModelCheckpoint(str(tmp_path / "w.safetensors"), monitor="loss")])
+    saved = load_file(tmp_path / "w.safetensors")
+    assert set(saved) == {"weight", "bias"}
+    assert torch.equal(saved["weight"], net.weight.detach())
+
+
+def test_atomic_write_uses_a_hidden_temporary_file_in_the_same_folder(tmp_path):
+    import os
+
+    from brisk.engine.checkpoint import atomic_write
+
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        with open(tmp, "w") as f:
+            f.write("ok")
+
+    atomic_write(tmp_path / "sub" / "file.txt", write)
+    assert os.path.dirname(seen[0]) == str(tmp_path / "sub")  # same filesystem: rename is atomic
+    assert os.path.basename(seen[0]).startswith(".brisk-") and seen[0].endswith(".tmp")
+    assert (tmp_path / "sub" / "file.txt").read_text() == "ok"
+    assert sorted(os.listdir(tmp_path / "sub")) == ["file.txt"]
+
+    def fail(tmp):
+        open(tmp, "w").write("partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        atomic_write(tmp_path / "sub" / "file.txt", fail)
+    assert (tmp_path / "sub" / "file.txt").read_text() == "ok"  # the old file is intact
+    assert sorted(os.listdir(tmp_path / "sub")) == ["file.txt"]  # and no temp file left

@@ -86,9 +86,9 @@ class CategoricalCrossentropy(Loss):
 
     def per_sample(self, y_pred, y_true):
         y_true = y_true.to(y_pred.dtype)
-        if self.label_smoothing:
-            y_true = y_true * (1 - self.label_smoothing) + self.label_smoothing / y_true.shape[-1]
         dim = 1 if y_pred.dim() == 4 else -1
+        if self.label_smoothing:  # spread over the K classes of the class axis
+            y_true = y_true * (1 - self.label_smoothing) + self.label_smoothing / y_true.shape[dim]
         if self.from_logits is False:
             logp = torch.log(y_pred.clamp(_EPS, 1.0))
         else:
