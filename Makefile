@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0
 
-.PHONY: venv install run test lint bench clean
+.PHONY: venv install run test lint bench clean mutate seeded-bugs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,21 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff check src tests benchmarks examples tools
+
+# Mutation testing (not in CI; ~30 min on 2 cores): mutmut over the modules and fast tests in
+# [tool.mutmut] of pyproject.toml, from scratch each time; then the score per module.
+# Survivors: `$(BIN)/mutmut browse`, or `$(BIN)/python tools/mutation/score.py --survivors F`.
+mutate: install
+	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
+	rm -rf mutants
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run
+	$(BIN)/python tools/mutation/score.py
+
+# Re-inserts, one at a time, bugs that once passed the whole suite; each must make its
+# tests fail (tools/seeded_bugs.py; ~2 min, not in CI).
+seeded-bugs: install
+	$(BIN)/python tools/seeded_bugs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

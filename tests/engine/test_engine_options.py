@@ -350,3 +350,232 @@ def test_resume_from_an_epoch_checkpoint_equals_the_uninterrupted_run(tmp_path):
     t.load_checkpoint(tmp_path / "ep2.pt")  # the RNG comes from the file, not from here
     t.fit(x, y, epochs=3, initial_epoch=2, batch_size=8, verbose=0)
     assert_same_weights(resumed, full, atol=0)
+
+
+# ----------------------------------------------------------------------------- augment layout
+
+
+def test_augment_sees_channels_first_batches_of_a_channels_last_model():
+    """A Keras-layout (N, H, W, C) model: the augmentation gets (N, C, H, W) views and its
+    result goes back to (N, H, W, C). Flipping the width in NCHW (axis 3) must train
+    exactly like data flipped by hand along the width in NHWC (axis 2)."""
+    from brisk.layers import Conv2D, Dense, Flatten
+
+    def model():
+        m = brisk.Sequential([Conv2D(2, 3, input_shape=(5, 4, 1)), Flatten(), Dense(3)])
+        m.build((5, 4, 1))
+        return m
+
+    torch.manual_seed(0)
+    x, y = torch.rand(12, 5, 4, 1), torch.randint(0, 3, (12,))
+    a, b = model(), model()
+    b.load_state_dict(a.state_dict())
+    shapes = []
+
+    def flip_w(xb, generator):
+        shapes.append(tuple(xb.shape))
+        assert generator is not None
+        return xb.flip(3)
+
+    for m, data, aug in ((a, x, flip_w), (b, x.flip(2), None)):
+        t = brisk.Trainer(m, optimizer=brisk.optimizers.SGD(learning_rate=0.1),
+                          loss="cross_entropy", seed=0)
+        t.fit(data, y, batch_size=4, shuffle=False, epochs=1, verbose=0, augment=aug)
+    assert shapes == [(4, 1, 5, 4)] * 3
+    assert_same_weights(a, b)
+
+
+def test_augment_must_be_callable():
+    trainer = brisk.Trainer(Net(), loss="cross_entropy")
+    with pytest.raises(TypeError) as e:
+        trainer.fit(torch.randn(8, 5), torch.randint(0, 3, (8,)), verbose=0, augment="flip")
+    assert str(e.value) == "augment: expected a callable (x, generator) -> x, got 'flip'"
+
+
+# ----------------------------------------------------------------------------- evaluate / predict
+
+
+class BatchSizes(nn.Linear):
+    def __init__(self):
+        super().__init__(5, 3)
+        self.sizes: list[int] = []
+        self.first: list[float] = []
+
+    def forward(self, x):
+        if not self.training:
+            self.sizes.append(x.shape[0])
+            self.first.append(float(x[0, 0]))
+        return super().forward(x)
+
+
+def test_evaluate_and_predict_batch_by_256_in_order_by_default():
+    net = BatchSizes()
+    trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy")
+    x = torch.arange(300 * 5, dtype=torch.float32).reshape(300, 5)
+    y = torch.zeros(300, dtype=torch.long)
+    trainer.evaluate(x, y)
+    net.sizes.clear(), net.first.clear()
+    trainer.evaluate(x, y)
+    assert net.sizes == [256, 44] and net.first == [0.0, 256 * 5.0]  # in order, not shuffled
+    net.sizes.clear(), net.first.clear()
+    trainer.predict(x)
+    assert net.sizes == [256, 44] and net.first == [0.0, 256 * 5.0]
+    net.sizes.clear()
+    trainer.evaluate(x, y, batch_size=100)
+    assert net.sizes == [100, 100, 100]
+
+
+def test_evaluate_prints_only_when_verbose(capsys):
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy", metrics=["accuracy"])
+    x, y = torch.randn(10, 5), torch.randint(0, 3, (10,))
+    logs = trainer.evaluate(x, y, return_dict=True)
+    assert capsys.readouterr().out == ""
+    trainer.evaluate(x, y, verbose=1)
+    out = capsys.readouterr().out
+    assert f"loss: {logs['loss']:.4f}" in out and f"accuracy: {logs['accuracy']:.4f}" in out
+
+
+def test_evaluate_errors_name_the_argument():
+    trainer = brisk.Trainer(Net(), loss=None)
+    with pytest.raises(ValueError) as e:
+        trainer.evaluate(torch.randn(4, 5), torch.zeros(4, dtype=torch.long))
+    assert str(e.value) == "loss: this Trainer has no loss; pass loss= to evaluate"
+    trainer = brisk.Trainer(Net(), loss="cross_entropy")
+    with pytest.raises(TypeError, match=r"^x: expected a numpy array"):
+        trainer.evaluate("abc", None)
+    with pytest.raises(ValueError, match=r"^batch_size: expected a positive integer, got -2"):
+        trainer.evaluate(torch.randn(4, 5), torch.zeros(4, dtype=torch.long), batch_size=-2)
+
+
+def test_predict_on_an_unbuilt_model_from_a_dataset_or_loader():
+    """No array to take a sample from: the first batch of the loader builds the model."""
+    from brisk.layers import Dense
+
+    x = torch.randn(10, 4)
+    for data in (torch.utils.data.TensorDataset(x),
+                 torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=3),
+                 brisk.DeviceLoader(x, batch_size=3, shuffle=False)):
+        m = brisk.Sequential([Dense(2)])
+        m.compile(optimizer="sgd", loss="mse")
+        out = m.predict(data)
+        assert out.shape == (10, 2)
+        with torch.no_grad():
+            np.testing.assert_allclose(out, m(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- state
+
+
+def test_checkpoint_restores_epoch_step_and_weights(tmp_path):
+    x, y = torch.randn(40, 5), torch.randint(0, 3, (40,))
+    a = brisk.Trainer(Net(), optimizer="adam", loss="cross_entropy")
+    a.fit(x, y, epochs=3, batch_size=8, verbose=0)
+    a.save_checkpoint(tmp_path / "c.pt")
+    b = brisk.Trainer(Net(), optimizer="adam", loss="cross_entropy")
+    b.load_checkpoint(tmp_path / "c.pt")
+    assert (b.epoch, b.global_step) == (2, 15)
+    assert_same_weights(b.module, a.module, atol=0)
+    sa, sb = a.optimizer.state_dict(), b.optimizer.state_dict()
+    for k in sa["state"]:
+        for name in ("exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(sa["state"][k][name], sb["state"][k][name], rtol=0, atol=0)
+
+
+def test_schedule_free_weights_saved_are_the_evaluation_weights(tmp_path):
+    """Schedule-free optimizers train on one sequence of weights and evaluate on another;
+    files get the evaluation weights whatever mode the optimizer was left in."""
+    from safetensors.torch import load_file
+
+    x, y = torch.randn(32, 5), torch.randint(0, 3, (32,))
+    t = brisk.Trainer(Net(), optimizer="schedulefree_adamw", loss="cross_entropy", seed=0)
+    t.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    eval_weights = {k: v.clone() for k, v in t.module.state_dict().items()}
+    t.optimizer.train()  # as if interrupted mid-epoch
+    assert any(not torch.equal(v, eval_weights[k]) for k, v in t.module.state_dict().items())
+    t.save_checkpoint(tmp_path / "c.pt")
+    saved = torch.load(tmp_path / "c.pt", weights_only=True)["model"]
+    for k, v in eval_weights.items():
+        torch.testing.assert_close(saved[k], v, rtol=0, atol=0)
+    t.optimizer.train()
+    t.save(tmp_path / "w.safetensors")
+    for k, v in load_file(tmp_path / "w.safetensors").items():
+        torch.testing.assert_close(v, eval_weights[k], rtol=0, atol=0)
+
+
+def test_save_writes_the_module_weights_as_safetensors(tmp_path):
+    from safetensors.torch import load_file
+
+    net = Net()
+    brisk.Trainer(net, loss="cross_entropy").save(tmp_path / "w.safetensors")
+    saved = load_file(tmp_path / "w.safetensors")
+    assert set(saved) == set(net.state_dict())
+    for k, v in net.state_dict().items():
+        assert torch.equal(saved[k], v)
+
+
+def test_fit_needs_a_loader_of_known_length():
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            for i in range(8):
+                yield torch.full((5,), float(i)), torch.tensor(i % 3)
+
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    with pytest.raises(ValueError, match=r"^x: the loader has no length \(an IterableDataset"):
+        trainer.fit(torch.utils.data.DataLoader(Stream(), batch_size=4), epochs=1, verbose=0)
+    for k, v in trainer.module.state_dict().items():
+        assert torch.equal(v, before[k])  # refused before training
+
+
+def test_accumulate_needs_a_loader_of_known_batch_size():
+    """A batch_sampler-driven DataLoader has no batch_size: per-micro-batch weights are
+    unknown, which must be an error rather than a silently wrong average."""
+    from brisk.engine.trainer import _group_size
+
+    with pytest.raises(ValueError) as e:
+        _group_size(None, 0, 2)
+    assert str(e.value) == "accumulate: needs a loader with a known length and batch_size"
+    assert _group_size((8, 4, 3), 0, 2) == 16 and _group_size((8, 4, 3), 3, 2) == 11
+    assert _group_size((8, 5, 8), 4, 2) == 8  # the lone last batch
+
+
+def test_batch_end_logs_are_the_running_means_of_the_epoch():
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 5), torch.randint(0, 3, (12,))
+    net = Net()
+    seen, weights = [], []
+
+    class Spy(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            weights.append({k: v.clone() for k, v in net.state_dict().items()})
+
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((dict(logs), list(logs), len(logs)))
+
+    trainer = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=0.1),
+                            loss="cross_entropy", metrics=["accuracy"])
+    trainer.fit(x, y, batch_size=4, shuffle=False, epochs=1, verbose=0, callbacks=[Spy()])
+    losses, hits = [], []
+    for i, w in enumerate(weights):
+        ref = Net()
+        ref.load_state_dict(w)
+        with torch.no_grad():
+            out = ref(x[4 * i:4 * i + 4])
+        losses.append(F.cross_entropy(out, y[4 * i:4 * i + 4]).item())
+        hits += (out.argmax(1) == y[4 * i:4 * i + 4]).tolist()
+        logs, keys, n = seen[i]
+        assert keys == ["loss", "accuracy"] and n == 2
+        assert logs["loss"] == pytest.approx(np.mean(losses), rel=1e-5)
+        assert logs["accuracy"] == pytest.approx(np.mean(hits))
+
+
+def test_trainer_lr_find_sweeps_and_restores_the_trainer():
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    before = {k: v.clone() for k, v in trainer.module.state_dict().items()}
+    result = trainer.lr_find(x, y, start_lr=1e-4, end_lr=1.0, num_steps=10, batch_size=8)
+    assert len(result.lrs) == len(result.losses) <= 10
+    assert result.lrs[0] == pytest.approx(1e-4) and result.lrs[1] == pytest.approx(1e-4 * 10**(4 / 9))
+    for k, v in trainer.module.state_dict().items():
+        assert torch.equal(v, before[k])

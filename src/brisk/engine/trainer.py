@@ -551,7 +551,14 @@ class Trainer:
             val_loader = self._loader(val[0], val[1], validation_batch_size or max(batch_size, 256),
                                       False, seed)
 
-        n_batches = len(loader)
+        try:
+            n_batches = len(loader)
+        except TypeError as e:  # a DataLoader over an IterableDataset without __len__
+            raise ValueError(
+                "x: the loader has no length (an IterableDataset without __len__); fit needs "
+                "the number of batches per epoch for schedules, accumulation and progress: "
+                "give the dataset a __len__ or pass arrays, a map-style Dataset or a DeviceLoader"
+            ) from e
         accumulate = n_batches if full_batch else self.accumulate
         steps_per_epoch = math.ceil(n_batches / accumulate)
         sizes = _batch_sizes(loader)

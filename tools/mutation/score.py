@@ -1,0 +1,135 @@
+"""Mutation score per module from mutmut's results in mutants/ (run from the repo root).
+
+    python tools/mutation/score.py                     # table per module and overall
+    python tools/mutation/score.py --survivors FILE    # also list every live mutant in FILE
+
+Score = (killed + timeout + documented equivalent) / (all mutants - skipped - pending). Mutants with
+no covering test ("no tests") count against it, like survivors. Equivalent mutants (ones
+that cannot change behaviour) are listed by name, one a line with a `# reason`, in
+tools/mutation/equivalent.txt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.format_utils import orig_function_and_class_names_from_key
+
+HERE = Path(__file__).resolve().parent
+COLUMNS = ["killed", "timeout", "equivalent", "survived", "no tests", "skipped", "pending", "other"]
+
+
+def load_results() -> dict[str, dict[str, str]]:
+    """{source path: {mutant name: status}} for every file that has mutants."""
+    equivalent = set()
+    eq_file = HERE / "equivalent.txt"
+    if eq_file.exists():
+        for line in eq_file.read_text().splitlines():
+            name = line.split("#", 1)[0].strip()
+            if name:
+                equivalent.add(name)
+    out = {}
+    for meta in sorted(Path("mutants/src").rglob("*.py.meta")):
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        if not codes:
+            continue
+        src = str(meta.relative_to("mutants"))[: -len(".meta")]
+        statuses = {}
+        for name, code in codes.items():
+            # mutmut files 255 (its runner raised, e.g. a test id it could not find) as a
+            # timeout; that is no kill.
+            status = "other" if code == 255 else status_by_exit_code[code]
+            status = "pending" if status == "not checked" else status
+            if status == "survived" and name in equivalent:
+                status = "equivalent"
+            statuses[name] = status if status in COLUMNS else "other"
+        out[src] = statuses
+    return out
+
+
+def score(counts: Counter) -> float:
+    tested = sum(counts.values()) - counts["skipped"] - counts["pending"]
+    good = counts["killed"] + counts["timeout"] + counts["equivalent"]
+    return 100.0 * good / tested if tested else 100.0
+
+
+def function_start(path: str, func: str, cls: str | None) -> int | None:
+    """First line (decorators included) of a top-level function or method in the source."""
+    tree = ast.parse(Path(path).read_text())
+    body = tree.body
+    if cls:
+        body = next((n.body for n in body if isinstance(n, ast.ClassDef) and n.name == cls), [])
+    for node in body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == func:
+            return min([node.lineno] + [d.lineno for d in node.decorator_list])
+    return None
+
+
+def describe(path: str, name: str) -> tuple[int | None, str]:
+    """(line in the source file, '- old / + new') for one mutant."""
+    diff = get_diff_for_mutant(name, path=path).splitlines()
+    func, cls = orig_function_and_class_names_from_key(name)
+    start = function_start(path, func, cls)
+    line, old, new, pos = None, [], [], None
+    for text in diff:
+        hunk = re.match(r"@@ -(\d+)", text)
+        if hunk:
+            pos = int(hunk.group(1)) - 1
+        elif text.startswith(("---", "+++")) or pos is None:
+            continue
+        elif text.startswith("-"):
+            old.append(text[1:].strip())
+            if line is None and start is not None:
+                line = start + pos
+            pos += 1
+        elif text.startswith("+"):
+            new.append(text[1:].strip())
+        else:
+            pos += 1
+    return line, f"- {' | '.join(old)}\n        + {' | '.join(new)}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument(
+        "--survivors", type=Path, help="write the live mutants (survived, no tests) here"
+    )
+    args = ap.parse_args()
+
+    results = load_results()
+    if not results:
+        raise SystemExit("no results in mutants/: run `make mutate` first")
+    total = Counter()
+    print(f"{'module':26s} {'total':>6s} " + " ".join(f"{c:>9s}" for c in COLUMNS) + "   score")
+    for src, statuses in results.items():
+        counts = Counter(statuses.values())
+        total += counts
+        row = " ".join(f"{counts[c]:9d}" for c in COLUMNS)
+        print(f"{src[len('src/brisk/') :]:26s} {len(statuses):6d} {row}  {score(counts):5.1f}%")
+    row = " ".join(f"{total[c]:9d}" for c in COLUMNS)
+    print(f"{'ALL':26s} {sum(total.values()):6d} {row}  {score(total):5.1f}%")
+
+    if args.survivors:
+        lines = []
+        for src, statuses in results.items():
+            for name, status in statuses.items():
+                if status in ("survived", "no tests"):
+                    line, change = describe(src, name)
+                    func, cls = orig_function_and_class_names_from_key(name)
+                    where = f"{cls}.{func}" if cls else func
+                    lines.append(
+                        f"{src}:{line}  {where}  [{status}]  {name.rsplit('.', 1)[1]}\n        {change}"
+                    )
+        args.survivors.write_text("\n".join(lines) + "\n")
+        print(f"{len(lines)} live mutants written to {args.survivors}")
+
+
+if __name__ == "__main__":
+    main()
