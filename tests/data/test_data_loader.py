@@ -289,3 +289,29 @@ def test_data_package_does_not_import_engine():
             for name in names:
                 assert not name.startswith("brisk.engine"), f"{path.name} imports {name}"
                 assert name != "brisk", f"{path.name} imports the top-level brisk package"
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("with_y", [True, False])
+def test_staged_path_gives_the_resident_paths_batches(drop_last, with_y):
+    """CUDA with CPU-resident data gathers on the host and copies batch by batch (the
+    'staged' path). Its unpinned branch runs on the CPU too: forced here, it must yield
+    exactly the batches of the resident path (order, pairing, normalisation, transform)."""
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 256, (53, 1, 4, 4), dtype=np.uint8)
+    y = np.arange(53) if with_y else None
+    kwargs = dict(batch_size=8, seed=7, drop_last=drop_last, mean=[0.4], std=[0.25],
+                  transform=compose(RandomCrop(1), FlipLR()))
+    resident = DeviceLoader(x, y, **kwargs)
+    staged = DeviceLoader(x, y, **kwargs)
+    staged._staged, staged.pin_memory = True, False
+    for epoch in (0, 1):
+        resident.set_epoch(epoch)
+        staged.set_epoch(epoch)
+        a, b = list(resident), list(staged)
+        assert len(a) == len(b) == (6 if drop_last else 7)
+        for ba, bb in zip(a, b, strict=True):
+            if with_y:
+                assert torch.equal(ba[0], bb[0]) and torch.equal(ba[1], bb[1])
+            else:
+                assert torch.equal(ba, bb)

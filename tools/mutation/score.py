@@ -6,7 +6,7 @@
 Score = (killed + timeout + documented equivalent) / (all mutants - skipped - pending). Mutants with
 no covering test ("no tests") count against it, like survivors. Equivalent mutants (ones
 that cannot change behaviour) are listed by name, one a line with a `# reason`, in
-tools/mutation/equivalent.txt.
+tools/mutation/equivalent*.txt.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ COLUMNS = ["killed", "timeout", "equivalent", "survived", "no tests", "skipped",
 def load_results() -> dict[str, dict[str, str]]:
     """{source path: {mutant name: status}} for every file that has mutants."""
     equivalent = set()
-    eq_file = HERE / "equivalent.txt"
-    if eq_file.exists():
+    for eq_file in sorted(HERE.glob("equivalent*.txt")):  # one file per area
         for line in eq_file.read_text().splitlines():
             name = line.split("#", 1)[0].strip()
             if name:
