@@ -579,3 +579,117 @@ def test_trainer_lr_find_sweeps_and_restores_the_trainer():
     assert result.lrs[0] == pytest.approx(1e-4) and result.lrs[1] == pytest.approx(1e-4 * 10**(4 / 9))
     for k, v in trainer.module.state_dict().items():
         assert torch.equal(v, before[k])
+
+
+# ----------------------------------------------------------------------------- fit arguments
+
+
+def test_fit_defaults_one_epoch_batches_of_32_shuffled(capsys):
+    net = Recorder()
+    net.epochs.append([])
+    trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy", seed=0)
+    h = trainer.fit(torch.arange(100, dtype=torch.float32)[:, None],
+                    torch.zeros(100, dtype=torch.long))
+    assert len(h.history["loss"]) == 1 and trainer.global_step == 4  # ceil(100 / 32)
+    order = net.epochs[0]
+    assert sorted(order) == list(range(100)) and order != list(range(100))
+    lines = capsys.readouterr().out.strip().splitlines()  # verbose 'auto', not a terminal
+    assert len(lines) == 1 and lines[0].startswith("Epoch 1/1")
+
+
+def test_gd_makes_one_full_batch_step_per_epoch_in_chunks_of_4096():
+    sizes = []
+    net = probe()
+    net.register_forward_hook(lambda m, i, o: sizes.append(i[0].shape[0]) if m.training else None)
+    trainer = brisk.Trainer(net, optimizer=brisk.optimizers.get("gd", learning_rate=0.5),
+                            loss=mean_output)
+    trainer.fit(torch.ones(5000, 1), torch.zeros(5000), epochs=2, verbose=0)
+    assert sizes == [4096, 904] * 2 and trainer.global_step == 2
+    assert float(net.weight.detach()) == pytest.approx(-1.0, abs=1e-4)  # two steps of 0.5
+
+
+def test_trainer_schedule_applies_when_fit_gives_none():
+    net = probe()
+    trace = WeightTrace(net)
+    trainer = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=1.0),
+                            loss=mean_output, schedule=lambda t: 0.5 ** t)
+    trainer.fit(torch.ones(4, 1), torch.zeros(4), batch_size=1, shuffle=False, verbose=0,
+                callbacks=[trace])
+    assert step_sizes(trace) == pytest.approx([1.0, 0.5, 0.25, 0.125])
+
+
+def test_named_schedules_get_the_steps_per_epoch():
+    """'inverse_sqrt' decays with beta = 1 / steps_per_epoch: 1 / sqrt(1 + t / spe)."""
+    sizes, _ = probe_fit(n=6, batch_size=2, epochs=2, lr=1.0, schedule="inverse_sqrt")
+    assert sizes == pytest.approx([1 / np.sqrt(1 + t / 3) for t in range(6)], rel=1e-6)
+
+
+def test_the_loss_of_a_single_sample_epoch_is_not_halved():
+    x, y = torch.randn(1, 5), torch.randint(0, 3, (1,))
+    net = Net()
+    with torch.no_grad():
+        expected = F.cross_entropy(net(x), y).item()
+    h = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=0.0),
+                      loss="cross_entropy").fit(x, y, verbose=0)
+    assert h.history["loss"][0] == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"epochs": 2, "initial_epoch": 2}, "initial_epoch: expected an int in [0, epochs), got 2"),
+        ({"initial_epoch": 1.0}, "initial_epoch: expected an int in [0, epochs), got 1.0"),
+        ({"initial_epoch": True}, "initial_epoch: expected an int in [0, epochs), got True"),
+        ({"initial_epoch": -1}, "initial_epoch: expected an int in [0, epochs), got -1"),
+        ({"epochs": 1.5}, "epochs: expected a positive integer, got 1.5"),
+        ({"validation_split": 0.5, "validation_data": (np.zeros((2, 5)), np.zeros(2))},
+         "validation_split: give either validation_split or validation_data"),
+        ({"validation_split": 0.01}, "validation_split: 0.01 leaves an empty split of 10 samples"),
+        ({"validation_split": "0.2"}, "validation_split: expected a float in (0, 1), got '0.2'"),
+        ({"validation_data": (np.zeros((2, 5)),)}, "validation_data: expected (x_val, y_val)"),
+    ],
+)
+def test_fit_argument_errors_are_exact(kwargs, message):
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    with pytest.raises(ValueError) as e:
+        trainer.fit(torch.randn(10, 5), torch.randint(0, 3, (10,)), verbose=0, **kwargs)
+    assert str(e.value) == message
+
+
+def test_fit_errors_name_validation_data_and_need_a_loss():
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    x, y = torch.randn(10, 5), torch.randint(0, 3, (10,))
+    with pytest.raises(TypeError, match=r"^validation_data: expected a numpy array"):
+        trainer.fit(x, y, verbose=0, validation_data="abc")
+    with pytest.raises(ValueError, match=r"^validation_data: contains NaN"):
+        trainer.fit(x, y, verbose=0, validation_data=(torch.full((2, 5), float("nan")), y[:2]))
+    ds = torch.utils.data.TensorDataset(x, y)
+    with pytest.raises(ValueError) as e:
+        trainer.fit(ds, verbose=0, validation_split=0.2)
+    assert str(e.value) == ("validation_split: only works with array inputs; pass "
+                            "validation_data for a Dataset or DataLoader")
+    with pytest.raises(ValueError) as e:
+        brisk.Trainer(Net(), loss=None).fit(x, y, verbose=0)
+    assert str(e.value) == "loss: this Trainer has no loss; pass loss= to train"
+
+
+def test_validation_split_edge_sizes_and_label_free_losses():
+    # 2 samples, split 0.5: one to train on, one to validate
+    h = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy").fit(
+        torch.randn(2, 5), torch.randint(0, 3, (2,)), validation_split=0.5, verbose=0)
+    assert "val_loss" in h.history
+    # a loss that takes no labels: y=None splits too
+    net = probe()
+    h = brisk.Trainer(net, optimizer="sgd", loss=mean_output).fit(
+        torch.ones(8, 1), None, validation_split=0.25, batch_size=2, verbose=0)
+    assert h.history["val_loss"][0] == pytest.approx(float(net.weight.detach()), abs=1e-6)
+
+
+def test_fit_builds_an_unbuilt_model_from_a_dataset():
+    from brisk.layers import Dense
+
+    m = brisk.Sequential([Dense(3)])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    ds = torch.utils.data.TensorDataset(torch.randn(12, 4), torch.randint(0, 3, (12,)))
+    h = m.fit(ds, epochs=1, batch_size=4, verbose=0)
+    assert m.built and tuple(m.input_shape) == (4,) and len(h.history["loss"]) == 1
