@@ -693,3 +693,126 @@ def test_fit_builds_an_unbuilt_model_from_a_dataset():
     ds = torch.utils.data.TensorDataset(torch.randn(12, 4), torch.randint(0, 3, (12,)))
     h = m.fit(ds, epochs=1, batch_size=4, verbose=0)
     assert m.built and tuple(m.input_shape) == (4,) and len(h.history["loss"]) == 1
+
+
+# ----------------------------------------------------------------------------- targets, inputs
+
+
+def _fit_weights(y, loss="cross_entropy", out=3):
+    torch.manual_seed(0)
+    net = nn.Linear(5, out)
+    x = torch.linspace(-1, 1, 40).reshape(8, 5)
+    brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=0.5), loss=loss).fit(
+        x, y, batch_size=4, shuffle=False, verbose=0)
+    return net
+
+
+def test_sparse_labels_as_floats_or_a_column_train_like_integer_labels():
+    y = torch.tensor([0, 2, 1, 1, 0, 2, 2, 1])
+    ref = _fit_weights(y)
+    for same in (y.float(), y[:, None], y.double()[:, None], y.numpy().astype("float32")):
+        assert_same_weights(_fit_weights(same), ref, atol=0)
+
+
+def test_integer_regression_targets_are_used_as_floats():
+    y = torch.randint(-3, 4, (8, 3))
+    assert_same_weights(_fit_weights(y, loss="mse"), _fit_weights(y.float(), loss="mse"), atol=0)
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, message",
+    [
+        ({"y": torch.tensor([0.5] * 8)}, ValueError,
+         "y: sparse_categorical_crossentropy needs integer class labels"),
+        ({"y": torch.tensor([0, 1, 3, 0, 0, 0, 0, 0])}, ValueError,
+         "y: labels must be in [0, 2] for a model with 3 outputs and "
+         "sparse_categorical_crossentropy; found labels in [0, 3]"),
+        ({"y": torch.zeros(8, 3), "loss": "categorical_crossentropy", "out": 4}, ValueError,
+         "y: categorical_crossentropy needs one-hot labels of shape (N, 4), got (8, 3); use "
+         "sparse_categorical_crossentropy for integer labels"),
+        ({"y": torch.zeros(8, 3), "loss": "mse", "out": 2}, ValueError,
+         "y: each target has 3 values but the model outputs 2 per sample"),
+    ],
+)
+def test_target_errors_are_exact(kwargs, exc, message):
+    with pytest.raises(exc) as e:
+        _fit_weights(**kwargs)
+    assert str(e.value) == message
+
+
+def test_validation_labels_are_checked_under_their_own_name():
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    x, y = torch.randn(8, 5), torch.randint(0, 3, (8,))
+    with pytest.raises(ValueError) as e:
+        trainer.fit(x, y, verbose=0, validation_data=(x[:2], torch.tensor([0, 7])))
+    assert str(e.value) == ("validation_data labels: labels must be in [0, 2] for a model with "
+                            "3 outputs and sparse_categorical_crossentropy; found labels in [0, 7]")
+
+
+def test_list_inputs_and_huge_finite_values_are_accepted():
+    trainer = brisk.Trainer(nn.Linear(2, 2), optimizer=brisk.optimizers.SGD(learning_rate=0.0),
+                            loss="mse")
+    h = trainer.fit([[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [1.0, 0.0]], verbose=0)
+    assert len(h.history["loss"]) == 1
+    big = torch.full((4, 2), 3e38)  # the sum overflows to inf, yet every value is finite
+    out = trainer.predict(big)
+    assert out.shape == (4, 2)
+    with pytest.raises(TypeError) as e:
+        trainer.fit("abc", None, verbose=0)
+    assert str(e.value) == ("x: expected a numpy array, torch tensor, torch Dataset, DataLoader or "
+                            "brisk DeviceLoader, got str")
+    with pytest.raises(TypeError, match=r"^x: expected a numeric array, got dtype <U1"):
+        trainer.fit(np.array([["a", "b"]]), None, verbose=0)
+
+
+# ----------------------------------------------------------------------------- loop plumbing
+
+
+def test_callbacks_get_params_and_batch_indices_and_lr_is_logged():
+    seen = {"batches": []}
+
+    class Spy(Callback):
+        def on_train_begin(self, logs=None):
+            seen["params"] = dict(self.params)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            seen["batches"].append(batch)
+
+    net = probe()
+    trainer = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=1.0),
+                            loss=mean_output)
+    h = trainer.fit(torch.ones(6, 1), torch.zeros(6), batch_size=2, epochs=2, verbose=0,
+                    callbacks=[Spy()], schedule=lambda t: 1 / (1 + t))
+    assert seen["params"] == {"epochs": 2, "steps": 3, "verbose": 0}
+    assert seen["batches"] == [0, 1, 2, 0, 1, 2]
+    assert h.history["lr"] == pytest.approx([1 / 3, 1 / 6])  # the last step's rate per epoch
+
+
+def test_stopping_inside_an_epoch_still_ends_training_properly():
+    ended = []
+
+    class StopAtBatch(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.trainer.stop_training = True
+
+        def on_train_end(self, logs=None):
+            ended.append(True)
+
+    trainer = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    h = trainer.fit(torch.randn(20, 5), torch.randint(0, 3, (20,)), batch_size=4, epochs=3,
+                    verbose=0, callbacks=[StopAtBatch()])
+    assert isinstance(h, brisk.callbacks.History) and h.epoch == [0] and ended == [True]
+    assert trainer.global_step == 2
+
+
+def test_validation_batches_of_at_least_256():
+    net = BatchSizes()
+    trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy")
+    x, y = torch.randn(10, 5), torch.zeros(10, dtype=torch.long)
+    xv, yv = torch.randn(300, 5), torch.zeros(300, dtype=torch.long)
+    trainer.fit(x, y, batch_size=4, verbose=0, validation_data=(xv, yv))
+    assert net.sizes[-2:] == [256, 44]
+    net.sizes.clear()
+    trainer.fit(x, y, batch_size=4, verbose=0, validation_data=(xv, yv), validation_batch_size=100)
+    assert net.sizes[-3:] == [100, 100, 100] and 256 not in net.sizes
