@@ -816,3 +816,149 @@ def test_validation_batches_of_at_least_256():
     net.sizes.clear()
     trainer.fit(x, y, batch_size=4, verbose=0, validation_data=(xv, yv), validation_batch_size=100)
     assert net.sizes[-3:] == [100, 100, 100] and 256 not in net.sizes
+
+
+# ----------------------------------------------------------------------------- optimizer build
+
+
+def test_batch_sizes_of_each_kind_of_loader():
+    from brisk.engine.trainer import _batch_sizes
+
+    ds = torch.utils.data.TensorDataset(torch.zeros(10, 1))
+    DL = torch.utils.data.DataLoader
+    assert _batch_sizes(DL(ds, batch_size=4)) == (4, 3, 2)
+    assert _batch_sizes(DL(ds, batch_size=4, drop_last=True)) == (4, 2, 4)
+    assert _batch_sizes(DL(ds, batch_size=5)) == (5, 2, 5)
+    assert _batch_sizes(brisk.DeviceLoader(torch.zeros(10, 1), batch_size=3)) == (3, 4, 1)
+    sampler = torch.utils.data.BatchSampler(torch.utils.data.SequentialSampler(ds), 4, False)
+    assert _batch_sizes(DL(ds, batch_sampler=sampler)) is None  # no batch_size attribute
+    assert _batch_sizes(DL(torch.utils.data.TensorDataset(torch.zeros(0, 1)), batch_size=4)) is None
+
+    class Stream(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            yield from ()
+
+    assert _batch_sizes(DL(Stream(), batch_size=4)) is None
+
+    class Sized(torch.utils.data.IterableDataset):  # a length in batches, none in samples
+        def __len__(self):
+            return 8
+
+        def __iter__(self):
+            yield from ()
+
+    class NoLenDataset:
+        def __len__(self):
+            raise TypeError("no length")
+
+    assert _batch_sizes(DL(Sized(), batch_size=4)) == (4, 2, 4)
+    fake = type("L", (), {"batch_size": 4, "__len__": lambda self: 2, "dataset": NoLenDataset()})()
+    assert _batch_sizes(fake) is None
+
+
+def test_a_module_without_trainable_parameters_is_refused():
+    net = nn.Linear(2, 2)
+    net.requires_grad_(False)
+    with pytest.raises(ValueError) as e:
+        brisk.Trainer(net, loss="mse").fit(torch.zeros(4, 2), torch.zeros(4, 2), verbose=0)
+    assert str(e.value) == "module: it has no trainable parameters"
+
+
+def test_optimizer_objects_and_factories():
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    t = brisk.Trainer(net, optimizer=opt, loss="cross_entropy", schedule=lambda s: 0.5)
+    t.fit(torch.randn(8, 5), torch.randint(0, 3, (8,)), verbose=0, batch_size=8)
+    assert t.optimizer is opt and opt.param_groups[0]["lr"] == 0.25  # initial_lr * 0.5
+    assert opt.param_groups[0]["initial_lr"] == 0.5
+    got = []
+
+    def factory(params):
+        got.append(list(params))
+        return torch.optim.SGD(got[-1], lr=0.1)
+
+    net = Net()
+    net.fc1.requires_grad_(False)
+    t = brisk.Trainer(net, optimizer=factory, loss="cross_entropy")
+    t.fit(torch.randn(8, 5), torch.randint(0, 3, (8,)), verbose=0)
+    assert [p.shape for p in got[0]] == [p.shape for p in net.fc2.parameters()]
+    with pytest.raises(TypeError) as e:
+        brisk.Trainer(Net(), optimizer=3, loss="cross_entropy").fit(
+            torch.randn(4, 5), torch.randint(0, 3, (4,)), verbose=0)
+    assert str(e.value) == ("optimizer: expected a name, a brisk.optimizers object, a torch "
+                            "optimizer or a callable params -> optimizer, got 3")
+
+
+def test_optimizer_state_survives_fits_and_a_change_of_frozen_layers():
+    """Adam's per-parameter state (step count, moments) carries over between fit calls, and
+    over a rebuild when layers are frozen: the parameters that stay keep their state."""
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    net = Net()
+    t = brisk.Trainer(net, optimizer="adam", loss="cross_entropy")
+    t.fit(x, y, batch_size=8, verbose=0)
+    first = t.optimizer
+    t.fit(x, y, batch_size=8, verbose=0)
+    assert t.optimizer is first  # same trainable set: not rebuilt
+    assert int(t.optimizer.state[net.fc2.weight]["step"]) == 4
+    moment = t.optimizer.state[net.fc2.weight]["exp_avg"].clone()
+    net.fc1.requires_grad_(False)
+    t._ensure_optimizer()
+    assert t.optimizer is not first
+    assert [id(p) for g in t.optimizer.param_groups for p in g["params"]] == [
+        id(net.fc2.weight), id(net.fc2.bias)]
+    torch.testing.assert_close(t.optimizer.state[net.fc2.weight]["exp_avg"], moment)
+    t.fit(x, y, batch_size=8, verbose=0)
+    assert int(t.optimizer.state[net.fc2.weight]["step"]) == 6
+    assert net.fc1.weight not in t.optimizer.state
+
+
+def test_gradients_are_reset_to_none_between_steps():
+    """A parameter used by one batch but not the next must get no Adam update from the
+    second (torch's zero_grad(set_to_none=True) semantics); zeroed gradients would move it
+    through the momentum."""
+
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(1, 1)
+            self.extra = nn.Parameter(torch.ones(1))
+
+        def forward(self, x):
+            out = self.fc(x)
+            return out * self.extra if bool(x.sum() > 0) else out
+
+    net = Gate()
+    t = brisk.Trainer(net, optimizer="adam", loss="mse")
+    x = torch.tensor([[1.0], [2.0], [-1.0], [-2.0]])
+    after = []
+
+    class Spy(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            after.append(float(net.extra.detach()))
+
+    t.fit(x, torch.zeros(4, 1), batch_size=2, shuffle=False, verbose=0, callbacks=[Spy()])
+    assert after[0] != 1.0 and after[1] == after[0]
+
+
+def test_dataset_order_depends_on_the_seed_only_not_on_the_global_rng():
+    def order(consume):
+        rec = Recorder()
+        t = brisk.Trainer(rec, optimizer="sgd", loss="cross_entropy", seed=3)
+        if consume:
+            torch.rand(5)  # the global generator moves; the loader's own must not care
+        ds = torch.utils.data.TensorDataset(torch.arange(24, dtype=torch.float32)[:, None],
+                                            torch.zeros(24, dtype=torch.long))
+        t.fit(ds, batch_size=6, verbose=0, callbacks=[NewEpoch()])
+        return rec.epochs
+
+    assert order(False) == order(True)
+
+
+def test_no_warnings_from_training_on_a_dataset_on_the_cpu():
+    import warnings
+
+    t = brisk.Trainer(Net(), optimizer="sgd", loss="cross_entropy")
+    ds = torch.utils.data.TensorDataset(torch.randn(8, 5), torch.randint(0, 3, (8,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. pin_memory asked for without an accelerator
+        t.fit(ds, batch_size=4, verbose=0)
