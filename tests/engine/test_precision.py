@@ -108,3 +108,43 @@ def test_scaler_state_round_trips_through_a_checkpoint(tmp_path):
     c.fit(x[:16], y[:16], epochs=1, batch_size=16, verbose=0)
     with pytest.raises(ValueError, match="precision: checkpoint was written with 'fp16-mixed'"):
         c.load_checkpoint(tmp_path / "fp16.pt")
+
+
+class _TwoOptimizers:
+    """A combined optimizer as brisk builds for Muon: the parts are in ``optimizers``."""
+
+    def __init__(self, *optimizers):
+        self.optimizers = list(optimizers)
+
+
+def test_unscale_divides_every_part_of_a_combined_optimizer_by_the_scale():
+    a, b = nn.Parameter(torch.ones(2)), nn.Parameter(torch.ones(3))
+    opt = _TwoOptimizers(torch.optim.SGD([a], lr=0.1), torch.optim.SGD([b], lr=0.1))
+    p = Precision("fp16-mixed", "cpu")
+    p.scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    p.backward((a.sum() + 2 * b.sum()).float())
+    assert a.grad.tolist() == [8.0, 8.0] and b.grad.tolist() == [16.0] * 3
+    p.unscale(opt)
+    assert a.grad.tolist() == [1.0, 1.0] and b.grad.tolist() == [2.0] * 3
+    # a plain optimizer is its own single part
+    c = nn.Parameter(torch.ones(1))
+    p2 = Precision("fp16-mixed", "cpu")
+    p2.scaler = torch.amp.GradScaler("cpu", init_scale=4.0)
+    p2.backward(3 * c.sum())
+    p2.unscale(torch.optim.SGD([c], lr=0.1))
+    assert c.grad.tolist() == [3.0]
+
+
+def test_load_state_dict_defaults_and_keeps_the_scaler_when_none_saved():
+    p = Precision("fp16-mixed", "cpu")
+    p._skipped.fill_(5)
+    scaler_state = p.scaler.state_dict()
+    p.load_state_dict({"mode": "fp16-mixed"})  # older checkpoint: no counter, no scaler
+    assert p.skipped_steps == 0 and p.scaler.state_dict() == scaler_state
+    q = Precision("fp32", "cpu")
+    q.load_state_dict({"mode": "fp32", "skipped_steps": 2, "scaler": {"scale": 2.0}})
+    assert q.skipped_steps == 2 and q.scaler is None
+
+
+def test_repr_names_mode_and_device():
+    assert repr(Precision("bf16", "cpu")) == "Precision('bf16', device='cpu')"
