@@ -283,3 +283,85 @@ def test_argument_messages():
     with pytest.raises(ValueError) as e:
         lr_find(brisk.Trainer(torch.nn.Linear(1, 1), loss=None), x, x)
     assert str(e.value) == "loss: this Trainer has no loss; pass loss= to run lr_find"
+
+
+# ----------------------------------------------------------------------------- the plot
+
+
+def _captured_plot(monkeypatch, tmp_path, result):
+    """plot_lr_find's figure, captured at savefig (the PNG itself is written too)."""
+    from matplotlib.figure import Figure
+
+    from brisk.engine.lr_find import plot_lr_find
+
+    seen = {}
+    real = Figure.savefig
+
+    def spy(self, fname, *args, **kwargs):
+        seen.update(fig=self, fname=fname, kwargs=kwargs)
+        return real(self, fname, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    path = tmp_path / "lr.png"
+    plot_lr_find(result, path)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen["fname"] == str(path) and seen["kwargs"] == {"format": "png"}
+    return seen["fig"]
+
+
+def test_plot_shows_raw_and_smoothed_loss_the_suggestion_and_a_clipped_y_range(
+        monkeypatch, tmp_path):
+    import matplotlib.colors as mcolors
+
+    from brisk.engine.lr_find import LRFindResult
+
+    lrs = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]
+    losses = [2.0, 1.8, 1.2, 1.5, 9.0]
+    raw = [2.1, 1.6, 1.0, 2.5, 30.0]
+    fig = _captured_plot(monkeypatch, tmp_path,
+                         LRFindResult(lrs=lrs, losses=losses, raw_losses=raw, suggestion=1e-3))
+    assert tuple(fig.get_size_inches()) == (6.0, 4.0) and fig.dpi == 100
+    (ax,) = fig.axes
+    lines = ax.get_lines()
+    raw_line, smooth_line, vline, point = lines
+    assert list(raw_line.get_xdata()) == lrs and list(raw_line.get_ydata()) == raw
+    assert list(smooth_line.get_xdata()) == lrs and list(smooth_line.get_ydata()) == losses
+    assert mcolors.to_hex(raw_line.get_color()) == mcolors.to_hex("0.75")
+    assert raw_line.get_linewidth() == 0.8 and raw_line.get_label() == "batch loss"
+    assert mcolors.to_hex(smooth_line.get_color()) == mcolors.to_hex("C0")
+    assert smooth_line.get_linewidth() == 1.8 and smooth_line.get_label() == "smoothed loss"
+    assert list(vline.get_xdata()) == [1e-3, 1e-3]
+    assert mcolors.to_hex(vline.get_color()) == mcolors.to_hex("C3")
+    assert vline.get_linestyle() == "--" and vline.get_linewidth() == 1
+    assert list(point.get_xdata()) == [1e-3] and list(point.get_ydata()) == [1.8]
+    assert point.get_marker() == "o" and mcolors.to_hex(point.get_color()) == mcolors.to_hex("C3")
+    assert point.get_label() == "suggestion 0.001"
+    # y range: from the lowest finite loss (raw included) to min(max smoothed, 2 x first),
+    # padded by 5% of the span: lo = 1.0, hi = min(9.0, 4.0) = 4.0, pad = 0.15
+    assert ax.get_ylim() == pytest.approx((1.0 - 0.15, 4.0 + 0.15))
+    assert ax.get_xscale() == "log"
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == (
+        "learning rate", "training loss", "learning-rate range test")
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "batch loss", "smoothed loss", "suggestion 0.001"]
+    assert legend._loc == 0  # 'best'
+
+
+def test_plot_y_range_with_a_flat_curve_infinite_raw_losses_and_no_suggestion(
+        monkeypatch, tmp_path):
+    from brisk.engine.lr_find import LRFindResult
+
+    fig = _captured_plot(monkeypatch, tmp_path, LRFindResult(
+        lrs=[1e-3, 1e-2, 1e-1], losses=[3.0, 3.0, 3.0], raw_losses=[3.0, float("inf"), 3.0],
+        suggestion=None))
+    (ax,) = fig.axes
+    assert len(ax.get_lines()) == 2  # no suggestion marker, no vertical line
+    pad = 0.05 * 3.0 + 1e-12  # a flat curve: 5% of the value itself
+    assert ax.get_ylim() == pytest.approx((3.0 - pad, 3.0 + pad))
+    fig = _captured_plot(monkeypatch, tmp_path, LRFindResult(
+        lrs=[1e-3, 1e-2], losses=[float("nan"), float("inf")], raw_losses=[1.0, 2.0],
+        suggestion=None))
+    (ax,) = fig.axes
+    # no finite smoothed value: the range is matplotlib's own (data 1..2, 5% margins)
+    assert ax.get_ylim() == pytest.approx((0.95, 2.05))
