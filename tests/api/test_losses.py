@@ -32,6 +32,13 @@ LABELS = np.array([0, 3, 1, 2, 3, 0])
 ONE_HOT = np.eye(4)[LABELS]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_rng():
+    """Each test draws from its own generator: the same data whatever ran before it."""
+    global RNG
+    RNG = np.random.default_rng(1)
+
+
 def np_log_softmax(z, axis=-1):
     z = z - z.max(axis=axis, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))

@@ -25,7 +25,8 @@ def _model():
     return m
 
 
-X, Y = np.random.rand(32, 3).astype("float32"), np.random.rand(32, 2).astype("float32")
+_rng = np.random.default_rng(0)
+X, Y = _rng.random((32, 3), dtype="float32"), _rng.random((32, 2), dtype="float32")
 
 
 def test_early_stopping_waits_patience_epochs_after_the_best():

@@ -169,6 +169,16 @@ def test_warmup_without_a_schedule_then_constant():
     assert sizes == pytest.approx([0.0, 0.05, 0.1, 0.15, 0.2, 0.2], abs=1e-7)
 
 
+def test_named_schedule_is_sized_in_optimizer_steps_when_accumulating():
+    """'linear' over 2 epochs of 4 batches with accumulate=2 is 4 optimizer steps long:
+    lr * (1 - t / 4) at step t, not a length counted in batches."""
+    sizes, _ = probe_fit(n=4, batch_size=1, epochs=2, lr=1.0, accumulate=2, schedule="linear")
+    assert sizes == pytest.approx([0, 1.0, 0, 0.75, 0, 0.5, 0, 0.25], abs=1e-6)
+    sizes, _ = probe_fit(n=4, batch_size=1, epochs=2, lr=1.0, accumulate=2, warmup=1,
+                         schedule="linear")
+    assert sizes == pytest.approx([0, 0.0, 0, 1.0, 0, 2 / 3, 0, 1 / 3], abs=1e-6)
+
+
 def test_named_schedule_reaches_its_end_at_the_last_step():
     """'linear' decays to 0 over the fit's length: lr * (1 - t / T) at step t."""
     sizes, _ = probe_fit(n=5, batch_size=1, epochs=2, lr=1.0, schedule="linear")
