@@ -26,7 +26,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.api.losses": (A + "test_losses.py",),
     "brisk.api.metrics": (A + "test_metrics.py",),
     "brisk.optim": (OPT,),
-    "brisk.data.loader": ("tests/data/test_data_loader.py",),
+    "brisk.data.loader": ("tests/data/test_data_loader",),  # also test_data_loader_edges.py
     "brisk.compress.fold": ("tests/compress/test_fold.py",),
 }
 
