@@ -27,7 +27,7 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples tools
 
-# Mutation testing (not in CI; ~50 min on 2 cores): mutmut over the modules and fast tests in
+# Mutation testing (not in CI; >42 min on 2 cores, see RESULTS.md): mutmut over the modules and fast tests in
 # [tool.mutmut] of pyproject.toml, from scratch each time; then the score per module.
 # Survivors: `$(BIN)/mutmut browse`, or `$(BIN)/python tools/mutation/score.py --survivors F`.
 mutate: install
