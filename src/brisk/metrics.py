@@ -1,4 +1,149 @@
-"""On-device metrics (``brisk.metrics.get('accuracy')``)."""
+"""Metrics computed on the device.
 
-from brisk.api.metrics import *  # noqa: F403
-from brisk.api.metrics import METRICS, Metric, get  # noqa: F401
+A metric maps a batch to ``(sum, count)`` tensors that the engine adds up on the device
+and reads once per log interval; no host synchronisation per step. ``y_pred`` is what the
+model outputs for users: probabilities when the model ends in softmax/sigmoid, else logits
+(argmax-based accuracies are the same either way).
+
+Example::
+
+    m = brisk.metrics.get("accuracy", loss="sparse_categorical_crossentropy")
+    total, count = m.update(torch.eye(3), torch.tensor([0, 1, 1]))   # 2 right of 3
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import torch
+
+
+class Metric:
+    name = "metric"
+    #: True when the value depends only on the ranking of the outputs (argmax, top-k),
+    #: so the engine may skip a softmax before computing it
+    argmax_invariant = False
+
+    def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _class_dim(y_pred: torch.Tensor) -> int:
+    return 1 if y_pred.dim() == 4 else -1
+
+
+class SparseCategoricalAccuracy(Metric):
+    name = "sparse_categorical_accuracy"
+    argmax_invariant = True
+
+    def update(self, y_pred, y_true):
+        pred = y_pred.argmax(dim=_class_dim(y_pred))
+        hit = pred == y_true.reshape(pred.shape)
+        return hit.sum(), hit.numel()
+
+
+class CategoricalAccuracy(Metric):
+    name = "categorical_accuracy"
+    argmax_invariant = True
+
+    def update(self, y_pred, y_true):
+        d = _class_dim(y_pred)
+        hit = y_pred.argmax(dim=d) == y_true.argmax(dim=d)
+        return hit.sum(), hit.numel()
+
+
+class BinaryAccuracy(Metric):
+    name = "binary_accuracy"
+
+    def __init__(self, threshold: float = 0.5):
+        self.threshold = threshold
+
+    def update(self, y_pred, y_true):
+        hit = (y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)
+        return hit.sum(), hit.numel()
+
+
+class TopKCategoricalAccuracy(Metric):
+    name = "top_k_categorical_accuracy"
+    argmax_invariant = True
+    sparse = False
+
+    def __init__(self, k: int = 5):
+        if not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k: expected a positive int, got {k!r}")
+        self.k = k
+
+    def update(self, y_pred, y_true):
+        k = min(self.k, y_pred.shape[-1])
+        top = y_pred.topk(k, dim=-1).indices
+        labels = y_true.reshape(-1) if self.sparse else y_true.argmax(-1)
+        hit = (top == labels[:, None]).any(dim=-1)
+        return hit.sum(), hit.numel()
+
+
+class SparseTopKCategoricalAccuracy(TopKCategoricalAccuracy):
+    name = "sparse_top_k_categorical_accuracy"
+    sparse = True
+
+
+class MeanAbsoluteError(Metric):
+    name = "mean_absolute_error"
+
+    def update(self, y_pred, y_true):
+        err = (y_pred - y_true.to(y_pred.dtype).reshape(y_pred.shape)).abs()
+        return err.sum(), err.numel()
+
+
+class MeanSquaredError(Metric):
+    name = "mean_squared_error"
+
+    def update(self, y_pred, y_true):
+        err = (y_pred - y_true.to(y_pred.dtype).reshape(y_pred.shape)) ** 2
+        return err.sum(), err.numel()
+
+
+METRICS = {
+    "sparse_categorical_accuracy": SparseCategoricalAccuracy,
+    "categorical_accuracy": CategoricalAccuracy,
+    "binary_accuracy": BinaryAccuracy,
+    "top_k_categorical_accuracy": TopKCategoricalAccuracy,
+    "sparse_top_k_categorical_accuracy": SparseTopKCategoricalAccuracy,
+    "mean_absolute_error": MeanAbsoluteError,
+    "mae": MeanAbsoluteError,
+    "mean_squared_error": MeanSquaredError,
+    "mse": MeanSquaredError,
+}
+_ACCURACY_FOR_LOSS = {
+    "sparse_categorical_crossentropy": SparseCategoricalAccuracy,
+    "categorical_crossentropy": CategoricalAccuracy,
+    "binary_crossentropy": BinaryAccuracy,
+}
+_TOP_K_FOR_LOSS = {"categorical_crossentropy": TopKCategoricalAccuracy}
+
+
+def get(spec: str | Metric, loss: object = None) -> Metric:
+    """Resolve a metric. 'accuracy'/'acc' and 'top_k_accuracy' follow the loss, as in Keras;
+    the metric is reported under the name the user gave."""
+    if isinstance(spec, Metric):
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"metrics: expected names or brisk.metrics.Metric objects, got {spec!r}")
+    key = spec.lower()
+    loss_name = getattr(loss, "name", None)
+    if key in ("accuracy", "acc"):
+        cls = _ACCURACY_FOR_LOSS.get(loss_name, SparseCategoricalAccuracy)
+        metric = cls()
+    elif key in ("top_k_accuracy", "top5", "top_5_accuracy"):
+        metric = _TOP_K_FOR_LOSS.get(loss_name, SparseTopKCategoricalAccuracy)()
+    elif key in METRICS:
+        metric = METRICS[key]()
+    else:
+        valid = sorted([*METRICS, "accuracy", "acc", "top_k_accuracy"])
+        close = difflib.get_close_matches(key, valid, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"metrics: unknown name {spec!r}.{hint} Valid names: {', '.join(valid)}")
+    metric.name = spec
+    return metric

@@ -402,3 +402,260 @@ def test_fold_rejects_non_modules_and_parametrized_weights():
     model.eval()
     with pytest.raises(ValueError, match="parametrized weights.*make_permanent"):
         fold(model)
+
+
+# ------------------------------------------------- to_torch: every layer kind and activation
+ACTIVATION_NAMES = ["relu", "gelu", "silu", "swish", "tanh", "sigmoid", "elu", "leaky_relu",
+                    "linear"]
+
+
+def built(layers, input_shape):
+    import brisk
+
+    torch.manual_seed(0)
+    model = brisk.Sequential(layers)
+    model.build(input_shape)
+    return model.eval()
+
+
+def same_outputs(model, x):
+    """to_torch(model) computes model's function; returns the plain module."""
+    from brisk.compress import to_torch
+
+    plain = to_torch(model)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x), rtol=1e-6, atol=1e-6)
+    return plain
+
+
+@pytest.mark.parametrize("name", ACTIVATION_NAMES)
+def test_to_torch_converts_every_activation_name(name):
+    from brisk.compress.fold import ChannelsFirst
+    from brisk.layers import Activation, Dense
+
+    model = built([Dense(7, activation=name, input_shape=(5,)), Activation(name)], (5,))
+    x = torch.randn(6, 5) * 3  # negative inputs too: elu / leaky_relu / gelu differ there
+    plain = same_outputs(model, x)
+    assert isinstance(plain[0], nn.Linear) and not isinstance(plain[0], ChannelsFirst)
+    n_act = 0 if name == "linear" else 2
+    assert len(plain) == 1 + n_act
+    assert not any(isinstance(m, type(model.layers[0])) for m in plain.modules())
+
+
+def test_to_torch_softmax_axis_follows_the_per_sample_rank():
+    from brisk.layers import Activation, Conv2D, Dense, Flatten
+
+    # rank 2 per sample (N, 3, 5): the last axis
+    seq = built([Activation("softmax", input_shape=(3, 5))], (3, 5))
+    x = torch.randn(4, 3, 5) * 2
+    out = same_outputs(seq, x)(x)
+    torch.testing.assert_close(out, torch.softmax(x, dim=-1))
+    # images (rank 3): the channel axis, after a Conv2D and as an Activation layer
+    img = built([Conv2D(4, 3, activation="softmax", input_shape=(6, 6, 2)),
+                 Conv2D(3, 1), Activation("softmax")], (6, 6, 2))
+    x = torch.randn(2, 6, 6, 2) * 2
+    out = same_outputs(img, x)(x)
+    torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 4, 4))
+    # vectors (rank 1): the features
+    vec = built([Flatten(input_shape=(2, 3)), Dense(4, activation="softmax")], (2, 3))
+    x = torch.randn(5, 2, 3)
+    out = same_outputs(vec, x)(x)
+    torch.testing.assert_close(out.sum(dim=-1), torch.ones(5))
+
+
+def test_to_torch_pooling_flatten_and_foreign_modules():
+    from brisk.compress.fold import ChannelsFirst
+    from brisk.layers import AveragePooling2D, Dense, Flatten, MaxPooling2D
+
+    model = built([
+        # 'same', asymmetric windows and strides: padded with -inf, never a maximum
+        MaxPooling2D((3, 2), strides=(2, 1), padding="same", input_shape=(7, 6, 3)),
+        AveragePooling2D((2, 3), strides=(1, 2)),
+        AveragePooling2D(2, padding="same"),  # padded pixels not counted: kept as is
+        Flatten(),
+        nn.Tanh(),  # any torch module in a brisk.Sequential is kept
+        Dense(4, activation="softmax"),
+    ], (7, 6, 3))
+    x = -(torch.rand(3, 7, 6, 3) + 0.5)  # all negative: zero padding would win the max
+    plain = same_outputs(model, x)
+    assert [type(m) for m in plain] == [
+        ChannelsFirst, nn.ConstantPad2d, nn.MaxPool2d, nn.AvgPool2d, AveragePooling2D,
+        nn.Flatten, nn.Tanh, nn.Linear, nn.Softmax,
+    ]
+    # MaxPooling2D's output by hand: -inf padding (left 0, right 1, top 1, bottom 1)
+    xc = x.permute(0, 3, 1, 2)
+    ref = F.max_pool2d(F.pad(xc, (0, 1, 1, 1), value=float("-inf")), (3, 2), (2, 1))
+    with torch.no_grad():
+        torch.testing.assert_close(plain[:3](x), ref)
+        torch.testing.assert_close(plain[:4](x), F.avg_pool2d(ref, (2, 3), (1, 2)))
+
+
+def test_to_torch_refusals_and_other_modules(monkeypatch):
+    import brisk
+    from brisk.api.activations import ACTIVATIONS
+    from brisk.compress import to_torch
+    from brisk.layers import Dense
+
+    plain = nn.Linear(2, 2)
+    assert to_torch(plain) is plain
+    with pytest.raises(ValueError) as e:
+        to_torch(brisk.Sequential([Dense(3)]))
+    assert str(e.value) == (
+        "to_torch: the brisk.Sequential is not built yet; train it or call build(input_shape)"
+    )
+    # an activation registered by the user has no torch module to become
+    monkeypatch.setitem(ACTIVATIONS, "mish", F.mish)
+    model = built([Dense(3, activation="mish", input_shape=(4,))], (4,))
+    with pytest.raises(ValueError) as e:
+        to_torch(model)
+    assert str(e.value) == "to_torch: activation 'mish' has no torch module equivalent"
+
+
+# ------------------------------------------------------------- fold: exact refusals, copies
+def test_fold_error_messages_are_exact():
+    with pytest.raises(TypeError) as e:
+        fold("model")
+    assert str(e.value) == "model: expected a torch.nn.Module, got str"
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    with pytest.raises(ValueError) as e:
+        fold(model)
+    assert str(e.value) == (
+        "fold: model is in training mode; call model.eval() first (BatchNorm is folded "
+        "with its running statistics, which only eval mode uses)"
+    )
+    model.eval()
+    prune(model, amount=0.5)
+    with pytest.raises(ValueError) as e:
+        fold(model)
+    assert str(e.value) == (
+        "fold: model carries pruning masks (weight_orig * weight_mask); call "
+        "brisk.compress.make_permanent(model) first"
+    )
+    shared = nn.Sequential(nn.Linear(3, 3)).eval()
+    torch.nn.utils.parametrize.register_parametrization(shared[0], "weight", nn.Identity())
+    shared.eval()
+    with pytest.raises(ValueError) as e:
+        fold(shared)
+    assert str(e.value) == (
+        "fold: model has parametrized weights (e.g. share_weights); call "
+        "brisk.compress.make_permanent(model) first"
+    )
+
+
+def test_fold_untraceable_message_names_the_model_and_the_fx_error():
+    class Branchy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 4)
+
+        def forward(self, x):
+            return self.fc(x) if x.sum() > 0 else x
+
+    with pytest.raises(TypeError) as e:
+        fold(Branchy().eval())
+    cause = e.value.__cause__
+    assert type(cause).__name__ == "TraceError"
+    assert str(e.value) == (
+        f"fold: Branchy is not traceable by torch.fx (TraceError: {cause}); fold supports "
+        "nn.Sequential and fx-traceable modules -- build the model as an nn.Sequential "
+        "(data-dependent control flow cannot be traced)"
+    )
+
+
+class TwoPaths(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc, self.act, self.out = nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)
+
+    def forward(self, x):
+        return self.out(self.act(self.fc(x))) + x[:, :2]
+
+
+@pytest.mark.parametrize("make", [
+    lambda: nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)),  # nothing to fold
+    TwoPaths,  # the fx path
+])
+def test_folded_model_does_not_share_weights_with_the_input(make):
+    torch.manual_seed(0)
+    model = make().eval()
+    x = torch.randn(3, 4)
+    folded = fold(model)
+    with torch.no_grad():
+        before = folded(x)
+        for p in model.parameters():
+            p.add_(1.0)  # editing the original afterwards ...
+        torch.testing.assert_close(folded(x), before)  # ... leaves the copy alone
+        assert not torch.allclose(model(x), before)
+
+
+# -------------------------------------------------------------- fold: what must not be folded
+def test_linear_then_batchnorm2d_over_channels_is_not_folded():
+    """Linear acts on the last axis, BatchNorm2d on dim 1: not a foldable pair."""
+    torch.manual_seed(0)
+    model = randomize_bn(nn.Sequential(nn.Linear(5, 4), nn.BatchNorm2d(4))).eval()
+    x = torch.randn(2, 4, 3, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(fold(model)(x), model(x))
+    assert count(fold(model), _BatchNorm) == 1
+
+
+class FunctionalBN(nn.Module):
+    """F.batch_norm(training=False) is no dropout: it must stay in the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.register_buffer("mean", torch.tensor([0.5, -1.0, 2.0]))
+        self.register_buffer("var", torch.tensor([0.25, 4.0, 1.0]))
+
+    def forward(self, x):
+        return F.batch_norm(self.fc(x), self.mean, self.var, training=False)
+
+
+class LinearReused(nn.Module):
+    """``b`` is called twice: merging ``a`` into it would change the second call."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 4), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.b(self.a(x)) + self.b(x)
+
+
+class KeywordCalls(nn.Module):
+    """Modules called with keyword arguments: kept as they are (outputs unchanged)."""
+
+    def __init__(self):
+        super().__init__()
+        self.drop, self.fc = nn.Dropout(0.5), nn.Linear(4, 4)
+
+    def forward(self, x):
+        return self.fc(input=self.drop(input=x))
+
+
+@pytest.mark.parametrize("cls", [FunctionalBN, LinearReused, KeywordCalls])
+def test_fx_fold_keeps_the_outputs_of_unusual_graphs(cls):
+    torch.manual_seed(0)
+    model = randomize_bn(cls()).eval()
+    x = torch.randn(5, 4)
+    with torch.no_grad():
+        ref = model(x)
+        out = fold(model)(x)
+    torch.testing.assert_close(out, ref)
+
+
+def test_linear_batchnorm1d_fold_refuses_inputs_it_would_get_wrong():
+    # BatchNorm1d on (N, C, L) normalises axis 1 while the folded Linear scales the last
+    # axis: for 3-D inputs the fold is not exact, so the folded Linear refuses them.
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 3))
+    with torch.no_grad():
+        net[1].running_mean.uniform_(-1, 1)
+        net[1].running_var.uniform_(0.5, 2)
+    net.eval()
+    folded = fold(net)
+    x2 = torch.randn(6, 5)
+    torch.testing.assert_close(folded(x2), net(x2), rtol=1e-5, atol=1e-5)  # exact for 2-D
+    with pytest.raises(ValueError, match=r"fold: this Linear carries the BatchNorm1d .* \(3, 4, 5\)"):
+        folded(torch.randn(3, 4, 5))

@@ -7,6 +7,15 @@ Score = (killed + timeout + documented equivalent) / (all mutants - skipped - pe
 no covering test ("no tests") count against it, like survivors. Equivalent mutants (ones
 that cannot change behaviour) are listed by name, one a line with a `# reason`, in
 tools/mutation/equivalent*.txt.
+
+mutmut numbers a function's mutants in order, so an edit to a function (or a moved module)
+renames them. A name in the lists therefore counts only through its recorded identity,
+``equivalent-keys.json``: the function and the exact change (``- old / + new``). A survivor
+of a later run is equivalent when its function and change match a recorded one, whatever
+its number; a listed mutant whose change no longer exists is reported as stale.
+
+    python tools/mutation/score.py --record-equivalents   # after editing the lists, on the
+                                                          # run whose names they use
 """
 
 from __future__ import annotations
@@ -26,14 +35,29 @@ HERE = Path(__file__).resolve().parent
 COLUMNS = ["killed", "timeout", "equivalent", "survived", "no tests", "skipped", "pending", "other"]
 
 
-def load_results() -> dict[str, dict[str, str]]:
-    """{source path: {mutant name: status}} for every file that has mutants."""
-    equivalent = set()
+KEYS = HERE / "equivalent-keys.json"
+
+
+def listed_equivalents() -> set[str]:
+    names = set()
     for eq_file in sorted(HERE.glob("equivalent*.txt")):  # one file per area
         for line in eq_file.read_text().splitlines():
             name = line.split("#", 1)[0].strip()
             if name:
-                equivalent.add(name)
+                names.add(name)
+    return names
+
+
+def mutant_key(src: str, name: str) -> str:
+    """The identity of a mutant that survives renumbering: its function and its change."""
+    func = name.rsplit(".", 1)[1].rsplit("__mutmut_", 1)[0]
+    return f"{func}\n{describe(src, name)[1]}"
+
+
+def load_results(keys: dict[str, str] | None = None) -> dict[str, dict[str, str]]:
+    """{source path: {mutant name: status}} for every file that has mutants; a survivor
+    whose key is in ``keys`` (recorded equivalents) is 'equivalent'."""
+    equivalent_keys = set((keys or {}).values())
     out = {}
     for meta in sorted(Path("mutants/src").rglob("*.py.meta")):
         codes = json.loads(meta.read_text())["exit_code_by_key"]
@@ -46,7 +70,7 @@ def load_results() -> dict[str, dict[str, str]]:
             # timeout; that is no kill.
             status = "other" if code == 255 else status_by_exit_code[code]
             status = "pending" if status == "not checked" else status
-            if status == "survived" and name in equivalent:
+            if status == "survived" and equivalent_keys and mutant_key(src, name) in equivalent_keys:
                 status = "equivalent"
             statuses[name] = status if status in COLUMNS else "other"
         out[src] = statuses
@@ -100,11 +124,32 @@ def main() -> None:
     ap.add_argument(
         "--survivors", type=Path, help="write the live mutants (survived, no tests) here"
     )
+    ap.add_argument("--record-equivalents", action="store_true",
+                    help="store the identity of every listed equivalent found in mutants/")
     args = ap.parse_args()
 
-    results = load_results()
+    if args.record_equivalents:
+        listed, keys = listed_equivalents(), {}
+        for meta in sorted(Path("mutants/src").rglob("*.py.meta")):
+            src = str(meta.relative_to("mutants"))[: -len(".meta")]
+            for name in json.loads(meta.read_text())["exit_code_by_key"]:
+                if name in listed:
+                    keys[name] = mutant_key(src, name)
+        missing = sorted(listed - set(keys))
+        KEYS.write_text(json.dumps(keys, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+        print(f"recorded {len(keys)} equivalents in {KEYS}; not in this run: {missing}")
+        return
+
+    keys = json.loads(KEYS.read_text()) if KEYS.exists() else {}
+    results = load_results(keys)
     if not results:
         raise SystemExit("no results in mutants/: run `make mutate` first")
+    found = {mutant_key(src, n) for src, st in results.items() for n, v in st.items()
+             if v == "equivalent"}
+    stale = sorted(n for n, k in keys.items() if k not in found)
+    if stale:
+        print(f"{len(stale)} recorded equivalents did not survive in this run (killed now, or "
+              f"their code changed): {', '.join(stale)}")
     total = Counter()
     print(f"{'module':26s} {'total':>6s} " + " ".join(f"{c:>9s}" for c in COLUMNS) + "   score")
     for src, statuses in results.items():

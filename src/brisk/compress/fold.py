@@ -79,8 +79,28 @@ def _bn_fusable(layer: nn.Module, bn: nn.Module) -> bool:
 
 def _fuse_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
     if isinstance(layer, nn.Linear):
-        return fuse_linear_bn_eval(layer, bn)
+        return _guard_2d(fuse_linear_bn_eval(layer, bn))
     return fuse_conv_bn_eval(layer, bn)
+
+
+def _check_2d(module: nn.Module, args: tuple) -> None:
+    x = args[0] if args else None
+    if torch.is_tensor(x) and x.dim() != 2:
+        raise ValueError(
+            "fold: this Linear carries the BatchNorm1d that followed it, which is exact only "
+            f"for (N, features) inputs; got an input of shape {tuple(x.shape)}, where the "
+            "BatchNorm1d normalised axis 1 instead: fold the original model without it"
+        )
+
+
+def _guard_2d(linear: nn.Linear) -> nn.Linear:
+    """A Linear folded with BatchNorm1d scales its output features (the last axis), which
+    equals BatchNorm1d (axis 1) only for 2-D inputs; fold cannot see the input's shape, so
+    the folded Linear refuses any other rank at run time instead of computing silently
+    something else."""
+    linear._brisk_2d_only = True
+    linear.register_forward_pre_hook(_check_2d)
+    return linear
 
 
 def _merge_ok(a: nn.Module, b: nn.Module) -> bool:
@@ -112,6 +132,8 @@ def _merge_linear(a: nn.Linear, b: nn.Linear) -> nn.Linear:
     out.weight.copy_(w2 @ a.weight.double())
     if bias is not None:
         out.bias.copy_(bias)
+    if getattr(a, "_brisk_2d_only", False) or getattr(b, "_brisk_2d_only", False):
+        _guard_2d(out)
     return out.eval()
 
 
