@@ -52,6 +52,12 @@ def t(a, dtype=torch.float32):
     return torch.tensor(a, dtype=dtype)
 
 
+def ev(loss, y_pred, y_true, reduction="sum_over_batch_size"):
+    """The loss of (y_pred, y_true) with ``reduction``, called in Keras's order."""
+    loss.reduction = reduction
+    return loss(y_true, y_pred)
+
+
 def close(actual, expected, rtol=1e-5, atol=1e-6):
     np.testing.assert_allclose(actual.detach().numpy(), expected, rtol=rtol, atol=atol)
 
@@ -62,9 +68,9 @@ def close(actual, expected, rtol=1e-5, atol=1e-6):
 def test_sparse_cross_entropy_from_logits():
     expected = -np_log_softmax(LOGITS)[np.arange(6), LABELS]
     loss = SparseCategoricalCrossentropy()
-    close(loss(t(LOGITS), t(LABELS, torch.long), reduction="none"), expected)
-    close(loss(t(LOGITS), t(LABELS, torch.long)), expected.mean())
-    close(loss(t(LOGITS), t(LABELS, torch.long), reduction="sum"), expected.sum(), rtol=1e-5)
+    close(ev(loss, t(LOGITS), t(LABELS, torch.long), "none"), expected)
+    close(ev(loss, t(LOGITS), t(LABELS, torch.long)), expected.mean())
+    close(ev(loss, t(LOGITS), t(LABELS, torch.long), "sum"), expected.sum(), rtol=1e-5)
 
 
 def test_sparse_cross_entropy_from_probabilities_is_minus_log_p():
@@ -73,27 +79,27 @@ def test_sparse_cross_entropy_from_probabilities_is_minus_log_p():
     p = np_softmax(LOGITS)
     loss = SparseCategoricalCrossentropy(from_logits=False)
     expected = -np.log(p[np.arange(6), LABELS])
-    close(loss(t(p), t(LABELS, torch.long), reduction="none"), expected)
+    close(ev(loss, t(p), t(LABELS, torch.long), "none"), expected)
     # hand-made: p(true) = 0.5 and 0.25
     probs = t([[0.5, 0.5, 0.0], [0.25, 0.25, 0.5]])
-    close(loss(probs, t([0, 1], torch.long), reduction="none"), [np.log(2), np.log(4)])
+    close(ev(loss, probs, t([0, 1], torch.long), "none"), [np.log(2), np.log(4)])
 
 
 def test_sparse_cross_entropy_clips_zero_probabilities():
     loss = SparseCategoricalCrossentropy(from_logits=False)
-    value = loss(t([[1.0, 0.0]]), t([1], torch.long))
+    value = ev(loss, t([[1.0, 0.0]]), t([1], torch.long))
     close(value, -np.log(EPS), rtol=1e-4)
 
 
 def test_categorical_cross_entropy_from_logits_and_probabilities():
     expected = -(ONE_HOT * np_log_softmax(LOGITS)).sum(-1)
-    close(CategoricalCrossentropy()(t(LOGITS), t(ONE_HOT), reduction="none"), expected)
+    close(ev(CategoricalCrossentropy(), t(LOGITS), t(ONE_HOT), "none"), expected)
     p = np_softmax(LOGITS)
-    close(CategoricalCrossentropy(from_logits=False)(t(p), t(ONE_HOT), reduction="none"),
+    close(ev(CategoricalCrossentropy(from_logits=False), t(p), t(ONE_HOT), "none"),
           expected, rtol=1e-4)
     # soft targets: every class's log-probability counts with its weight
     soft = RNG.dirichlet(np.ones(4), size=6)
-    close(CategoricalCrossentropy()(t(LOGITS), t(soft), reduction="none"),
+    close(ev(CategoricalCrossentropy(), t(LOGITS), t(soft), "none"),
           -(soft * np_log_softmax(LOGITS)).sum(-1))
 
 
@@ -102,9 +108,9 @@ def test_categorical_cross_entropy_label_smoothing(s):
     smooth = ONE_HOT * (1 - s) + s / 4
     expected = -(smooth * np_log_softmax(LOGITS)).sum(-1)
     loss = CategoricalCrossentropy(label_smoothing=s)
-    close(loss(t(LOGITS), t(ONE_HOT), reduction="none"), expected)
+    close(ev(loss, t(LOGITS), t(ONE_HOT), "none"), expected)
     # hand-made: uniform logits give log K whatever the smoothing
-    close(loss(torch.zeros(1, 4), t(ONE_HOT[:1])), np.log(4))
+    close(ev(loss, torch.zeros(1, 4), t(ONE_HOT[:1])), np.log(4))
     with pytest.raises(ValueError, match="label_smoothing"):
         CategoricalCrossentropy(label_smoothing=1.0)
 
@@ -114,7 +120,7 @@ def test_categorical_cross_entropy_channels_first_maps_use_axis_1():
     z = RNG.normal(size=(2, 3, 2, 2))
     y = np.eye(3)[RNG.integers(0, 3, size=(2, 2, 2))].transpose(0, 3, 1, 2)
     per_pixel = -(y * np_log_softmax(z, axis=1)).sum(1)
-    close(CategoricalCrossentropy()(t(z), t(y), reduction="none"), per_pixel.mean(axis=(1, 2)))
+    close(ev(CategoricalCrossentropy(), t(z), t(y), "none"), per_pixel.mean(axis=(1, 2)))
 
 
 # ----------------------------------------------------------------------------- binary
@@ -125,18 +131,16 @@ def test_binary_cross_entropy_from_logits_and_probabilities():
     y = RNG.integers(0, 2, size=(5, 3)).astype(float)
     p = 1 / (1 + np.exp(-z))
     expected = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(-1)
-    close(BinaryCrossentropy()(t(z), t(y), reduction="none"), expected)
-    close(BinaryCrossentropy(from_logits=False)(t(p), t(y), reduction="none"), expected,
+    close(ev(BinaryCrossentropy(), t(z), t(y), "none"), expected)
+    close(ev(BinaryCrossentropy(from_logits=False), t(p), t(y), "none"), expected,
           rtol=1e-4)
     # hand-made: p = 0.8 for a 1 and for a 0
-    close(BinaryCrossentropy(from_logits=False)(t([[0.8], [0.8]]), t([[1.0], [0.0]]),
-                                                reduction="none"),
+    close(ev(BinaryCrossentropy(from_logits=False), t([[0.8], [0.8]]), t([[1.0], [0.0]]), "none"),
           [-np.log(0.8), -np.log(0.2)])
 
 
 def test_binary_cross_entropy_clips_saturated_probabilities():
-    value = BinaryCrossentropy(from_logits=False)(t([[1.0], [0.0]]), t([[0.0], [1.0]]),
-                                                  reduction="none")
+    value = ev(BinaryCrossentropy(from_logits=False), t([[1.0], [0.0]]), t([[0.0], [1.0]]), "none")
     # float32: 1 - 1e-7 rounds to 1 - 1.19e-7, so the clipped 1 - p is 1.19e-7 (as in Keras)
     close(value, [-np.log(1 - np.float64(np.float32(1 - EPS))), -np.log(EPS)], rtol=1e-4)
 
@@ -144,7 +148,7 @@ def test_binary_cross_entropy_clips_saturated_probabilities():
 def test_binary_cross_entropy_takes_flat_labels_for_one_output():
     z = t([[0.3], [-1.2], [2.0]])
     y = t([1.0, 0.0, 1.0])
-    close(BinaryCrossentropy()(z, y), BinaryCrossentropy()(z, y[:, None]).numpy())
+    close(ev(BinaryCrossentropy(), z, y), ev(BinaryCrossentropy(), z, y[:, None]).numpy())
 
 
 # ----------------------------------------------------------------------------- regression
@@ -152,20 +156,20 @@ def test_binary_cross_entropy_takes_flat_labels_for_one_output():
 
 def test_mse_and_mae_average_over_every_non_batch_axis():
     a, b = RNG.normal(size=(3, 2, 4)), RNG.normal(size=(3, 2, 4))
-    close(MeanSquaredError()(t(a), t(b), reduction="none"), ((a - b) ** 2).mean(axis=(1, 2)))
-    close(MeanAbsoluteError()(t(a), t(b), reduction="none"), np.abs(a - b).mean(axis=(1, 2)))
-    close(MeanSquaredError()(t(a), t(b)), ((a - b) ** 2).mean())
-    close(MeanAbsoluteError()(t(a), t(b), reduction="sum"), np.abs(a - b).mean(axis=(1, 2)).sum())
+    close(ev(MeanSquaredError(), t(a), t(b), "none"), ((a - b) ** 2).mean(axis=(1, 2)))
+    close(ev(MeanAbsoluteError(), t(a), t(b), "none"), np.abs(a - b).mean(axis=(1, 2)))
+    close(ev(MeanSquaredError(), t(a), t(b)), ((a - b) ** 2).mean())
+    close(ev(MeanAbsoluteError(), t(a), t(b), "sum"), np.abs(a - b).mean(axis=(1, 2)).sum())
     # hand-made, asymmetric in size: errors 1 and 3
-    close(MeanSquaredError()(t([[1.0, 3.0]]), t([[0.0, 0.0]])), 5.0)
-    close(MeanAbsoluteError()(t([[1.0, -3.0]]), t([[0.0, 0.0]])), 2.0)
+    close(ev(MeanSquaredError(), t([[1.0, 3.0]]), t([[0.0, 0.0]])), 5.0)
+    close(ev(MeanAbsoluteError(), t([[1.0, -3.0]]), t([[0.0, 0.0]])), 2.0)
 
 
 @pytest.mark.parametrize("delta", [1.0, 0.5, 2.5])
 def test_huber_quadratic_inside_delta_linear_outside(delta):
     e = np.array([[-3.0, -delta, -0.2, 0.0, 0.4, delta, 4.0]])
     per_elem = np.where(np.abs(e) <= delta, 0.5 * e**2, delta * (np.abs(e) - 0.5 * delta))
-    close(Huber(delta)(t(e), torch.zeros(1, 7), reduction="none"), per_elem.mean(-1))
+    close(ev(Huber(delta), t(e), torch.zeros(1, 7), "none"), per_elem.mean(-1))
     with pytest.raises(ValueError, match="delta"):
         Huber(0.0)
 
@@ -176,11 +180,43 @@ def test_huber_quadratic_inside_delta_linear_outside(delta):
 def test_reductions_and_a_bad_reduction():
     loss = MeanSquaredError()
     a, b = t([[1.0], [2.0], [4.0]]), torch.zeros(3, 1)
-    close(loss(a, b, reduction="none"), [1.0, 4.0, 16.0])
-    close(loss(a, b, reduction="sum"), 21.0)
-    close(loss(a, b, reduction="mean"), 7.0)
-    with pytest.raises(ValueError, match="reduction: expected 'mean', 'sum' or 'none'"):
-        loss(a, b, reduction="avg")
+    close(ev(loss, a, b, "none"), [1.0, 4.0, 16.0])
+    close(ev(loss, a, b, "sum"), 21.0)
+    close(ev(loss, a, b, "mean"), 7.0)
+    close(ev(loss, a, b, "sum_over_batch_size"), 7.0)
+    close(ev(loss, a, b, None), [1.0, 4.0, 16.0])
+    with pytest.raises(ValueError) as e:
+        MeanSquaredError(reduction="avg")
+    assert str(e.value) == ("reduction: expected 'sum_over_batch_size', 'mean', 'sum', "
+                            "'mean_with_sample_weight', 'none' or None, got 'avg'")
+
+
+# Keras 3.15.1 (keras.losses.MeanSquaredError()(y_true, y_pred, sample_weight=w)) with
+# y_true = [[0], [0], [0]], y_pred = [[1], [2], [4]], w = [1, 0.5, 2]: weighted per-sample
+# losses [1, 2, 32]; 'sum_over_batch_size' 35/3, 'sum' 35, 'mean_with_sample_weight' 35/3.5.
+def test_sample_weight_and_reductions_match_keras():
+    y_pred, y_true, w = t([[1.0], [2.0], [4.0]]), torch.zeros(3, 1), t([1.0, 0.5, 2.0])
+    close(MeanSquaredError()(y_true, y_pred, sample_weight=w), 35 / 3)
+    close(MeanSquaredError(reduction="sum")(y_true, y_pred, sample_weight=w), 35.0)
+    close(MeanSquaredError(reduction="mean_with_sample_weight")(y_true, y_pred, sample_weight=w),
+          35 / 3.5)
+    close(MeanSquaredError(reduction="none")(y_true, y_pred, sample_weight=w), [1.0, 2.0, 32.0])
+
+
+def test_keras_argument_order_and_subclassing():
+    """A Loss takes (y_true, y_pred); a subclass defines call(y_true, y_pred) (Keras)."""
+
+    class Asymmetric(brisk.losses.Loss):
+        def call(self, y_true, y_pred):
+            return (y_pred ** 2 * (y_true + 1)).mean(dim=-1)
+
+    loss = Asymmetric()
+    assert loss.name == "asymmetric"  # Keras names a subclass after it, in snake case
+    y_true, y_pred = t([[0.5], [2.0]]), t([[3.0], [2.0]])
+    close(loss(y_true, y_pred), (9 * 1.5 + 4 * 3) / 2)
+    wrapped = brisk.losses.LossFunctionWrapper(lambda yt, yp: (yp - 2 * yt).abs().mean(-1))
+    close(wrapped(y_true, y_pred), (abs(3 - 1) + abs(2 - 4)) / 2)
+    assert Asymmetric(name="mine").name == "mine"
 
 
 @pytest.mark.parametrize(
@@ -222,10 +258,10 @@ def test_cross_entropy_on_sequences_uses_the_last_axis():
     z = RNG.normal(size=(2, 5, 3))
     y = np.eye(3)[RNG.integers(0, 3, size=(2, 5))]
     expected = -(y * np_log_softmax(z, axis=-1)).sum(-1).mean(-1)
-    close(CategoricalCrossentropy()(t(z), t(y), reduction="none"), expected)
+    close(ev(CategoricalCrossentropy(), t(z), t(y), "none"), expected)
     s = 0.2
     ys = y * (1 - s) + s / 3
-    close(CategoricalCrossentropy(label_smoothing=s)(t(z), t(y), reduction="none"),
+    close(ev(CategoricalCrossentropy(label_smoothing=s), t(z), t(y), "none"),
           -(ys * np_log_softmax(z, axis=-1)).sum(-1).mean(-1))
 
 
@@ -236,21 +272,21 @@ def test_label_smoothing_on_channels_first_maps_spreads_over_the_channels():
     s = 0.3
     ys = y * (1 - s) + s / 3
     expected = -(ys * np_log_softmax(z, axis=1)).sum(1).mean(axis=(1, 2))
-    close(CategoricalCrossentropy(label_smoothing=s)(t(z), t(y), reduction="none"), expected)
+    close(ev(CategoricalCrossentropy(label_smoothing=s), t(z), t(y), "none"), expected)
 
 
 def test_categorical_cross_entropy_from_probabilities_with_zeros_stays_finite():
     """A zero probability on a class with zero target weight contributes 0, not 0 * -inf."""
-    value = CategoricalCrossentropy(from_logits=False)(t([[0.0, 1.0, 0.0]]), t([[0, 1, 0]]))
+    value = ev(CategoricalCrossentropy(from_logits=False), t([[0.0, 1.0, 0.0]]), t([[0, 1, 0]]))
     close(value, 0.0, atol=1e-6)
-    value = CategoricalCrossentropy(from_logits=False)(t([[0.0, 1.0]]), t([[1, 0]]))
+    value = ev(CategoricalCrossentropy(from_logits=False), t([[0.0, 1.0]]), t([[1, 0]]))
     close(value, -np.log(EPS), rtol=1e-4)
 
 
 def test_huber_reduces_per_sample():
     e = np.array([[0.5, 3.0], [-2.0, 0.1], [0.0, 0.0]])
     per_elem = np.where(np.abs(e) <= 1.0, 0.5 * e**2, np.abs(e) - 0.5)
-    close(Huber()(t(e), torch.zeros(3, 2), reduction="none"), per_elem.mean(-1))
+    close(ev(Huber(), t(e), torch.zeros(3, 2), "none"), per_elem.mean(-1))
 
 
 @pytest.mark.parametrize("loss", [MeanSquaredError(), MeanAbsoluteError(), Huber(),
@@ -260,7 +296,7 @@ def test_loss_is_computed_in_the_outputs_dtype(loss):
     (unsupported on MPS, twice the memory traffic elsewhere)."""
     y_pred = torch.rand(4, 3)
     y_true = torch.rand(4, 3, dtype=torch.float64).round()
-    value = loss(y_pred, y_true, reduction="none")
+    value = ev(loss, y_pred, y_true, "none")
     assert value.dtype == torch.float32 and value.shape == (4,)
 
 

@@ -107,22 +107,51 @@ def test_mean_errors_sum_every_element():
     assert value(MeanSquaredError(), pred, true) == pytest.approx(9 / 4)
 
 
+# Keras 3.15.1, keras.src.trainers.compile_utils.is_binary_or_sparse_categorical: the
+# kind of 'accuracy' follows the shapes of y_pred and y_true, whatever the loss.
 @pytest.mark.parametrize(
-    "loss, cls",
+    "pred_shape, true_shape, cls",
     [
-        ("sparse_categorical_crossentropy", SparseCategoricalAccuracy),
-        ("categorical_crossentropy", CategoricalAccuracy),
-        ("binary_crossentropy", BinaryAccuracy),
+        ((6, 1), (6,), BinaryAccuracy),            # one output: binary, labels of any rank
+        ((6, 1), (6, 1), BinaryAccuracy),
+        ((6, 3), (6,), SparseCategoricalAccuracy),  # labels of lower rank: sparse
+        ((6, 3), (6, 1), SparseCategoricalAccuracy),  # one label column, several outputs
+        ((6, 3), (6, 3), CategoricalAccuracy),      # same shape: one-hot
+        ((2, 3, 4, 4), (2, 4, 4), SparseCategoricalAccuracy),  # (N, C, H, W) outputs
+        ((2, 3, 4, 4), (2, 3, 4, 4), CategoricalAccuracy),
     ],
 )
-def test_accuracy_follows_the_loss_and_keeps_the_given_name(loss, cls):
+def test_accuracy_is_resolved_from_the_shapes_as_keras_does(pred_shape, true_shape, cls):
     for name in ("accuracy", "acc"):
-        m = brisk.metrics.get(name, brisk.losses.get(loss))
-        assert type(m) is cls and m.name == name
-    top = brisk.metrics.get("top_k_accuracy", brisk.losses.get("categorical_crossentropy"))
-    assert type(top) is TopKCategoricalAccuracy
-    top = brisk.metrics.get("top_k_accuracy", brisk.losses.get("sparse_categorical_crossentropy"))
-    assert type(top) is SparseTopKCategoricalAccuracy
+        for loss in (None, "mse", "binary_crossentropy", "categorical_crossentropy"):
+            m = brisk.metrics.get(name, brisk.losses.get(loss) if loss else None)
+            pred = torch.rand(pred_shape)
+            true = (torch.randint(0, 2, true_shape).float() if cls is not SparseCategoricalAccuracy
+                    else torch.randint(0, pred_shape[1], true_shape))
+            s, c = m.update(pred, true)
+            assert type(m.impl) is cls and m.name == name
+            s2, c2 = cls().update(pred, true)
+            assert int(s) == int(s2) and int(c) == int(c2)
+
+
+def test_top_k_accuracy_is_sparse_or_categorical_from_the_label_shape():
+    top = brisk.metrics.get("top_k_accuracy")
+    top.update(torch.rand(4, 7), torch.eye(7)[:4])
+    assert type(top.impl) is TopKCategoricalAccuracy and top.impl.k == 5
+    top = brisk.metrics.get("top_k_accuracy")
+    top.update(torch.rand(4, 7), torch.tensor([0, 1, 2, 3]))
+    assert type(top.impl) is SparseTopKCategoricalAccuracy
+
+
+def test_accuracy_is_argmax_invariant_only_when_the_output_has_several_classes():
+    m = brisk.metrics.get("accuracy")
+    assert m.argmax_invariant is False  # not known yet: the engine applies the activation
+    m.set_output_shape((1,))
+    assert m.argmax_invariant is False
+    m.set_output_shape((10,))
+    assert m.argmax_invariant is True
+    m.set_output_shape((3, 8, 8))  # (C, H, W)
+    assert m.argmax_invariant is True
 
 
 def test_metric_names_and_errors():
@@ -138,19 +167,19 @@ def test_metric_names_and_errors():
 
 def test_engine_gives_binary_accuracy_the_probabilities():
     """A sigmoid model trains on logits; its accuracy must threshold sigmoid(logit) at 0.5,
-    i.e. the logit at 0. Logits -0.4 and 0.3 for labels 0 and 1: both right; thresholding
-    the logits at 0.5 would call the second a 0."""
+    i.e. the logit at 0. Logits 0.3 and 0.2 for label 1: right; thresholding the logits
+    at 0.5 would call them 0."""
     model = brisk.Sequential([Dense(1, activation="sigmoid", input_shape=(1,))])
     model.build((1,))
     with torch.no_grad():
         model.layers[0].linear.weight.fill_(1.0)
         model.layers[0].linear.bias.zero_()
     model.compile(optimizer="sgd", loss="binary_crossentropy", metrics=["accuracy"])
-    x = np.array([[-0.4], [0.3], [0.3], [2.0], [-3.0]], dtype="float32")
-    y = np.array([0, 1, 0, 1, 1], dtype="float32")
+    x = np.array([[-0.4], [0.3], [0.2], [2.0], [-3.0]], dtype="float32")
+    y = np.array([0, 1, 1, 1, 1], dtype="float32")
     _, acc = model.evaluate(x, y)
     expected = np.mean((model.predict(x)[:, 0] > 0.5) == (y > 0.5))
-    assert expected == 0.6 and acc == pytest.approx(expected)  # on the logits: 0.4
+    assert expected == 0.8 and acc == pytest.approx(expected)  # on the logits: 0.4
 
 
 def test_accuracies_on_sequences_use_the_last_axis():
@@ -175,12 +204,11 @@ def test_mean_errors_with_nonzero_targets():
     assert value(MeanSquaredError(), pred, true) == pytest.approx((0.25 + 1 + 1 + 0) / 4)
 
 
-def test_accuracy_without_a_known_loss_is_sparse_and_top_k_aliases():
-    assert type(brisk.metrics.get("accuracy")) is SparseCategoricalAccuracy
-    assert type(brisk.metrics.get("acc", brisk.losses.get("mse"))) is SparseCategoricalAccuracy
+def test_top_k_aliases():
     for alias in ("top5", "top_5_accuracy", "TOP_K_ACCURACY"):
         m = brisk.metrics.get(alias)
-        assert type(m) is SparseTopKCategoricalAccuracy and m.k == 5 and m.name == alias
+        m.update(torch.rand(3, 6), torch.tensor([0, 1, 2]))
+        assert type(m.impl) is SparseTopKCategoricalAccuracy and m.impl.k == 5 and m.name == alias
 
 
 def test_unknown_metric_messages_list_the_valid_names_exactly():

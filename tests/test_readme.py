@@ -30,6 +30,8 @@ def test_readme_examples_run(tmp_path, monkeypatch, data_dir):
     assert (tmp_path / "lr_find.png").is_file() and (tmp_path / "mlp.brisk").is_file()
     assert namespace["result"]["test_accuracy"] > 0.95  # one epoch of the mnist-mlp recipe
     # what the comments in the README claim
+    summary = namespace["small_net"].summary(print_fn=None)
+    assert "Trainable params: 9\n" in summary and "Non-trainable params: 40\n" in summary
     sched = namespace["sched"]
     assert (sched(0), sched(100), sched(1100)) == (0.0, 1.0, 0.0)
     report = namespace["compress"].sparsity_report(namespace["small"])

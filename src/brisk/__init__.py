@@ -9,15 +9,43 @@ Example::
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
 """
 
-from brisk import augment, callbacks, datasets, layers, losses, metrics, optimizers, schedules
+from brisk import (
+    augment,
+    callbacks,
+    datasets,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    schedules,
+    utils,
+)
 from brisk.api.sequential import Sequential, load_model
 from brisk.data.loader import DeviceLoader
 from brisk.engine.trainer import Trainer, select_device
 
 __version__ = "0.1.0"
 
+# Subpackages with heavier imports, loaded on first use: ``brisk.compress.fold``,
+# ``brisk.recipes.get`` ... work after ``import brisk`` alone.
+_LAZY = ("api", "bench", "compress", "data", "engine", "optim", "recipes")
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return importlib.import_module(f"brisk.{name}")
+    raise AttributeError(f"module 'brisk' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 __all__ = [
     "DeviceLoader",
+    "compress",
+    "recipes",
     "Sequential",
     "Trainer",
     "augment",
@@ -30,4 +58,5 @@ __all__ = [
     "optimizers",
     "schedules",
     "select_device",
+    "utils",
 ]

@@ -7,8 +7,8 @@ from brisk.engine.callbacks import (
     EarlyStopping,
     History,
     ModelCheckpoint,
+    ReduceLROnPlateau,
 )
-from brisk.optim.schedules import ReduceLROnPlateau
 
 __all__ = [
     "Callback",

@@ -23,20 +23,23 @@ DATASETS = ("digits", "mnist", "fashion-mnist")
 
 
 def build_model(kind: str, input_shape: tuple[int, ...], num_classes: int):
-    """The CLI's two models, in Keras-style layers (the README's quick start)."""
+    """The CLI's two models, in Keras-style layers (the README's quick start). The datasets
+    are uint8 images: ``Rescaling(1/255)`` maps them to 0..1 inside the model."""
     import brisk
-    from brisk.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D
+    from brisk.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Rescaling
 
     if kind == "mlp":
         return brisk.Sequential([
-            Flatten(input_shape=input_shape),
+            Rescaling(1 / 255, input_shape=input_shape),
+            Flatten(),
             Dense(64, activation="relu"),
             Dense(64, activation="relu"),
             Dense(num_classes, activation="softmax"),
         ])
     # The Keras MNIST convnet; 'same' padding so it also fits 8x8 digits.
     return brisk.Sequential([
-        Conv2D(32, 3, padding="same", activation="relu", input_shape=(*input_shape, 1)),
+        Rescaling(1 / 255, input_shape=(*input_shape, 1)),
+        Conv2D(32, 3, padding="same", activation="relu"),
         MaxPooling2D(2),
         Conv2D(64, 3, padding="same", activation="relu"),
         MaxPooling2D(2),

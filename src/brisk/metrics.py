@@ -105,6 +105,50 @@ class MeanSquaredError(Metric):
         return err.sum(), err.numel()
 
 
+class _KerasAccuracy(Metric):
+    """'accuracy' / 'acc' (and 'top_k_accuracy') resolved as Keras 3 does, from the shapes
+    of the outputs and labels, not from the loss (keras.src.trainers.compile_utils
+    .get_metric / is_binary_or_sparse_categorical): one output per sample -> binary
+    accuracy (threshold 0.5); labels of lower rank than the outputs, or one label per sample
+    for several outputs -> sparse categorical; otherwise categorical (argmax of both).
+    The choice is made at the first update and kept."""
+
+    def __init__(self, top_k: int | None = None):
+        self.top_k = top_k
+        self.impl: Metric | None = None
+        self._binary: bool | None = None
+
+    @property
+    def argmax_invariant(self) -> bool:
+        return self._binary is False  # known not binary: argmax or top-k decides
+
+    def set_output_shape(self, shape: tuple[int, ...]) -> None:
+        """Per-sample output shape, known before training: decides binary or not."""
+        classes = shape[0] if len(shape) == 3 else (shape[-1] if shape else 1)
+        self._binary = classes == 1 and self.top_k is None
+
+    def _choose(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> Metric:
+        d = _class_dim(y_pred)
+        p_last = y_pred.shape[d] if y_pred.dim() > 1 else 1
+        t_last = y_true.shape[d] if y_true.dim() == y_pred.dim() else None
+        if self.top_k is not None:
+            sparse = y_true.dim() < y_pred.dim() or t_last == 1
+            return (SparseTopKCategoricalAccuracy if sparse else TopKCategoricalAccuracy)(self.top_k)
+        if p_last == 1:
+            return BinaryAccuracy()
+        if y_true.dim() < y_pred.dim() or t_last == 1:
+            return SparseCategoricalAccuracy()
+        return CategoricalAccuracy()
+
+    def update(self, y_pred, y_true):
+        if self.impl is None:
+            self.impl = self._choose(y_pred, y_true)
+        return self.impl.update(y_pred, y_true)
+
+    def __repr__(self) -> str:
+        return f"Accuracy(name={self.name!r}, resolved={type(self.impl).__name__ if self.impl else None})"
+
+
 METRICS = {
     "sparse_categorical_accuracy": SparseCategoricalAccuracy,
     "categorical_accuracy": CategoricalAccuracy,
@@ -116,28 +160,19 @@ METRICS = {
     "mean_squared_error": MeanSquaredError,
     "mse": MeanSquaredError,
 }
-_ACCURACY_FOR_LOSS = {
-    "sparse_categorical_crossentropy": SparseCategoricalAccuracy,
-    "categorical_crossentropy": CategoricalAccuracy,
-    "binary_crossentropy": BinaryAccuracy,
-}
-_TOP_K_FOR_LOSS = {"categorical_crossentropy": TopKCategoricalAccuracy}
-
-
 def get(spec: str | Metric, loss: object = None) -> Metric:
-    """Resolve a metric. 'accuracy'/'acc' and 'top_k_accuracy' follow the loss, as in Keras;
+    """Resolve a metric. 'accuracy'/'acc' and 'top_k_accuracy' are chosen from the output
+    and label shapes at the first batch, as in Keras 3 (``loss`` is accepted and unused);
     the metric is reported under the name the user gave."""
     if isinstance(spec, Metric):
         return spec
     if not isinstance(spec, str):
         raise TypeError(f"metrics: expected names or brisk.metrics.Metric objects, got {spec!r}")
     key = spec.lower()
-    loss_name = getattr(loss, "name", None)
     if key in ("accuracy", "acc"):
-        cls = _ACCURACY_FOR_LOSS.get(loss_name, SparseCategoricalAccuracy)
-        metric = cls()
+        metric: Metric = _KerasAccuracy()
     elif key in ("top_k_accuracy", "top5", "top_5_accuracy"):
-        metric = _TOP_K_FOR_LOSS.get(loss_name, SparseTopKCategoricalAccuracy)()
+        metric = _KerasAccuracy(top_k=5)
     elif key in METRICS:
         metric = METRICS[key]()
     else:

@@ -105,9 +105,8 @@ def test_layer_argument_errors():
         Conv2D(3, 3, padding="full")
     with pytest.raises(ValueError, match="rate"):
         Dropout(1.5)
-    model = brisk.Sequential([Conv2D(4, 3, input_shape=(28, 28))])
-    with pytest.raises(ValueError, match="channel axis"):
-        model.build((28, 28))
+    with pytest.raises(ValueError, match="channel axis"):  # built at construction, as in Keras
+        brisk.Sequential([Conv2D(4, 3, input_shape=(28, 28))])
 
 
 def test_predict_without_compile_and_shapes():

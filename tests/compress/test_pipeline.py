@@ -15,7 +15,7 @@ import torch
 import brisk
 from brisk.compress import sparsity_report
 from brisk.compress.pipeline import STAGES, format_table, load_compressed, run_pipeline
-from brisk.layers import Conv2D, Dense, Flatten, MaxPooling2D
+from brisk.layers import Conv2D, Dense, Flatten, MaxPooling2D, Rescaling
 
 FAST = dict(
     batch_size=32,
@@ -46,7 +46,8 @@ def mlp_file(digits, tmp_path_factory):
     torch.manual_seed(0)
     model = brisk.Sequential(
         [
-            Flatten(input_shape=(8, 8)),
+            Rescaling(1 / 255, input_shape=(8, 8)),  # uint8 digits fed as they are
+            Flatten(),
             Dense(128, activation="relu"),
             Dense(64, activation="relu"),
             Dense(10, activation="softmax"),
@@ -100,7 +101,7 @@ def test_stages_sparsity_sizes_accuracy_and_files(mlp_file, digits, tmp_path):
     assert isinstance(model, brisk.Sequential)
     _, (xt, yt) = digits
     with torch.no_grad():
-        acc = float((model(torch.from_numpy(xt).float() / 255).argmax(1).numpy() == yt).mean())
+        acc = float((model(torch.from_numpy(xt).float()).argmax(1).numpy() == yt).mean())  # raw: the model rescales
     assert acc == pytest.approx(quant.extra["file_accuracy"], abs=1e-9)
     assert 1 - sparsity_report(model)["total"]["sparsity"] == pytest.approx(want_kept)
 
@@ -134,7 +135,8 @@ def test_convnet_channels_last_from_arrays(digits, tmp_path):
     torch.manual_seed(0)
     model = brisk.Sequential(
         [
-            Conv2D(8, 3, padding="same", activation="relu", input_shape=(8, 8, 1)),
+            Rescaling(1 / 255, input_shape=(8, 8, 1)),
+            Conv2D(8, 3, padding="same", activation="relu"),
             MaxPooling2D(2),
             Flatten(),
             Dense(10, activation="softmax"),

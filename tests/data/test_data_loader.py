@@ -122,6 +122,10 @@ def test_uint8_stays_uint8_and_converts_per_batch():
     assert loader._y.dtype == torch.int64
     xb, yb = next(iter(loader))
     assert xb.dtype == torch.float32 and yb.dtype == torch.int64
+    assert torch.equal(xb, torch.from_numpy(x).float())  # fed unscaled, as Keras feeds it
+    loader = DeviceLoader(x, batch_size=20, shuffle=False, rescale=1 / 255)
+    assert loader._x.dtype == torch.uint8
+    xb = next(iter(loader))
     close_to(xb, torch.from_numpy(x).double() / 255)
     assert xb[x == 255].eq(1.0).all() and xb[x == 0].eq(0.0).all()
 
@@ -177,7 +181,7 @@ def test_float_inputs_and_targets():
 
 def test_x_only_and_tensor_input():
     x = torch.arange(12, dtype=torch.uint8).reshape(12, 1)
-    batches = list(DeviceLoader(x, batch_size=5, shuffle=False))
+    batches = list(DeviceLoader(x, batch_size=5, shuffle=False, rescale=1 / 255))
     assert [tuple(b.shape) for b in batches] == [(5, 1), (5, 1), (2, 1)]
     close_to(torch.cat(batches), x.double() / 255)
 
@@ -193,7 +197,7 @@ def test_transform_gets_a_seeded_generator():
 
     xb = next(iter(DeviceLoader(x, batch_size=40, shuffle=False, transform=spy)))
     assert isinstance(seen[0], torch.Generator)
-    close_to(xb, torch.from_numpy(x).double() / 255 + 1)
+    close_to(xb, torch.from_numpy(x).double() + 1)
 
     aug = compose(RandomCrop(2), FlipLR())
     runs = []

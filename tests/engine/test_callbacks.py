@@ -34,8 +34,21 @@ def test_early_stopping_waits_patience_epochs_after_the_best():
     es = EarlyStopping(monitor="val_loss", patience=2)
     h = m.fit(X, Y, epochs=20, verbose=0, validation_split=0.25,
               callbacks=[Scripted([5, 4, 3, 3.5, 3.2, 3.1, 1, 1]), es])
-    # best at epoch 2 (3.0); epochs 3 and 4 are within patience, epoch 5 stops.
-    assert es.stopped_epoch == 5 and len(h.history["loss"]) == 6
+    # Keras 3.15.1 with these values: best at epoch 2 (3.0), stopped_epoch 4, 5 epochs run
+    assert es.stopped_epoch == 4 and len(h.history["loss"]) == 5
+    assert es.best == 3 and es.best_epoch == 2
+
+
+# Keras 3.15.1: the monitored value is best at epoch 1, then worse every epoch; epochs run
+# for patience 0..4 (patience 0 stops like patience 1: Keras never stops after epoch 0).
+@pytest.mark.parametrize("patience, epochs_run", [(0, 3), (1, 3), (2, 4), (3, 5), (4, 6)])
+def test_early_stopping_epoch_count_matches_keras(patience, epochs_run):
+    m = _model()
+    es = EarlyStopping(patience=patience)
+    h = m.fit(X, Y, epochs=10, verbose=0, validation_split=0.25,
+              callbacks=[Scripted([1.0, 0.5, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4]), es])
+    assert len(h.history["loss"]) == epochs_run
+    assert (es.stopped_epoch, es.best, es.best_epoch) == (epochs_run - 1, 0.5, 1)
 
 
 def test_early_stopping_restores_the_best_weights():
@@ -225,7 +238,7 @@ def test_early_stopping_argument_checks_and_defaults():
     es = EarlyStopping()
     assert (es.monitor, es.patience, es.min_delta, es.restore_best_weights) == (
         "val_loss", 0, 0.0, False)
-    assert es.stopped_epoch is None
+    assert es.stopped_epoch == 0  # Keras's value before (or without) a stop
     assert EarlyStopping(min_delta=-0.1).min_delta == 0.1  # Keras takes |min_delta|
 
 
@@ -246,7 +259,7 @@ def test_early_stopping_does_not_stop_when_improving_every_epoch():
     es = EarlyStopping(patience=0)
     h = m.fit(X, Y, epochs=4, verbose=0, validation_split=0.25,
               callbacks=[Scripted([4.0, 3.0, 2.0, 1.0]), es])
-    assert es.stopped_epoch is None and len(h.history["loss"]) == 4 and es.best == 1.0
+    assert es.stopped_epoch == 0 and len(h.history["loss"]) == 4 and es.best == 1.0
 
 
 @pytest.mark.parametrize("mode, values", [("min", [1.0, 1.0, 0.5]), ("max", [1.0, 1.0, 2.0])])
@@ -266,12 +279,23 @@ def test_min_delta_applies_when_maximising():
     assert es.stopped_epoch == 1 and es.best == 1.0
 
 
-def test_early_stopping_counts_nan_as_no_improvement_and_restores_nothing():
+def test_early_stopping_counts_nan_as_no_improvement_after_the_first_epoch():
+    # Keras 3.15.1: the first value is the best whatever it is (NaN too), later NaNs never
+    # improve on it; stopped_epoch 1, 2 epochs, the weights of epoch 0 restored.
     m = _model()
+    snaps = []
+
+    class Snap(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            snaps.append({k: v.clone() for k, v in m.state_dict().items()})
+
     es = EarlyStopping(patience=1, restore_best_weights=True)
     h = m.fit(X, Y, epochs=5, verbose=0, validation_split=0.25,
-              callbacks=[Scripted([float("nan")] * 5), es])
-    assert es.stopped_epoch == 1 and len(h.history["loss"]) == 2  # no best state: no restore
+              callbacks=[Scripted([float("nan")] * 5), Snap(), es])
+    assert es.stopped_epoch == 1 and len(h.history["loss"]) == 2 and es.best_epoch == 0
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, snaps[0][k])
+    assert not torch.equal(snaps[0]["layers.0.linear.weight"], snaps[1]["layers.0.linear.weight"])
 
 
 def test_without_restore_best_weights_the_last_weights_stay():

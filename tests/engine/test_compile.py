@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import brisk
-from brisk.layers import Dense, Flatten
+from brisk.layers import Dense, Flatten, Rescaling
 
 
 def test_compiled_training_saves_plain_weights_that_load_uncompiled(tmp_path):
@@ -16,7 +16,8 @@ def test_compiled_training_saves_plain_weights_that_load_uncompiled(tmp_path):
     x, y = x[:1408], y[:1408]  # 22 full batches of 64: compiled training drops no batch
 
     def train(compile):
-        model = brisk.Sequential([Flatten(input_shape=x.shape[1:]),
+        brisk.utils.set_random_seed(0)  # built (weights drawn) at construction
+        model = brisk.Sequential([Rescaling(1 / 255, input_shape=x.shape[1:]), Flatten(),
                                   Dense(32, activation="relu"),
                                   Dense(10, activation="softmax")])
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",

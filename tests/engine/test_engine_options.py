@@ -871,7 +871,9 @@ def test_a_module_without_trainable_parameters_is_refused():
     net.requires_grad_(False)
     with pytest.raises(ValueError) as e:
         brisk.Trainer(net, loss="mse").fit(torch.zeros(4, 2), torch.zeros(4, 2), verbose=0)
-    assert str(e.value) == "module: it has no trainable parameters"
+    assert str(e.value) == (
+        "module: it has no trainable parameters (every weight is frozen, e.g. by "
+        "trainable=False); unfreeze some layers, or use evaluate() to only compute the loss")
 
 
 def test_optimizer_objects_and_factories():
@@ -972,3 +974,78 @@ def test_no_warnings_from_training_on_a_dataset_on_the_cpu():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # e.g. pin_memory asked for without an accelerator
         t.fit(ds, batch_size=4, verbose=0)
+
+
+# ----------------------------------------------------------------------------- checkpoint loading
+
+
+class Opaque:
+    """Not plain data: a weights_only load must refuse to build it."""
+
+
+def save_as_on_a_gpu(path, payload, monkeypatch):
+    """torch.save as a CUDA machine writes it: every storage is tagged 'cuda:0' in the file."""
+    import torch.serialization
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda storage: "cuda:0")
+        torch.save(payload, path)
+
+
+def test_load_checkpoint_maps_tensors_to_the_cpu_by_default(tmp_path, monkeypatch):
+    from brisk.engine.checkpoint import load_checkpoint
+
+    save_as_on_a_gpu(tmp_path / "gpu.pt", {"w": torch.arange(4.0), "step": 3}, monkeypatch)
+    state = load_checkpoint(tmp_path / "gpu.pt")
+    assert state["w"].device == torch.device("cpu") and state["step"] == 3
+    torch.testing.assert_close(state["w"], torch.arange(4.0), rtol=0, atol=0)
+    meta = load_checkpoint(str(tmp_path / "gpu.pt"), map_location="meta")
+    assert meta["w"].device == torch.device("meta") and meta["w"].shape == (4,)
+
+
+def test_load_checkpoint_of_a_missing_file_names_it(tmp_path):
+    from brisk.engine.checkpoint import load_checkpoint
+
+    path = tmp_path / "missing.pt"
+    with pytest.raises(FileNotFoundError) as e:
+        load_checkpoint(path)
+    assert str(e.value) == f"checkpoint: no such file '{path}'"
+    with pytest.raises(FileNotFoundError) as e:
+        load_checkpoint(str(path))
+    assert str(e.value) == f"checkpoint: no such file '{path}'"
+
+
+def test_load_checkpoint_unpickles_plain_data_only_whatever_the_environment(tmp_path,
+                                                                            monkeypatch):
+    import pickle
+
+    from brisk.engine.checkpoint import load_checkpoint
+
+    torch.save({"obj": Opaque(), "w": torch.ones(2)}, tmp_path / "c.pt")
+    assert isinstance(torch.load(tmp_path / "c.pt", weights_only=False)["obj"], Opaque)
+    # torch's opt-out of its weights_only default must not reach brisk's loader
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+def test_trainer_load_checkpoint_maps_the_file_onto_the_trainer_device(tmp_path, monkeypatch):
+    torch.manual_seed(0)
+    a = brisk.Trainer(Net(), optimizer="adam", loss="cross_entropy", device="cpu")
+    a.fit(torch.randn(16, 5), torch.randint(0, 3, (16,)), epochs=1, verbose=0)
+    save_as_on_a_gpu(tmp_path / "gpu.pt", a.state_dict(), monkeypatch)
+    net = Net()
+    b = brisk.Trainer(net, optimizer="adam", loss="cross_entropy", device="cpu")
+    seen = []
+    load = torch.load
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("map_location"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    b.load_checkpoint(tmp_path / "gpu.pt")
+    assert len(seen) == 1
+    assert isinstance(seen[0], torch.device) and seen[0] == b.device
+    assert_same_weights(net, a.module, atol=0)
+    assert b.global_step == a.global_step == 1

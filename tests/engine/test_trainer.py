@@ -24,6 +24,7 @@ def test_keras_mlp_reaches_97_percent_on_mnist(mnist):
     (x, y), (xt, yt) = mnist
     x = x.reshape(-1, 784).astype("float32") / 255
     xt = xt.reshape(-1, 784).astype("float32") / 255
+    brisk.utils.set_random_seed(0)  # the model is built, and its weights drawn, right here
     model = mlp()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
                   metrics=["accuracy"], seed=0)
@@ -49,6 +50,7 @@ def test_keras_convnet_reaches_98_percent_on_mnist(mnist):
     # The Keras example's preprocessing: float32 in [0, 1] with a channel axis.
     x = np.expand_dims(x.astype("float32") / 255, -1)
     xt = np.expand_dims(xt.astype("float32") / 255, -1)
+    brisk.utils.set_random_seed(0)  # the model is built, and its weights drawn, right here
     model = brisk.Sequential([
         Conv2D(32, kernel_size=(3, 3), activation="relu", input_shape=(28, 28, 1)),
         MaxPooling2D(pool_size=(2, 2)),

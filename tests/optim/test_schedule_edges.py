@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from brisk.callbacks import ReduceLROnPlateau
 from brisk.optim import schedules as S
 
 
@@ -80,7 +81,7 @@ def test_schedule_argument_messages_are_exact():
             "start_factor: expected a number in [0.0, 1.0], got 1.5",
         ),
         (
-            lambda: S.ReduceLROnPlateau(factor=1.0),
+            lambda: ReduceLROnPlateau(factor=1.0),
             "factor: expected a number in [0.0, 1.0), got 1.0",
         ),
         # _num: non-finite, bool and non-numbers
@@ -329,14 +330,14 @@ def fake_trainer(*lrs):
 
 
 def plateau(trainer=None, **kwargs):
-    cb = S.ReduceLROnPlateau(**kwargs)
+    cb = ReduceLROnPlateau(**kwargs)
     cb.set_trainer(trainer if trainer is not None else fake_trainer(1.0))
     cb.on_train_begin()
     return cb
 
 
 def test_plateau_defaults_are_keras():
-    cb = S.ReduceLROnPlateau()
+    cb = ReduceLROnPlateau()
     assert (cb.monitor, cb.factor, cb.patience, cb.verbose, cb.mode) == (
         "val_loss",
         0.1,
@@ -360,42 +361,42 @@ def test_plateau_argument_messages_and_modes():
     raises_exactly(
         TypeError,
         "monitor: expected a log key such as 'val_loss', got 3",
-        S.ReduceLROnPlateau,
+        ReduceLROnPlateau,
         monitor=3,
     )
     raises_exactly(
         ValueError,
         "factor: expected a number in [0.0, 1.0), got 1.5",
-        S.ReduceLROnPlateau,
+        ReduceLROnPlateau,
         factor=1.5,
     )
     raises_exactly(
-        ValueError, "patience: expected an integer >= 0, got -1", S.ReduceLROnPlateau, patience=-1
+        ValueError, "patience: expected an integer >= 0, got -1", ReduceLROnPlateau, patience=-1
     )
     raises_exactly(
         ValueError,
         "mode: expected 'auto', 'min' or 'max', got 'up'",
-        S.ReduceLROnPlateau,
+        ReduceLROnPlateau,
         mode="up",
     )
     raises_exactly(
         ValueError,
         "min_delta: expected a finite number, got nan",
-        S.ReduceLROnPlateau,
+        ReduceLROnPlateau,
         min_delta=math.nan,
     )
     raises_exactly(
-        ValueError, "cooldown: expected an integer >= 0, got -2", S.ReduceLROnPlateau, cooldown=-2
+        ValueError, "cooldown: expected an integer >= 0, got -2", ReduceLROnPlateau, cooldown=-2
     )
     raises_exactly(
         ValueError,
         "min_lr: expected a number in [0.0, inf], got -1.0",
-        S.ReduceLROnPlateau,
+        ReduceLROnPlateau,
         min_lr=-1.0,
     )
-    assert S.ReduceLROnPlateau(patience=0).patience == 0
-    assert S.ReduceLROnPlateau(min_delta=-0.5).min_delta == 0.5  # Keras takes abs()
-    assert S.ReduceLROnPlateau(mode="min").mode == "min"
+    assert ReduceLROnPlateau(patience=0).patience == 0
+    assert ReduceLROnPlateau(min_delta=-0.5).min_delta == 0.5  # Keras takes abs()
+    assert ReduceLROnPlateau(mode="min").mode == "min"
     # 'max' maximizes whatever the name; 'min' minimizes even an accuracy
     cb = plateau(monitor="loss", mode="max", patience=1, factor=0.5)
     cb.on_epoch_end(0, {"loss": 1.0})
@@ -446,7 +447,7 @@ def test_plateau_state_dict_round_trip_and_train_begin():
     cb.on_train_begin()  # ...but not the next one
     assert cb.state_dict() == {"best": math.inf, "wait": 0, "cooldown_counter": 0}
     # a fresh callback resets at train begin (Keras)
-    fresh = S.ReduceLROnPlateau()
+    fresh = ReduceLROnPlateau()
     fresh.set_trainer(fake_trainer(1.0))
     fresh.on_epoch_end(0, {"val_loss": 3.0})
     assert fresh.best == 3.0

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from brisk.callbacks import ReduceLROnPlateau
 from brisk.optim import schedules as S
 
 STEPS = [0, 1, 2, 7, 49, 50, 51, 99, 100, 101, 250, 999]
@@ -177,7 +178,7 @@ def fake_trainer(*lrs):
 
 
 def test_reduce_lr_on_plateau_after_patience():
-    cb = S.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.03)
+    cb = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2, min_lr=0.03)
     trainer = fake_trainer(0.1, 0.2)
     trainer.optimizer.param_groups[1]["lr"] = 0.1  # mid-schedule: lr = initial_lr * 0.5
     cb.set_trainer(trainer)
@@ -197,14 +198,14 @@ def test_reduce_lr_on_plateau_after_patience():
     assert groups[0]["initial_lr"] == 0.03 and groups[1]["initial_lr"] == 0.05  # min_lr floor
     state = cb.state_dict()
     assert state == {"best": 0.5, "wait": 0, "cooldown_counter": 0}
-    other = S.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
+    other = ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=2)
     other.load_state_dict(state)
     other.on_train_begin()  # a restored state survives train begin
     assert other.best == 0.5
 
 
 def test_reduce_lr_on_plateau_max_mode_and_cooldown():
-    cb = S.ReduceLROnPlateau(monitor="val_accuracy", factor=0.1, patience=1, cooldown=2)
+    cb = ReduceLROnPlateau(monitor="val_accuracy", factor=0.1, patience=1, cooldown=2)
     trainer = fake_trainer(1.0)
     cb.set_trainer(trainer)
     cb.on_train_begin()
@@ -218,6 +219,6 @@ def test_reduce_lr_on_plateau_max_mode_and_cooldown():
     with pytest.warns(UserWarning, match="'val_accuracy' is not in the logs"):
         cb.on_epoch_end(7, {"loss": 1.0})
     with pytest.raises(ValueError, match="factor"):
-        S.ReduceLROnPlateau(factor=1.0)
+        ReduceLROnPlateau(factor=1.0)
     with pytest.raises(ValueError, match="mode"):
-        S.ReduceLROnPlateau(mode="up")
+        ReduceLROnPlateau(mode="up")

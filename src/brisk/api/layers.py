@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from brisk.api.activations import activation_name, get_activation
+from brisk.engine.freeze import set_trainable
 
 Shape = tuple[int, ...]
 
@@ -103,6 +104,19 @@ class Layer(nn.Module):
         self.name = name
         self.built = False
         self.output_shape: Shape | None = None
+        self._trainable = True
+
+    @property
+    def trainable(self) -> bool:
+        """Keras's flag: False freezes this layer's weights (and everything below it) in
+        ``fit``; a frozen BatchNormalization runs in inference mode. See
+        ``brisk.engine.freeze``."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        set_trainable(self, value)
+        self._trainable = value
 
     def build(self, shape: Shape) -> Shape:
         self.built = True
@@ -362,6 +376,38 @@ class GlobalAveragePooling2D(Layer):
         return math.prod(shape)
 
 
+class Rescaling(Layer):
+    """``x * scale + offset`` (Keras ``keras.layers.Rescaling``); integer inputs such as
+    uint8 images become float32 first. ``Rescaling(1 / 255)`` maps 0..255 pixels to 0..1,
+    ``Rescaling(1 / 127.5, offset=-1)`` to -1..1.
+
+    brisk feeds uint8 arrays to the model as Keras does, unscaled (stored as uint8 on the
+    device, cast per batch); scaling is this layer's job, or ``DeviceLoader(mean=, std=)``.
+
+    Raises ``ValueError`` for a non-finite or non-numeric ``scale``/``offset``.
+    """
+
+    def __init__(self, scale: float, offset: float = 0.0, input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(input_shape, name)
+        for arg, v in (("scale", scale), ("offset", offset)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{arg}: expected a finite number, got {v!r}")
+        self.scale, self.offset = float(scale), float(offset)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # An integer tensor times a Python float is float32 (torch's type promotion): no
+        # cast, and no branch on the tensor, so torch.fx can trace it (compress, quantize).
+        x = x * self.scale
+        return x + self.offset if self.offset else x
+
+    def flops(self, shape: Shape) -> int:
+        return (2 if self.offset else 1) * math.prod(shape)
+
+    def get_config(self) -> dict:
+        return {"scale": self.scale, "offset": self.offset, **super().get_config()}
+
+
 class Flatten(Layer):
     """Flattens each sample to a vector."""
 
@@ -418,7 +464,23 @@ class BatchNormalization(Layer):
         return super().build(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bn.training and x.numel() == x.shape[1]:  # one value per channel
+            return self._single_sample(x)
         return self.bn(x)
+
+    def _single_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """A training batch of one sample (e.g. the last of 33 at batch size 32), where torch
+        refuses to normalise; Keras trains on it: the batch mean is the sample, the (biased)
+        variance 0, so the output is beta and the moving statistics move towards them."""
+        bn = self.bn
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        with torch.no_grad():
+            mean = x.detach().reshape(-1).float()
+            bn.running_mean.lerp_(mean.to(bn.running_mean.dtype), bn.momentum)
+            bn.running_var.mul_(1.0 - bn.momentum)  # towards the batch variance, 0
+            bn.num_batches_tracked.add_(1)
+        centred = x - x  # x minus its batch mean: zeros, with a zero gradient
+        return centred * (bn.weight / math.sqrt(bn.eps)).reshape(shape) + bn.bias.reshape(shape)
 
     def flops(self, shape: Shape) -> int:
         return 2 * math.prod(shape)
@@ -452,6 +514,7 @@ LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (
         Input,
+        Rescaling,
         Dense,
         Conv2D,
         MaxPooling2D,

@@ -24,8 +24,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from brisk import losses
 from brisk.api import layers as L
 from brisk.engine.checkpoint import atomic_write
+from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_parameters
 
 FORMAT = "brisk.Sequential"
 FORMAT_VERSION = 1
@@ -43,16 +45,18 @@ class Sequential(nn.Module):
         self.built = False
         self._trainer = None
         self._compile_config: dict | None = None
+        self._trainable = True
         for layer in layers or []:
             self.add(layer)
 
     # ----------------------------------------------------------------- building
     def add(self, layer: nn.Module) -> None:
-        """Append a layer; the model is rebuilt lazily from the input shape."""
+        """Append a layer. As in Keras, the model is built as soon as its input shape is
+        known (``Input(shape)`` or ``input_shape=`` on the first layer), so ``summary``,
+        ``count_params`` and ``save`` work before any data; a layer added to a built model
+        is built on the current output shape."""
         if not isinstance(layer, nn.Module):
             raise TypeError(f"layer: expected a brisk layer or torch.nn.Module, got {layer!r}")
-        if self.built:
-            raise ValueError("add: the model is already built; add layers before training")
         if isinstance(layer, L.Input):
             if len(self.layers):
                 raise ValueError("add: Input must be the first layer")
@@ -61,6 +65,56 @@ class Sequential(nn.Module):
         if not len(self.layers) and getattr(layer, "input_shape", None) is not None:
             self._keras_input_shape = tuple(layer.input_shape)
         self.layers.append(layer)
+        if self.built:
+            self._build_added(layer)
+        elif self._keras_input_shape is not None:
+            self.build(self._keras_input_shape)
+
+    def _build_added(self, layer: nn.Module) -> None:
+        spatial = getattr(layer, "spatial", False)
+        if spatial and not self._channels_last and len(self._keras_input_shape) == 3:
+            # the first image layer decides the NHWC layout: build everything again
+            # (only layers built from a shape, never trained, exist before it)
+            self.built = False
+            self.build(self._keras_input_shape)
+            return
+        cur = self._shapes[-1][1] if self._shapes else self._layout(self._keras_input_shape)
+        self._shapes.append((cur, self._build_layer(layer, cur)))
+
+    def _layout(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (shape[2], shape[0], shape[1]) if self._channels_last else shape
+
+    @staticmethod
+    def _build_layer(layer: nn.Module, cur: tuple[int, ...]) -> tuple[int, ...]:
+        if isinstance(layer, L.Layer):
+            return tuple(layer.build(cur))
+        # an arbitrary module: infer its output shape by running it on zeros
+        with torch.no_grad():
+            modes = [(m, m.training) for m in layer.modules()]
+            layer.eval()
+            out = tuple(layer(torch.zeros(2, *cur)).shape[1:])
+            for m, mode in modes:
+                m.training = mode
+        return out
+
+    @property
+    def trainable(self) -> bool:
+        """Keras's flag: ``model.trainable = False`` freezes every layer below (set on each
+        of them, as Keras does); read by ``fit`` and ``summary`` when they run, so a change
+        after ``compile`` takes effect at the next ``fit``. See ``brisk.engine.freeze``."""
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        set_trainable(self, value)
+        self._trainable = value
+
+    def train(self, mode: bool = True) -> Sequential:
+        """``nn.Module.train``, keeping frozen BatchNorm layers in inference mode."""
+        super().train(mode)
+        if mode:
+            frozen_batchnorm_eval(self)
+        return self
 
     @property
     def data_format(self) -> str:
@@ -85,19 +139,12 @@ class Sequential(nn.Module):
             raise ValueError("Sequential: the model has no layers; add some before using it")
         spatial = any(getattr(layer, "spatial", False) for layer in self.layers)
         self._channels_last = spatial and len(shape) == 3
-        cur = (shape[2], shape[0], shape[1]) if self._channels_last else shape
+        cur = self._layout(shape)
         self._shapes = []
         for layer in self.layers:
-            if isinstance(layer, L.Layer):
-                out = layer.build(cur)
-            else:  # an arbitrary module: infer its output shape by running it on zeros
-                with torch.no_grad():
-                    was = layer.training
-                    layer.eval()
-                    out = tuple(layer(torch.zeros(2, *cur)).shape[1:])
-                    layer.train(was)
-            self._shapes.append((cur, tuple(out)))
-            cur = tuple(out)
+            out = self._build_layer(layer, cur)
+            self._shapes.append((cur, out))
+            cur = out
         self._keras_input_shape = shape
         self.built = True
 
@@ -152,10 +199,14 @@ class Sequential(nn.Module):
 
     # ----------------------------------------------------------------- summary
     def count_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Number of weights, counted as Keras does: parameters plus BatchNorm's moving
+        mean and variance (floating-point buffers; not ``num_batches_tracked``)."""
+        return _count_weights(self)
 
     def summary(self, print_fn=print) -> str:
-        """Per layer: output shape, parameters and FLOPs per sample; then totals."""
+        """Per layer: output shape, weights and FLOPs per sample; then totals. Counts follow
+        Keras: BatchNorm moving statistics and frozen (``trainable=False``) weights are
+        non-trainable."""
         if not self.built:
             if self._keras_input_shape is None:
                 raise ValueError(
@@ -166,7 +217,7 @@ class Sequential(nn.Module):
         rows = [("Layer (type)", "Output Shape", "Param #", "FLOPs")]
         total_flops = 0
         for i, (layer, (shape_in, shape_out)) in enumerate(zip(self.layers, self._shapes, strict=False)):
-            params = sum(p.numel() for p in layer.parameters())
+            params = _count_weights(layer)
             flops = layer.flops(shape_in) if isinstance(layer, L.Layer) else 0
             total_flops += flops
             name = getattr(layer, "name", None) or f"{type(layer).__name__.lower()}_{i}"
@@ -177,7 +228,7 @@ class Sequential(nn.Module):
         widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
         line = "-" * sum(widths)
         fmt = lambda r: "".join(c.ljust(w) for c, w in zip(r, widths, strict=False))  # noqa: E731
-        trainable = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        trainable = sum(p.numel() for p in trainable_parameters(self))
         total = self.count_params()
         out = [f'Model: "{self.name}"', line, fmt(rows[0]), "=" * sum(widths)]
         out += [fmt(r) for r in rows[1:]]
@@ -207,7 +258,7 @@ class Sequential(nn.Module):
 
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. 'sparse_categorical_crossentropy'")
-        self._trainer = Trainer(self, optimizer=optimizer, loss=loss, metrics=metrics,
+        self._trainer = Trainer(self, optimizer=optimizer, loss=_keras_loss(loss), metrics=metrics,
                                 **trainer_options)
         self._compile_config = _compile_config(optimizer, loss, metrics)
 
@@ -277,6 +328,20 @@ class Sequential(nn.Module):
         config = self.get_config()
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": json.dumps(config)}))
+
+
+def _keras_loss(loss: Any) -> Any:
+    """At the Keras front a plain function takes Keras's ``(y_true, y_pred)``; torch loss
+    modules and ``torch.nn.functional`` functions keep torch's ``(input, target)``."""
+    if (callable(loss) and not isinstance(loss, (str, nn.Module, losses.Loss))
+            and not getattr(loss, "__module__", "").startswith("torch")):
+        return losses.LossFunctionWrapper(loss)
+    return loss
+
+
+def _count_weights(module: nn.Module) -> int:
+    params = sum(p.numel() for p in module.parameters())
+    return params + sum(b.numel() for b in module.buffers() if b.is_floating_point())
 
 
 def _compile_config(optimizer, loss, metrics) -> dict | None:

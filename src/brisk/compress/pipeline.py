@@ -150,10 +150,11 @@ def _load_data(dataset: Any, data_dir: str | os.PathLike | None):
 
 
 def _as_inputs(x: Any, model: nn.Module, name: str) -> torch.Tensor:
-    """Float32 model inputs: uint8 images scaled to 0..1 (brisk's loader convention),
+    """Float32 model inputs with the values of ``x`` (uint8 images stay 0..255, as ``fit``
+    feeds them; a model trained on them scales them itself, e.g. with ``Rescaling``),
     reshaped to the model's per-sample input shape when it has one."""
     t = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x
-    t = t.float() / 255.0 if t.dtype == torch.uint8 else t.float()
+    t = t.float()
     shape = getattr(model, "input_shape", None)
     if shape is not None and tuple(t.shape[1:]) != tuple(shape):
         if math.prod(t.shape[1:]) != math.prod(shape):
@@ -406,7 +407,8 @@ def run_pipeline(
         model_path: a file written by ``brisk.Sequential.save`` (or the folder
             ``brisk train --out`` wrote), or an ``nn.Module`` (copied, not changed).
         dataset: 'mnist', 'fashion-mnist', 'digits', or ``((x_train, y_train), (x_test,
-            y_test))`` arrays. uint8 images are scaled to 0..1 as brisk's loader does.
+            y_test))`` arrays. uint8 images are fed unscaled, as ``fit`` feeds them (the
+            models of ``brisk train`` start with ``Rescaling(1/255)``).
         target_sparsity: fraction of Linear/Conv weights set to zero (global magnitude).
         max_drop: accuracy points (0.5 = half a percentage point) the pruned model may lose
             on the held-out slice before the schedule stops; None: prune to the target.

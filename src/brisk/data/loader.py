@@ -65,9 +65,10 @@ class DeviceLoader:
     """Iterate ``(x, y)`` batches of in-memory data that lives on the training device.
 
     Args:
-        x: inputs, numpy array or tensor, first axis = samples. ``uint8`` is stored as is and
-            each batch becomes float32 in 0..1 (``x * (1/255)``, within one float32 ulp of
-            ``x / 255``; 0 and 255 map exactly to 0 and 1); other dtypes are stored as float32.
+        x: inputs, numpy array or tensor, first axis = samples. ``uint8`` is stored as is (4x
+            less memory) and each batch becomes float32 with the same values, 0..255, as Keras
+            feeds them; scale with ``rescale=1/255``, ``mean``/``std`` or a ``Rescaling``
+            layer in the model. Other dtypes are stored as float32.
         y: targets or None (then batches are just ``x``). Integer labels become int64, float
             targets float32.
         batch_size: samples per batch (the last one is smaller unless ``drop_last``).
@@ -78,8 +79,12 @@ class DeviceLoader:
         transform: ``transform(x_batch, generator) -> x_batch`` applied after conversion and
             normalisation, e.g. ``brisk.augment.compose(RandomCrop(4), FlipLR())``. The
             generator is a device generator seeded from (seed, epoch, rank).
+        rescale: multiply each batch by this factor (Keras's ``Rescaling(scale)``), e.g.
+            ``1/255`` for uint8 images in 0..1: ``x * (1/255)``, within one float32 ulp of
+            ``x / 255``; 0 and 255 map exactly to 0 and 1.
         mean, std: per-channel normalisation ``(x - mean) / std`` on the 0..1 scale (see
-            ``brisk.data.STATS``), computed as ``x * scale - shift`` with the constants folded
+            ``brisk.data.STATS``): uint8 data is divided by 255 first. Computed as
+            ``x * scale - shift`` with the constants folded
             in float64 (a few float32 ulps from the three-step formula). One value for ``(N, H, W)`` data; C values for 4-D data, on
             the last axis for Keras NHWC input and on axis 1 for NCHW input.
         channels_last_input: which axis of 4-D ``x`` is the channel axis for ``mean``/``std``:
@@ -122,6 +127,7 @@ class DeviceLoader:
         channels_last_input: bool | None = None,
         pin_memory: bool | None = None,
         resident: bool | None = None,
+        rescale: float | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -133,6 +139,12 @@ class DeviceLoader:
             raise TypeError(
                 f"transform: expected a callable (x, generator) -> x, got {transform!r}"
             )
+        if rescale is not None and (isinstance(rescale, bool) or not isinstance(rescale, (int, float))
+                                    or not math.isfinite(rescale) or rescale == 0):
+            raise ValueError(f"rescale: expected a finite non-zero number or None, got {rescale!r}")
+        if rescale is not None and (mean is not None or std is not None):
+            raise ValueError("rescale: give rescale or mean/std, not both (mean and std are "
+                             "on the 0..1 scale: uint8 data is divided by 255 for them)")
         if channels_last_input not in (None, True, False):
             raise TypeError(
                 f"channels_last_input: expected True, False or None, got {channels_last_input!r}"
@@ -200,17 +212,16 @@ class DeviceLoader:
             tuple(xt.shape),
             channels_last_input,
             255.0 if x_dtype == torch.uint8 else 1.0,
+            rescale,
         )
         self._sample_elems = max(1, math.prod(xt.shape[1:]))
         self._chunk_batches: int | None = None  # None: chosen per epoch by _batches_per_chunk
 
     # ------------------------------------------------------------------ setup helpers
-    def _affine(self, mean, std, shape, channels_last_input, divisor):
+    def _affine(self, mean, std, shape, channels_last_input, divisor, rescale=None):
         """(scale, shift) with batch = x * scale - shift, or (None, None) for a plain cast."""
         if mean is None and std is None:
-            if divisor == 1.0:
-                return None, None
-            return 1.0 / divisor, None
+            return (None if rescale is None else float(rescale)), None
         if mean is None or std is None:
             raise ValueError("mean and std: give both or neither")
         m = torch.as_tensor(mean, dtype=torch.float64).reshape(-1)

@@ -15,6 +15,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import random
 from collections.abc import Iterable, Mapping
@@ -24,11 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from brisk.api import losses as losses_mod
-from brisk.api import metrics as metrics_mod
+from brisk import losses as losses_mod
+from brisk import metrics as metrics_mod
 from brisk.data.loader import DeviceLoader
 from brisk.engine.callbacks import Callback, CallbackList, History
 from brisk.engine.checkpoint import load_checkpoint, save_checkpoint
+from brisk.engine.freeze import apply_trainable, frozen_batchnorm_eval
 from brisk.engine.precision import Precision
 from brisk.engine.progress import ProgressBar, resolve_verbose
 from brisk.optim import registry as optim_registry
@@ -161,6 +164,7 @@ class Trainer:
         self.module = module
         self.device = select_device(device)
         self.loss_fn = losses_mod.get(loss) if loss is not None else None
+        self._keras_loss = isinstance(self.loss_fn, losses_mod.Loss)
         if isinstance(metrics, (str, metrics_mod.Metric)):
             metrics = [metrics]
         self.metrics = [metrics_mod.get(m, self.loss_fn) for m in (metrics or [])]
@@ -193,6 +197,7 @@ class Trainer:
         self._params_key: tuple | None = None
         self._fwd = None
         self._fwd_loss = None
+        self._int_inputs = False
         self.global_step = 0
         self.epoch = 0
         self.stop_training = False
@@ -205,6 +210,13 @@ class Trainer:
         """The callable that maps inputs to what the loss takes (logits when possible)."""
         act = getattr(self.module, "output_activation", None)
         loss_act = getattr(self.loss_fn, "activation", None)
+        if (hasattr(self.module, "output_activation") and loss_act is not None
+                and act != loss_act and getattr(self.loss_fn, "from_logits", False) is None):
+            # The Keras front (brisk.Sequential): Keras's from_logits=False default, so an
+            # output that does not end in the loss's activation (softmax into
+            # binary_crossentropy, or no activation at all) is taken as probabilities.
+            self.loss_fn = copy.copy(self.loss_fn)
+            self.loss_fn.from_logits = False
         from_logits = getattr(self.loss_fn, "from_logits", None) is not False
         if act is not None and act == loss_act and from_logits:
             fn = self.module.forward_logits
@@ -212,10 +224,6 @@ class Trainer:
             fn = self.module
         # Metrics and predictions see probabilities when the loss consumes logits.
         self._post = _ACTIVATIONS.get(loss_act) if (from_logits and loss_act) else None
-        # softmax keeps the argmax, so argmax/top-k accuracies can skip it (sigmoid can't:
-        # binary accuracy thresholds the probability at 0.5)
-        self._argmax_only = loss_act == "softmax" and all(
-            getattr(m, "argmax_invariant", False) for m in self.metrics)
         if act is not None and fn is self.module:
             self._post = None  # the model already applied its activation
         return fn
@@ -242,9 +250,9 @@ class Trainer:
             if any(isinstance(x, nn.Conv2d) for x in m.modules()):
                 m.to(memory_format=torch.channels_last)
         fn = self._forward_fn()
-        if sample.dtype == torch.uint8:
-            sample = sample.float() / 255  # the loaders' convention for uint8 images
-        was = m.training
+        self._int_inputs = any(isinstance(mod, (nn.Embedding, nn.EmbeddingBag)) for mod in m.modules())
+        sample = self._cast_batch(sample)
+        modes = [(mod, mod.training) for mod in m.modules()]
         m.eval()
         try:
             with torch.no_grad(), self.precision.autocast():
@@ -255,8 +263,16 @@ class Trainer:
                 f"the model: {e}"
             ) from e
         finally:
-            m.train(was)
+            for mod, mode in modes:
+                mod.training = mode
         self._out_shape = tuple(out.shape[1:])
+        for metric in self.metrics:
+            if hasattr(metric, "set_output_shape"):
+                metric.set_output_shape(self._out_shape)
+        # softmax keeps the argmax, so argmax/top-k accuracies can skip it (sigmoid can't:
+        # binary accuracy thresholds the probability at 0.5)
+        self._argmax_only = getattr(self.loss_fn, "activation", None) == "softmax" and all(
+            getattr(m, "argmax_invariant", False) for m in self.metrics)
         self._fwd = fn
         if self.compile and self._fwd_loss is None:
             # Forward and loss as one graph (AOTAutograd compiles its backward too); the
@@ -271,9 +287,13 @@ class Trainer:
         """Build the optimizer from the parameters that are trainable *now* (nothing is
         frozen at compile time); rebuild when ``requires_grad`` flags changed, keeping the
         state of parameters that stay."""
+        apply_trainable(self.module)  # the trainable flags as they are now
         params = tuple(p for p in self.module.parameters() if p.requires_grad)
         if not params:
-            raise ValueError("module: it has no trainable parameters")
+            raise ValueError(
+                "module: it has no trainable parameters (every weight is frozen, e.g. by "
+                "trainable=False); unfreeze some layers, or use evaluate() to only compute "
+                "the loss")
         key = tuple(id(p) for p in params)
         if self.optimizer is not None and key == self._params_key:
             return
@@ -302,6 +322,23 @@ class Trainer:
         fn = getattr(self.optimizer, "train" if train else "eval", None)
         if getattr(self.optimizer_spec, "schedule_free", False) and callable(fn):
             fn()
+        self._optimizer_training = train
+
+    @contextlib.contextmanager
+    def _inference(self):
+        """Eval mode for evaluate/predict, then back to the modes the model had: called from
+        a callback mid-epoch, training resumes with Dropout and BatchNorm as they were."""
+        modes = [(m, m.training) for m in self.module.modules()]
+        opt_training = getattr(self, "_optimizer_training", False)
+        self.module.eval()
+        self._set_optimizer_mode(False)
+        try:
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            if opt_training:
+                self._set_optimizer_mode(True)
 
     # ------------------------------------------------------------------ data
     def _prepare(self, x, y, name: str) -> tuple[Any, Any]:
@@ -334,6 +371,13 @@ class Trainer:
         """Labels must suit the loss and the model's output, checked before training."""
         loss, out = self.loss_fn, self._out_shape
         if getattr(loss, "target", None) == "sparse":
+            if len(out) == 1 and y.dim() == 2 and y.shape[1] != 1:
+                raise ValueError(
+                    f"{name}: {loss.name} needs one integer class label per sample, shape "
+                    f"(N,) or (N, 1); got shape {tuple(y.shape)}"
+                    + (", which looks one-hot: use loss='categorical_crossentropy', or pass "
+                       "the class indices y.argmax(axis=1)" if y.shape[1] == out[0] else "")
+                )
             if y.is_floating_point():
                 if not bool((y == y.round()).all()):
                     raise ValueError(f"{name}: {loss.name} needs integer class labels")
@@ -358,7 +402,7 @@ class Trainer:
         elif isinstance(loss, losses_mod.BinaryCrossentropy):
             if bool(((y < 0) | (y > 1)).any()):
                 raise ValueError(f"{name}: binary_crossentropy needs labels in [0, 1]")
-        if isinstance(loss, losses_mod.Loss) and getattr(loss, "target", None) != "sparse":
+        if getattr(loss, "target", None) == "dense":
             if y[0].numel() != math.prod(out):
                 raise ValueError(
                     f"{name}: each target has {y[0].numel()} values but the model outputs "
@@ -394,13 +438,24 @@ class Trainer:
                 xb = xb.to(self.device, non_blocking=True)
                 if yb is not None:
                     yb = yb.to(self.device, non_blocking=True)
-            if xb.dtype == torch.uint8 and not isinstance(loader, DeviceLoader):
-                xb = xb.float().div_(255)  # same convention as DeviceLoader
+            xb = self._cast_batch(xb)
             if yb is not None and getattr(self.loss_fn, "target", None) == "sparse":
                 yb = yb.long().reshape(-1)
             if augment is not None:
                 xb = augment(xb.float() if not xb.is_floating_point() else xb, generator)
             yield self.precision.cast_input(xb), yb
+
+    def _cast_batch(self, xb: torch.Tensor) -> torch.Tensor:
+        """Inputs in float32 with their values, as Keras feeds them: float64 and integer
+        features (a float64 tensor, an int or uint8 array) are cast, never rescaled (uint8
+        images stay 0..255: scale them in the model with ``Rescaling(1/255)``, or with the
+        loader's ``rescale``/``mean``/``std``); integer token ids stay integers for models
+        with an embedding."""
+        if xb.dtype == torch.float32 or (self._int_inputs and not xb.is_floating_point()):
+            return xb
+        if xb.is_floating_point() and xb.dtype != torch.float64:
+            return xb  # float16/bfloat16 inputs: the precision policy decides
+        return xb.float()
 
     def _augment_transform(self, augment):
         """Augmentations work on NCHW; Keras-layout (NHWC) batches are viewed as NCHW."""
@@ -444,7 +499,9 @@ class Trainer:
         """Model outputs (logits where the loss takes them) and the loss, in float32."""
         with self.precision.autocast():
             out = self._fwd(xb)
-        return out, self.loss_fn(out.float(), yb)
+        if self._keras_loss:  # brisk.losses.Loss: Keras's (y_true, y_pred)
+            return out, self.loss_fn(yb, out.float())
+        return out, self.loss_fn(out.float(), yb)  # torch's (input, target)
 
     def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float) -> None:
         out, loss = self._fwd_loss(xb, yb)
@@ -577,6 +634,7 @@ class Trainer:
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch)
             self.module.train()
+            frozen_batchnorm_eval(self.module)  # Keras: a frozen BatchNorm is in inference mode
             self._set_optimizer_mode(True)
             self._reset_stats()
             cbs.on_epoch_begin(epoch)
@@ -621,13 +679,12 @@ class Trainer:
     # ------------------------------------------------------------------ evaluate/predict
     @torch.no_grad()
     def _evaluate_loader(self, loader) -> dict[str, float]:
-        self.module.eval()
-        self._set_optimizer_mode(False)
         saved = (self._stats, self._counts)
         self._reset_stats()
-        for xb, yb in self._batches(loader):
-            out, loss = self._fwd_loss(xb, yb)
-            self._accumulate(loss, out, yb)
+        with self._inference():
+            for xb, yb in self._batches(loader):
+                out, loss = self._fwd_loss(xb, yb)
+                self._accumulate(loss, out, yb)
         logs = self._read_stats()
         self._stats, self._counts = saved
         return logs
@@ -670,13 +727,12 @@ class Trainer:
         batch_size = _check_positive_int(batch_size or 256, "batch_size")
         x, _ = self._prepare(x, None, "x")
         self._ready_for_inference(x)
-        self.module.eval()
-        self._set_optimizer_mode(False)
         fn = self.module
         outs = []
-        for xb, _ in self._batches(self._loader(x, None, batch_size, False, 0)):
-            with self.precision.autocast():
-                outs.append(fn(xb).float())
+        with self._inference():
+            for xb, _ in self._batches(self._loader(x, None, batch_size, False, 0)):
+                with self.precision.autocast():
+                    outs.append(fn(xb).float())
         return torch.cat(outs).cpu().numpy()
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any):

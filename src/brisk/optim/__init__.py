@@ -31,7 +31,6 @@ from brisk.optim.registry import (
 )
 from brisk.optim.schedules import (
     SCHEDULES,
-    ReduceLROnPlateau,
     Schedule,
     constant,
     cosine,
@@ -60,7 +59,6 @@ __all__ = [
     "Nadam",
     "OptimizerSpec",
     "RMSprop",
-    "ReduceLROnPlateau",
     "Schedule",
     "ScheduleFreeAdamW",
     "ScheduleFreeSGD",

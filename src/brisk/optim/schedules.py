@@ -19,12 +19,9 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
-
-from brisk.engine.callbacks import Callback
 
 __all__ = [
     "SCHEDULES",
@@ -35,7 +32,6 @@ __all__ = [
     "Linear",
     "OneCycle",
     "Polynomial",
-    "ReduceLROnPlateau",
     "Schedule",
     "StepDecay",
     "Warmup",
@@ -470,117 +466,3 @@ def get_schedule(
             f"or a callable step -> factor, got {spec!r}"
         )
     return Warmup(sched, w) if w else sched
-
-
-# ----------------------------------------------------------------------------- plateau
-
-
-class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` stops improving for
-    ``patience`` epochs (Keras semantics and signature).
-
-    Acts at the end of each epoch on ``trainer.optimizer.param_groups``: each group's
-    ``initial_lr`` (the base the schedule multiplies) and its current ``lr`` are scaled,
-    so a schedule keeps applying on top; a group's base never goes below ``min_lr``.
-    ``state_dict()`` holds best/wait/cooldown_counter; a loaded state survives the next
-    ``on_train_begin`` (Keras resets there), so resumed training continues the count.
-
-    Example::
-
-        model.fit(x, y, epochs=50, validation_data=(xv, yv),
-                  callbacks=[ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=3)])
-    """
-
-    def __init__(
-        self,
-        monitor: str = "val_loss",
-        factor: float = 0.1,
-        patience: int = 10,
-        verbose: int = 0,
-        mode: str = "auto",
-        min_delta: float = 1e-4,
-        cooldown: int = 0,
-        min_lr: float = 0.0,
-    ) -> None:
-        if not isinstance(monitor, str):
-            raise TypeError(f"monitor: expected a log key such as 'val_loss', got {monitor!r}")
-        self.monitor = monitor
-        self.factor = _range("factor", factor, 0.0, 1.0, high_open=True)
-        self.patience = _int("patience", patience, 0)
-        self.verbose = verbose
-        if mode not in ("auto", "min", "max"):
-            raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
-        self.mode = mode
-        self.min_delta = abs(_num("min_delta", min_delta))
-        self.cooldown = _int("cooldown", cooldown, 0)
-        self.min_lr = _range("min_lr", min_lr, 0.0, math.inf)
-        # Keras: 'auto' maximizes metrics whose name contains 'acc'.
-        self._maximize = mode == "max" or (mode == "auto" and "acc" in monitor)
-        self._restored = False
-        self._reset()
-
-    def _reset(self) -> None:
-        self.best = -math.inf if self._maximize else math.inf
-        self.wait = 0
-        self.cooldown_counter = 0
-
-    def _improved(self, current: float) -> bool:
-        if self._maximize:
-            return current > self.best + self.min_delta
-        return current < self.best - self.min_delta
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        if not self._restored:
-            self._reset()
-        self._restored = False
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        current = (logs or {}).get(self.monitor)
-        if current is None:
-            warnings.warn(
-                f"ReduceLROnPlateau: metric {self.monitor!r} is not in the logs "
-                f"(available: {', '.join(logs or {}) or 'none'}); skipping",
-                stacklevel=2,
-            )
-            return
-        current = float(current)
-        if self.cooldown_counter > 0:
-            self.cooldown_counter -= 1
-            self.wait = 0
-        if self._improved(current):
-            self.best = current
-            self.wait = 0
-        elif self.cooldown_counter <= 0:
-            self.wait += 1
-            if self.wait >= self.patience:
-                if self._reduce() and self.verbose:
-                    lr = self.trainer.optimizer.param_groups[0]["initial_lr"]
-                    print(
-                        f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr:.4g}."
-                    )
-                self.cooldown_counter = self.cooldown
-                self.wait = 0
-
-    def _reduce(self) -> bool:
-        """Scale every group's base and current lr; True if any changed."""
-        opt = getattr(self.trainer, "optimizer", None)
-        if opt is None:
-            return False
-        changed = False
-        for g in opt.param_groups:
-            base = g.setdefault("initial_lr", g["lr"])
-            if base > self.min_lr:
-                new = max(base * self.factor, self.min_lr)
-                g["lr"] = g["lr"] * (new / base)
-                g["initial_lr"] = new
-                changed = True
-        return changed
-
-    def state_dict(self) -> dict:
-        return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.best = float(state["best"])
-        self.wait = int(state["wait"])
-        self.cooldown_counter = int(state["cooldown_counter"])
-        self._restored = True

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 import brisk
-from brisk.layers import Dense, Flatten
+from brisk.layers import Dense, Flatten, Rescaling
 from brisk.recipes.mnist import conv_pool_bn
 
 EPOCHS = 8
@@ -49,11 +49,15 @@ def fashion_mnist_cnn(
         model = fashion_mnist_cnn(x_train, y_train)
     """
     dev = brisk.select_device(device)
+    brisk.utils.set_random_seed(seed)  # the weights are drawn when the model is built, below
     model = brisk.Sequential(
         [
+            # uint8 pixels 0..255 -> 0..1 inside the model, as in the Keras guides (brisk
+            # feeds arrays unscaled, as Keras does; the data stays uint8 on the device)
+            Rescaling(1 / 255, input_shape=(28, 28, 1)),
             # Twice mnist-cnn's widths: clothing classes differ in texture and fine shape
             # (shirt / T-shirt / pullover / coat), which needs more filters than digits.
-            *conv_pool_bn(32, input_shape=(28, 28, 1)),  # 28x28 -> 14x14
+            *conv_pool_bn(32),  # 28x28 -> 14x14
             *conv_pool_bn(64),  # -> 7x7
             *conv_pool_bn(128),  # -> 3x3
             Flatten(),  # 1152 features
@@ -77,9 +81,8 @@ def fashion_mnist_cnn(
         # small; on CUDA it fuses the many small kernels.
         compile=dev.type == "cuda",
         device=dev,
-        seed=seed,  # seeds the weights, shuffling and the flips
+        seed=seed,  # seeds shuffling and the flips (the weights: set_random_seed above)
     )
-    model.build((28, 28, 1))
     if dev.type == "cpu":
         # NHWC convolutions: oneDNN's fast path on CPU (see mnist._channels_last_on_cpu).
         model.to(memory_format=torch.channels_last)
