@@ -67,7 +67,7 @@ def close(actual, expected, rtol=1e-5, atol=1e-6):
 
 def test_sparse_cross_entropy_from_logits():
     expected = -np_log_softmax(LOGITS)[np.arange(6), LABELS]
-    loss = SparseCategoricalCrossentropy()
+    loss = SparseCategoricalCrossentropy(from_logits=True)
     close(ev(loss, t(LOGITS), t(LABELS, torch.long), "none"), expected)
     close(ev(loss, t(LOGITS), t(LABELS, torch.long)), expected.mean())
     close(ev(loss, t(LOGITS), t(LABELS, torch.long), "sum"), expected.sum(), rtol=1e-5)
@@ -93,13 +93,13 @@ def test_sparse_cross_entropy_clips_zero_probabilities():
 
 def test_categorical_cross_entropy_from_logits_and_probabilities():
     expected = -(ONE_HOT * np_log_softmax(LOGITS)).sum(-1)
-    close(ev(CategoricalCrossentropy(), t(LOGITS), t(ONE_HOT), "none"), expected)
+    close(ev(CategoricalCrossentropy(from_logits=True), t(LOGITS), t(ONE_HOT), "none"), expected)
     p = np_softmax(LOGITS)
     close(ev(CategoricalCrossentropy(from_logits=False), t(p), t(ONE_HOT), "none"),
           expected, rtol=1e-4)
     # soft targets: every class's log-probability counts with its weight
     soft = RNG.dirichlet(np.ones(4), size=6)
-    close(ev(CategoricalCrossentropy(), t(LOGITS), t(soft), "none"),
+    close(ev(CategoricalCrossentropy(from_logits=True), t(LOGITS), t(soft), "none"),
           -(soft * np_log_softmax(LOGITS)).sum(-1))
 
 
@@ -107,7 +107,7 @@ def test_categorical_cross_entropy_from_logits_and_probabilities():
 def test_categorical_cross_entropy_label_smoothing(s):
     smooth = ONE_HOT * (1 - s) + s / 4
     expected = -(smooth * np_log_softmax(LOGITS)).sum(-1)
-    loss = CategoricalCrossentropy(label_smoothing=s)
+    loss = CategoricalCrossentropy(from_logits=True, label_smoothing=s)
     close(ev(loss, t(LOGITS), t(ONE_HOT), "none"), expected)
     # hand-made: uniform logits give log K whatever the smoothing
     close(ev(loss, torch.zeros(1, 4), t(ONE_HOT[:1])), np.log(4))
@@ -120,7 +120,7 @@ def test_categorical_cross_entropy_channels_first_maps_use_axis_1():
     z = RNG.normal(size=(2, 3, 2, 2))
     y = np.eye(3)[RNG.integers(0, 3, size=(2, 2, 2))].transpose(0, 3, 1, 2)
     per_pixel = -(y * np_log_softmax(z, axis=1)).sum(1)
-    close(ev(CategoricalCrossentropy(), t(z), t(y), "none"), per_pixel.mean(axis=(1, 2)))
+    close(ev(CategoricalCrossentropy(from_logits=True), t(z), t(y), "none"), per_pixel.mean(axis=(1, 2)))
 
 
 # ----------------------------------------------------------------------------- binary
@@ -131,7 +131,7 @@ def test_binary_cross_entropy_from_logits_and_probabilities():
     y = RNG.integers(0, 2, size=(5, 3)).astype(float)
     p = 1 / (1 + np.exp(-z))
     expected = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(-1)
-    close(ev(BinaryCrossentropy(), t(z), t(y), "none"), expected)
+    close(ev(BinaryCrossentropy(from_logits=True), t(z), t(y), "none"), expected)
     close(ev(BinaryCrossentropy(from_logits=False), t(p), t(y), "none"), expected,
           rtol=1e-4)
     # hand-made: p = 0.8 for a 1 and for a 0
@@ -148,7 +148,7 @@ def test_binary_cross_entropy_clips_saturated_probabilities():
 def test_binary_cross_entropy_takes_flat_labels_for_one_output():
     z = t([[0.3], [-1.2], [2.0]])
     y = t([1.0, 0.0, 1.0])
-    close(ev(BinaryCrossentropy(), z, y), ev(BinaryCrossentropy(), z, y[:, None]).numpy())
+    close(ev(BinaryCrossentropy(from_logits=True), z, y), ev(BinaryCrossentropy(from_logits=True), z, y[:, None]).numpy())
 
 
 # ----------------------------------------------------------------------------- regression
@@ -258,10 +258,10 @@ def test_cross_entropy_on_sequences_uses_the_last_axis():
     z = RNG.normal(size=(2, 5, 3))
     y = np.eye(3)[RNG.integers(0, 3, size=(2, 5))]
     expected = -(y * np_log_softmax(z, axis=-1)).sum(-1).mean(-1)
-    close(ev(CategoricalCrossentropy(), t(z), t(y), "none"), expected)
+    close(ev(CategoricalCrossentropy(from_logits=True), t(z), t(y), "none"), expected)
     s = 0.2
     ys = y * (1 - s) + s / 3
-    close(ev(CategoricalCrossentropy(label_smoothing=s), t(z), t(y), "none"),
+    close(ev(CategoricalCrossentropy(from_logits=True, label_smoothing=s), t(z), t(y), "none"),
           -(ys * np_log_softmax(z, axis=-1)).sum(-1).mean(-1))
 
 
@@ -272,7 +272,7 @@ def test_label_smoothing_on_channels_first_maps_spreads_over_the_channels():
     s = 0.3
     ys = y * (1 - s) + s / 3
     expected = -(ys * np_log_softmax(z, axis=1)).sum(1).mean(axis=(1, 2))
-    close(ev(CategoricalCrossentropy(label_smoothing=s), t(z), t(y), "none"), expected)
+    close(ev(CategoricalCrossentropy(from_logits=True, label_smoothing=s), t(z), t(y), "none"), expected)
 
 
 def test_categorical_cross_entropy_from_probabilities_with_zeros_stays_finite():
@@ -290,7 +290,7 @@ def test_huber_reduces_per_sample():
 
 
 @pytest.mark.parametrize("loss", [MeanSquaredError(), MeanAbsoluteError(), Huber(),
-                                  BinaryCrossentropy(), CategoricalCrossentropy()])
+                                  BinaryCrossentropy(from_logits=True), CategoricalCrossentropy(from_logits=True)])
 def test_loss_is_computed_in_the_outputs_dtype(loss):
     """float64 labels (numpy's default) must not turn a float32 loss into float64
     (unsupported on MPS, twice the memory traffic elsewhere)."""

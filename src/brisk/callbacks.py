@@ -1,20 +1,29 @@
-"""Callbacks: ``Callback`` (the do-nothing base), ``History``, ``EarlyStopping``,
-``ModelCheckpoint`` and ``ReduceLROnPlateau`` (Keras names and semantics)."""
+"""Callbacks (Keras names and semantics): ``Callback`` (the do-nothing base), ``History``,
+``EarlyStopping``, ``ModelCheckpoint``, ``ReduceLROnPlateau``, ``CSVLogger``,
+``LearningRateScheduler``, ``TerminateOnNaN`` and ``LambdaCallback``."""
 
 from brisk.engine.callbacks import (
     Callback,
     CallbackList,
+    CSVLogger,
     EarlyStopping,
     History,
+    LambdaCallback,
+    LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
+    TerminateOnNaN,
 )
 
 __all__ = [
+    "CSVLogger",
     "Callback",
     "CallbackList",
     "EarlyStopping",
     "History",
+    "LambdaCallback",
+    "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "TerminateOnNaN",
 ]

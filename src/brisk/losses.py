@@ -78,8 +78,10 @@ class Loss:
     """Base of brisk's losses, Keras's ``keras.losses.Loss`` protocol.
 
     Args:
-        from_logits: whether ``y_pred`` are logits (True) or probabilities (False); None
-            lets the engine decide (logits when the model ends in the matching activation).
+        from_logits: whether ``y_pred`` are logits (True) or probabilities (False, Keras's
+            default). None: probabilities when called directly, as in Keras; in ``fit``
+            the engine decides (see ``brisk.Trainer``: logits from a plain module, or from
+            a ``Sequential`` that ends in the loss's activation, computed stably).
         name: the name in logs (default: the class's Keras name).
         reduction: 'sum_over_batch_size' (Keras's default, = 'mean'), 'sum',
             'mean_with_sample_weight' or 'none'.
@@ -135,6 +137,12 @@ class LossFunctionWrapper(Loss):
         self.fn, self.kwargs = fn, kwargs
 
     def call(self, y_true, y_pred):
+        # Keras's squeeze_or_expand_to_same_rank: labels (N,) against outputs (N, 1) become
+        # (N, 1) (and the reverse), instead of broadcasting to (N, N).
+        if y_true.dim() == y_pred.dim() - 1 and y_pred.shape[-1] == 1:
+            y_true = y_true.unsqueeze(-1)
+        elif y_pred.dim() == y_true.dim() - 1 and y_true.shape[-1] == 1:
+            y_true = y_true.squeeze(-1)
         return self.fn(y_true, y_pred, **self.kwargs)
 
 
@@ -151,10 +159,12 @@ class SparseCategoricalCrossentropy(Loss):
     activation = "softmax"
 
     def call(self, y_true, y_pred):
-        if y_true.dim() == y_pred.dim() and y_true.shape[1] == 1:
-            y_true = y_true.squeeze(1)
+        if y_true.dim() == y_pred.dim() and y_true.shape[-1 if y_pred.dim() != 4 else 1] == 1:
+            y_true = y_true.squeeze(-1 if y_pred.dim() != 4 else 1)
         y_true = y_true.long()
-        if self.from_logits is False:
+        if y_pred.dim() == 3:  # (N, T, C) sequences: classes on the last axis, as in Keras
+            y_pred = y_pred.transpose(1, 2)
+        if not self.from_logits:
             return F.nll_loss(_log_probs(y_pred, 1), y_true, reduction="none")
         return F.cross_entropy(y_pred, y_true, reduction="none")
 
@@ -176,7 +186,7 @@ class CategoricalCrossentropy(Loss):
         dim = 1 if y_pred.dim() == 4 else -1
         if self.label_smoothing:  # spread over the K classes of the class axis
             y_true = y_true * (1 - self.label_smoothing) + self.label_smoothing / y_true.shape[dim]
-        if self.from_logits is False:
+        if not self.from_logits:
             logp = _log_probs(y_pred, dim)
         else:
             logp = F.log_softmax(y_pred, dim=dim)
@@ -190,7 +200,7 @@ class BinaryCrossentropy(Loss):
 
     def call(self, y_true, y_pred):
         y_true = y_true.to(y_pred.dtype).reshape(y_pred.shape)
-        if self.from_logits is False:
+        if not self.from_logits:
             p = y_pred.clamp(_EPS, 1 - _EPS)
             out = -(y_true * torch.log(p) + (1 - y_true) * torch.log1p(-p))
         else:

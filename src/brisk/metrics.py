@@ -62,7 +62,8 @@ class BinaryAccuracy(Metric):
         self.threshold = threshold
 
     def update(self, y_pred, y_true):
-        hit = (y_pred > self.threshold) == (y_true.reshape(y_pred.shape) > 0.5)
+        # Keras: the thresholded prediction (0 or 1) must equal the label exactly
+        hit = (y_pred > self.threshold).to(y_pred.dtype) == y_true.reshape(y_pred.shape).to(y_pred.dtype)
         return hit.sum(), hit.numel()
 
 

@@ -64,7 +64,7 @@ def test_input_shape_from_first_batch_and_to_and_compile():
     model = brisk.Sequential([Dense(8, activation="tanh"), Dense(2)])
     assert not model.built
     y = model(torch.randn(5, 3))
-    assert model.built and model.input_shape == (3,) and y.shape == (5, 2)
+    assert model.built and model.input_shape == (None, 3) and y.shape == (5, 2)
     model.to(torch.float64)
     assert model(torch.randn(2, 3, dtype=torch.float64)).dtype == torch.float64
     model.to(torch.float32)

@@ -421,3 +421,112 @@ def test_set_random_seed_makes_construction_reproducible():
     assert torch.equal(build(), build())
     with pytest.raises(TypeError, match="seed: expected an int"):
         brisk.utils.set_random_seed(1.5)
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def test_reenabling_a_layer_inside_a_frozen_nested_model_trains_it():
+    # Keras 3.15.1 (nested.py): inner.trainable = False, then inner.layers[0].trainable =
+    # True: 19 trainable, 12 non-trainable, and fit changes the inner Dense.
+    inner = brisk.Sequential([Dense(3), BatchNormalization()])
+    outer = brisk.Sequential([Input((4,)), inner, Dense(1)])
+    inner.trainable = False
+    inner.layers[0].trainable = True
+    assert _params_line(outer)[1:] == (19, 12)
+    outer.compile(optimizer="sgd", loss="mse", seed=0)
+    k0 = inner.layers[0].linear.weight.clone()
+    outer.fit(np.ones((8, 4), "float32"), np.zeros((8, 1), "float32"), verbose=0)
+    assert not torch.equal(k0, inner.layers[0].linear.weight)
+
+
+def test_trainable_flags_survive_save_and_load(tmp_path):
+    m = _mlp_bn()
+    m.layers[0].trainable = False
+    m.layers[1].trainable = False
+    m.save(tmp_path / "m.safetensors")
+    again = brisk.load_model(tmp_path / "m.safetensors")
+    assert [layer.trainable for layer in again.layers] == [False, False, True]
+    assert _params_line(again) == _params_line(m) == (81, 9, 72)
+
+
+def test_batchnorm_moving_variance_uses_the_biased_batch_variance():
+    # Keras's moving_variance follows the batch's biased variance (torch: unbiased).
+    layer = BatchNormalization(momentum=0.9)
+    layer.build((2,))
+    layer.train()
+    x = torch.tensor([[1.0, 0.0], [3.0, 4.0], [5.0, 8.0]])
+    layer(x)
+    biased = x.var(0, unbiased=False)
+    torch.testing.assert_close(layer.bn.running_var, 0.9 * torch.ones(2) + 0.1 * biased)
+    torch.testing.assert_close(layer.bn.running_mean, 0.1 * x.mean(0))
+
+
+def test_a_plain_loss_function_gets_labels_of_the_outputs_rank():
+    # Keras's LossFunctionWrapper: labels (N,) against outputs (N, 1) are made (N, 1),
+    # never broadcast to (N, N).
+    shapes = []
+
+    def mse(y_true, y_pred):
+        shapes.append((tuple(y_true.shape), tuple(y_pred.shape)))
+        return ((y_pred - y_true) ** 2).mean(-1)
+
+    m = brisk.Sequential([Input((2,)), Dense(1)])
+    _set_dense(m.layers[0], [[1.0], [1.0]], [0.0])
+    m.compile(optimizer="sgd", loss=mse)
+    y = np.array([0.5, 2.0], "float32")
+    assert m.evaluate(XA, y) == pytest.approx(((3 - 0.5) ** 2 + (2 - 2.0) ** 2) / 2)
+    assert shapes[-1] == ((2, 1), (2, 1))
+
+
+def test_a_loss_called_directly_takes_probabilities_as_keras_does():
+    # Keras 3.15.1: SparseCategoricalCrossentropy()([1], [[0.2, 0.2, 0.2]]) = log(3)
+    probs = torch.tensor([[0.2, 0.2, 0.2]])
+    assert float(brisk.losses.SparseCategoricalCrossentropy()(torch.tensor([1]), probs)) == \
+        pytest.approx(1.0986123)
+    assert float(brisk.losses.CategoricalCrossentropy()(torch.tensor([[0.0, 1.0, 0.0]]), probs)) \
+        == pytest.approx(1.0986123)
+
+
+def test_binary_accuracy_compares_labels_exactly_and_leaky_relu_slope():
+    # Keras 3.15.1: BinaryAccuracy()([[0.7], [1], [0]], [[0.9], [0.8], [0.1]]) = 2/3;
+    # Activation('leaky_relu')([-1, 2]) = [-0.2, 2].
+    m = brisk.metrics.BinaryAccuracy()
+    s, c = m.update(torch.tensor([[0.9], [0.8], [0.1]]), torch.tensor([[0.7], [1.0], [0.0]]))
+    assert int(s) / int(c) == pytest.approx(2 / 3)
+    out = brisk.layers.Activation("leaky_relu")(torch.tensor([[-1.0, 2.0]]))
+    torch.testing.assert_close(out, torch.tensor([[-0.2, 2.0]]))
+
+
+def test_inputs_and_arguments_keras_accepts():
+    m = brisk.Sequential([Input((2,)), Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    h = m.fit(XA.astype("float16"), YA, verbose=0)  # cast to float32, as Keras does
+    assert math.isfinite(h.history["loss"][0])
+    layer = Dense(2)
+    layer.trainable = 0  # Keras takes bool(value)
+    assert layer.trainable is False
+    assert brisk.layers.Rescaling(np.float32(0.5)).scale == 0.5
+    with pytest.raises(ValueError, match="momentum: expected a float in"):
+        BatchNormalization(momentum="a")
+    with pytest.raises(ValueError, match=r"shape: Input needs a tuple such as \(784,\)"):
+        Input(4)
+    with pytest.raises(ValueError, match="count_params: the model is not built"):
+        brisk.Sequential([Dense(2)]).count_params()
+
+
+def test_partial_of_a_torch_function_keeps_torch_order():
+    import functools
+
+    m = brisk.Sequential([Input((2,)), Dense(3)])
+    m.compile(optimizer="sgd", loss=functools.partial(F.cross_entropy, label_smoothing=0.0))
+    y = np.array([0, 2])
+    expected = F.cross_entropy(m(torch.tensor(XA)), torch.tensor(y)).item()
+    assert m.evaluate(XA, y) == pytest.approx(expected, rel=1e-6)
+
+
+def test_sparse_cross_entropy_on_sequences_takes_the_last_axis():
+    logits = torch.randn(2, 5, 4)
+    y = torch.randint(0, 4, (2, 5))
+    loss = brisk.losses.SparseCategoricalCrossentropy(from_logits=True)(y, logits)
+    torch.testing.assert_close(loss, F.cross_entropy(logits.reshape(-1, 4), y.reshape(-1)))

@@ -460,7 +460,8 @@ def test_plateau_missing_metric_warning():
     with pytest.warns(UserWarning) as rec:
         cb.on_epoch_end(0, {"loss": 1.0, "acc": 0.5})
     assert str(rec[0].message) == (
-        "ReduceLROnPlateau: metric 'val_acc' is not in the logs (available: loss, acc); skipping"
+        "ReduceLROnPlateau: metric 'val_acc' is not in the logs (available: loss, acc, "
+        "learning_rate); skipping"
     )
     # stacklevel points past schedules.py at the caller (under mutmut: its trampoline)
     assert rec[0].filename != S.__file__

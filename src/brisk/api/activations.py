@@ -23,7 +23,7 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "softmax": lambda x: torch.softmax(x, dim=1 if x.dim() == 4 else -1),  # NCHW: channels
     "linear": _linear,
     "elu": F.elu,
-    "leaky_relu": F.leaky_relu,
+    "leaky_relu": lambda x: F.leaky_relu(x, 0.2),  # Keras's default negative_slope
 }
 
 

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -116,7 +117,7 @@ class Layer(nn.Module):
     @trainable.setter
     def trainable(self, value: bool) -> None:
         set_trainable(self, value)
-        self._trainable = value
+        self._trainable = bool(value)
 
     def build(self, shape: Shape) -> Shape:
         self.built = True
@@ -141,9 +142,10 @@ class Input(Layer):
     """Declares the per-sample input shape (Keras layout, no batch axis)."""
 
     def __init__(self, shape: Shape, name: str | None = None):
-        super().__init__(input_shape=tuple(shape) if shape is not None else None, name=name)
-        if self.input_shape is None:
-            raise ValueError("shape: Input needs a shape such as (784,) or (28, 28, 1)")
+        if shape is None or not isinstance(shape, (tuple, list)):
+            raise ValueError(
+                f"shape: Input needs a tuple such as (784,) or (28, 28, 1), got {shape!r}")
+        super().__init__(input_shape=tuple(shape), name=name)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
@@ -391,7 +393,7 @@ class Rescaling(Layer):
                  name: str | None = None):
         super().__init__(input_shape, name)
         for arg, v in (("scale", scale), ("offset", offset)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise ValueError(f"{arg}: expected a finite number, got {v!r}")
         self.scale, self.offset = float(scale), float(offset)
 
@@ -449,9 +451,9 @@ class BatchNormalization(Layer):
         name: str | None = None,
     ):
         super().__init__(input_shape, name)
-        if not 0.0 <= momentum < 1.0:
+        if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real) or not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum: expected a float in [0, 1), got {momentum!r}")
-        if not epsilon > 0:
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
             raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
         self.momentum, self.epsilon = float(momentum), float(epsilon)
         self.bn: nn.Module | None = None
@@ -464,9 +466,22 @@ class BatchNormalization(Layer):
         return super().build(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bn.training and x.numel() == x.shape[1]:  # one value per channel
+        bn = self.bn
+        if not bn.training:
+            return bn(x)
+        n = x.numel() // x.shape[1]  # values per channel in this batch
+        if n == 1:
             return self._single_sample(x)
-        return self.bn(x)
+        before = bn.running_var.detach().clone()
+        out = bn(x)
+        # torch moves the moving variance towards the batch's unbiased variance, Keras
+        # towards the biased one (keras BatchNormalization: ops.moments): with
+        # new = (1 - m) * old + m * v_u and v_b = v_u * (n - 1) / n, Keras's value is
+        # new - (new - (1 - m) * old) / n; two C-length ops, no pass over x. Through .data:
+        # torch's backward keeps a reference to running_var (and never reads it in training).
+        rv = bn.running_var.data
+        rv.sub_((rv - (1.0 - bn.momentum) * before) / n)
+        return out
 
     def _single_sample(self, x: torch.Tensor) -> torch.Tensor:
         """A training batch of one sample (e.g. the last of 33 at batch size 32), where torch

@@ -16,11 +16,13 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -107,7 +109,7 @@ class Sequential(nn.Module):
     @trainable.setter
     def trainable(self, value: bool) -> None:
         set_trainable(self, value)
-        self._trainable = value
+        self._trainable = bool(value)
 
     def train(self, mode: bool = True) -> Sequential:
         """``nn.Module.train``, keeping frozen BatchNorm layers in inference mode."""
@@ -122,11 +124,138 @@ class Sequential(nn.Module):
         return "channels_last" if self._channels_last else "channels_first"
 
     @property
-    def input_shape(self) -> tuple[int, ...] | None:
+    def sample_shape(self) -> tuple[int, ...] | None:
+        """Per-sample input shape, Keras layout, without the batch axis (None until known)."""
         return self._keras_input_shape
 
+    @property
+    def input_shape(self) -> tuple | None:
+        """Keras's ``model.input_shape``: ``(None, *sample_shape)``."""
+        return None if self._keras_input_shape is None else (None, *self._keras_input_shape)
+
+    # ----------------------------------------------------------------- Keras model API
+    def _layer_name(self, i: int, layer: nn.Module) -> str:
+        return getattr(layer, "name", None) or f"{type(layer).__name__.lower()}_{i}"
+
+    def get_layer(self, name: str | None = None, index: int | None = None) -> nn.Module:
+        """A layer by name or by index (Keras ``Model.get_layer``); names default to
+        '<type>_<index>' as in ``summary()``. Raises ``ValueError`` for an unknown name or
+        index, or when both or neither are given."""
+        if (name is None) == (index is None):
+            raise ValueError("get_layer: give either name= or index=")
+        if index is not None:
+            if isinstance(index, bool) or not isinstance(index, int) or not -len(self.layers) <= index < len(self.layers):
+                raise ValueError(f"get_layer: was asked for the layer at index {index!r} but the "
+                                 f"model only has {len(self.layers)} layers")
+            return self.layers[index]
+        names = [self._layer_name(i, layer) for i, layer in enumerate(self.layers)]
+        if name not in names:
+            raise ValueError(f"get_layer: no such layer: {name!r}. Existing layers are: {names}")
+        return self.layers[names.index(name)]
+
+    def pop(self) -> nn.Module:
+        """Remove and return the last layer (Keras ``Sequential.pop``)."""
+        if not len(self.layers):
+            raise ValueError("pop: the model has no layers")
+        layer = self.layers[-1]
+        del self.layers[-1]
+        if self.built:
+            self._shapes.pop()
+            if not len(self.layers):
+                self.built = False
+        return layer
+
+    def _layer_weights(self, layer: nn.Module) -> list[torch.Tensor]:
+        """A layer's weights in Keras's order: parameters, then floating-point buffers
+        (BatchNorm: gamma, beta, moving mean, moving variance)."""
+        return [*layer.parameters(), *(b for b in layer.buffers() if b.is_floating_point())]
+
+    @property
+    def weights(self) -> list[torch.Tensor]:
+        """Every weight, layer by layer (torch tensors, torch layout): parameters and the
+        BatchNorm moving statistics, as Keras's ``model.weights``."""
+        self._require_built("weights")
+        return [w for layer in self.layers for w in self._layer_weights(layer)]
+
+    @property
+    def trainable_weights(self) -> list[torch.Tensor]:
+        """Weights that ``fit`` trains (the trainable flags and ``requires_grad`` as now)."""
+        keep = {id(p) for p in trainable_parameters(self)}
+        return [w for w in self.weights if id(w) in keep]
+
+    @property
+    def non_trainable_weights(self) -> list[torch.Tensor]:
+        """Frozen parameters and BatchNorm moving statistics (Keras's count)."""
+        keep = {id(p) for p in trainable_parameters(self)}
+        return [w for w in self.weights if id(w) not in keep]
+
+    def get_weights(self) -> list:
+        """The weights as numpy arrays in Keras's layouts: a Dense kernel is (in, out), a
+        Conv2D kernel (kh, kw, in, out); other modules' tensors as torch stores them."""
+        self._require_built("get_weights")
+        return [to_keras(w.detach().cpu()).numpy().copy()
+                for layer in self.layers for w, to_keras, _ in _keras_layout(layer)]
+
+    def set_weights(self, weights: list) -> None:
+        """Set every weight from numpy arrays in Keras's layouts (``get_weights``'s order).
+        Raises ``ValueError`` for a wrong count or shape, before changing anything."""
+        self._require_built("set_weights")
+        slots = [s for layer in self.layers for s in _keras_layout(layer)]
+        weights = list(weights)
+        if len(weights) != len(slots):
+            raise ValueError(f"set_weights: the model has {len(slots)} weights, got a list of "
+                             f"{len(weights)}")
+        new = []
+        for i, ((w, to_keras, from_keras), a) in enumerate(zip(slots, weights, strict=True)):
+            want = tuple(to_keras(w.detach()).shape)
+            if tuple(np.shape(a)) != want:
+                raise ValueError(f"set_weights: weight {i} has shape {tuple(np.shape(a))}, "
+                                 f"expected {want}")
+            new.append(from_keras(torch.as_tensor(np.asarray(a))))
+        with torch.no_grad():
+            for (w, _, _), t in zip(slots, new, strict=True):
+                w.copy_(t.to(device=w.device, dtype=w.dtype))
+
+    def save_weights(self, path: str | os.PathLike) -> None:
+        """Write the weights to ``path`` (safetensors, whatever the suffix: Keras code that
+        names it 'model.weights.h5' runs unchanged), atomically."""
+        from safetensors.torch import save_file
+
+        self._require_built("save_weights")
+        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": "weights"}))
+
+    def load_weights(self, path: str | os.PathLike) -> None:
+        """Load weights written by ``save_weights`` (or ``save``) into this built model.
+        Raises ``FileNotFoundError`` naming the file, ``ValueError`` when it does not fit."""
+        from safetensors.torch import load_file
+
+        self._require_built("load_weights")
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"load_weights: no such file {path!r}")
+        try:
+            state = load_file(path)
+        except Exception as e:  # safetensors' own error types for corrupt files
+            raise ValueError(f"load_weights: {path!r} is not a weights file ({e})") from e
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as e:
+            raise ValueError(f"load_weights: {path!r} does not fit this model: {e}") from e
+
+    def _require_built(self, what: str) -> None:
+        if not self.built:
+            if self._keras_input_shape is None:
+                raise ValueError(f"{what}: the model is not built; give the first layer "
+                                 "input_shape=, add an Input(shape), or call it on data first")
+            self.build(self._keras_input_shape)
+
     def build(self, input_shape: Iterable[int]) -> None:
-        """Create every layer's parameters for per-sample ``input_shape`` (Keras layout)."""
+        """Create every layer's parameters for per-sample ``input_shape`` (Keras layout);
+        Keras's ``(None, *sample_shape)`` form is taken too."""
+        input_shape = tuple(input_shape)
+        if input_shape and input_shape[0] is None:
+            input_shape = input_shape[1:]
         shape = tuple(int(d) for d in input_shape)
         if self.built:
             if shape != self._keras_input_shape:
@@ -170,6 +299,11 @@ class Sequential(nn.Module):
 
     # ----------------------------------------------------------------- forward
     def _enter(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, np.ndarray):  # Keras models take NumPy arrays too
+            if x.dtype == np.float64:
+                x = x.astype(np.float32)
+            p = next(self.parameters(), None)
+            x = torch.as_tensor(x, device=p.device if p is not None else None)
         if not self.built:
             self.build(x.shape[1:])
             self.to(x.device)
@@ -200,7 +334,9 @@ class Sequential(nn.Module):
     # ----------------------------------------------------------------- summary
     def count_params(self) -> int:
         """Number of weights, counted as Keras does: parameters plus BatchNorm's moving
-        mean and variance (floating-point buffers; not ``num_batches_tracked``)."""
+        mean and variance (floating-point buffers; not ``num_batches_tracked``). Raises
+        ``ValueError`` when the model is not built and its input shape is unknown (Keras)."""
+        self._require_built("count_params")
         return _count_weights(self)
 
     def summary(self, print_fn=print) -> str:
@@ -287,6 +423,13 @@ class Sequential(nn.Module):
         return self.trainer.lr_find(x, y, **kwargs)
 
     @property
+    def optimizer(self) -> _OptimizerView:
+        """The compiled optimizer, Keras-style: ``model.optimizer.learning_rate`` reads and
+        sets the rate (every parameter group, from a callback too); other attributes are
+        the torch optimizer's once ``fit`` has built it."""
+        return _OptimizerView(self.trainer)
+
+    @property
     def stop_training(self) -> bool:
         return self.trainer.stop_training
 
@@ -308,13 +451,17 @@ class Sequential(nn.Module):
                     "architecture cannot be written; save the weights with "
                     "torch.save(model.state_dict(), path) instead"
                 )
-            specs.append({"class": type(layer).__name__, "config": layer.get_config()})
+            spec = {"class": type(layer).__name__, "config": layer.get_config()}
+            if not layer.trainable:  # Keras saves the flag with the layer
+                spec["trainable"] = False
+            specs.append(spec)
         return {
             "format": FORMAT,
             "version": FORMAT_VERSION,
             "name": self.name,
             "input_shape": list(self._keras_input_shape) if self._keras_input_shape else None,
             "layers": specs,
+            "trainable": self.trainable,
             "compile": self._compile_config,
         }
 
@@ -330,11 +477,66 @@ class Sequential(nn.Module):
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": json.dumps(config)}))
 
 
+class _OptimizerView:
+    """``model.optimizer``: ``learning_rate`` as in Keras, the rest from torch's optimizer."""
+
+    def __init__(self, trainer):
+        self._trainer = trainer
+
+    @property
+    def learning_rate(self) -> float:
+        opt = self._trainer.optimizer
+        if opt is not None:
+            return float(opt.param_groups[0]["lr"])
+        spec = self._trainer.optimizer_spec
+        if spec is not None and hasattr(spec, "learning_rate"):
+            return float(spec.learning_rate)
+        raise ValueError("optimizer: the learning rate is known once fit has built the optimizer")
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise ValueError(f"learning_rate: expected a number >= 0, got {value!r}")
+        opt = self._trainer.optimizer
+        if opt is None:
+            spec = self._trainer.optimizer_spec
+            if spec is None or not hasattr(spec, "learning_rate"):
+                raise ValueError("optimizer: set the learning rate once fit has built the optimizer")
+            spec.learning_rate = float(value)
+            return
+        for g in opt.param_groups:  # the base too, so a per-step schedule scales the new rate
+            g["lr"] = g["initial_lr"] = float(value)
+
+    def __getattr__(self, name: str):
+        opt = self._trainer.optimizer
+        if opt is None:
+            raise AttributeError(f"optimizer: {name!r} exists once fit has built the optimizer")
+        return getattr(opt, name)
+
+
+def _keras_layout(layer: nn.Module) -> list:
+    """(tensor, to Keras layout, from Keras layout) for each weight of ``layer``, in Keras's
+    order: a Dense kernel is (in, out), a Conv2D kernel (kh, kw, in, out); other weights
+    keep torch's layout."""
+    same = lambda t: t  # noqa: E731
+    if isinstance(layer, L.Dense):
+        out = [(layer.linear.weight, lambda t: t.T, lambda t: t.T)]
+        bias = layer.linear.bias
+    elif isinstance(layer, L.Conv2D):
+        out = [(layer.conv.weight, lambda t: t.permute(2, 3, 1, 0), lambda t: t.permute(3, 2, 0, 1))]
+        bias = layer.conv.bias
+    else:
+        return [(w, same, same) for w in [*layer.parameters(),
+                                          *(b for b in layer.buffers() if b.is_floating_point())]]
+    return out + ([(bias, same, same)] if bias is not None else [])
+
+
 def _keras_loss(loss: Any) -> Any:
     """At the Keras front a plain function takes Keras's ``(y_true, y_pred)``; torch loss
     modules and ``torch.nn.functional`` functions keep torch's ``(input, target)``."""
+    fn = loss.func if isinstance(loss, functools.partial) else loss
     if (callable(loss) and not isinstance(loss, (str, nn.Module, losses.Loss))
-            and not getattr(loss, "__module__", "").startswith("torch")):
+            and not (getattr(fn, "__module__", None) or "").startswith("torch")):
         return losses.LossFunctionWrapper(loss)
     return loss
 
@@ -400,6 +602,11 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     if config.get("input_shape"):
         model.build(tuple(config["input_shape"]))
     model.load_state_dict(load_file(path))
+    for layer, spec in zip(model.layers, config["layers"], strict=True):
+        if spec.get("trainable") is False:
+            layer.trainable = False
+    if config.get("trainable") is False:
+        model.trainable = False
     comp = config.get("compile")
     if compile and comp and comp.get("loss"):
         opt = comp["optimizer"]

@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import functools
 from collections import Counter, OrderedDict
 
 import torch
@@ -257,7 +258,7 @@ def _activation_module(name: str, out_rank: int) -> nn.Module | None:
         "tanh": nn.Tanh,
         "sigmoid": nn.Sigmoid,
         "elu": nn.ELU,
-        "leaky_relu": nn.LeakyReLU,  # F.leaky_relu's default slope 0.01 = the module's
+        "leaky_relu": functools.partial(nn.LeakyReLU, 0.2),  # Keras's slope, as brisk's
     }
     if name not in table:
         raise ValueError(f"to_torch: activation {name!r} has no torch module equivalent")

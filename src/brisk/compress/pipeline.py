@@ -155,7 +155,7 @@ def _as_inputs(x: Any, model: nn.Module, name: str) -> torch.Tensor:
     reshaped to the model's per-sample input shape when it has one."""
     t = torch.as_tensor(np.asarray(x)) if not torch.is_tensor(x) else x
     t = t.float()
-    shape = getattr(model, "input_shape", None)
+    shape = getattr(model, "sample_shape", None)
     if shape is not None and tuple(t.shape[1:]) != tuple(shape):
         if math.prod(t.shape[1:]) != math.prod(shape):
             raise ValueError(

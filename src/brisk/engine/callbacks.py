@@ -13,17 +13,27 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import math
+import os
 import warnings
 from typing import Any
+
+import torch
 
 from brisk.optim.schedules import _int, _num, _range
 
 
 class Callback:
-    """Base class: every hook does nothing. ``self.trainer`` and ``self.model`` are set
-    by the trainer before ``on_train_begin``; ``self.params`` holds epochs, steps and
-    verbosity as in Keras."""
+    """Base class: every hook does nothing (Keras's ``keras.callbacks.Callback`` contract).
+
+    ``self.trainer`` and ``self.model`` (the module being trained) are set before
+    ``on_train_begin``; ``self.params`` holds ``epochs``, ``steps`` and ``verbose``.
+    ``logs`` is always a dict. ``on_train_batch_begin/end`` call ``on_batch_begin/end``
+    (Keras's aliases). Validation inside ``fit`` and ``evaluate`` call the ``on_test_*``
+    hooks, ``predict`` the ``on_predict_*`` hooks. Batch-level logs are read from the device
+    only when a callback looks at them: an unused hook costs no host synchronisation.
+    """
 
     trainer: Any = None
     model: Any = None
@@ -33,6 +43,9 @@ class Callback:
         self.trainer = trainer
         self.model = trainer.module
 
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
     def set_params(self, params: dict) -> None:
         self.params = params
 
@@ -40,18 +53,37 @@ class Callback:
     def on_train_end(self, logs: dict | None = None) -> None: ...
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None: ...
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.on_batch_end(batch, logs)
+
     def on_test_begin(self, logs: dict | None = None) -> None: ...
     def on_test_end(self, logs: dict | None = None) -> None: ...
+    def on_test_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_test_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
     def on_predict_begin(self, logs: dict | None = None) -> None: ...
     def on_predict_end(self, logs: dict | None = None) -> None: ...
+    def on_predict_batch_begin(self, batch: int, logs: dict | None = None) -> None: ...
+    def on_predict_batch_end(self, batch: int, logs: dict | None = None) -> None: ...
+
+
+_HOOKS = ("on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+          "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+          "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+          "on_predict_batch_begin", "on_predict_batch_end")
 
 
 class CallbackList(Callback):
-    """Calls each hook on every callback, in order."""
+    """Calls each hook on every callback, in order; ``logs`` is always a dict."""
 
     def __init__(self, callbacks: list[Callback] | None = None):
+        if isinstance(callbacks, Callback):
+            callbacks = [callbacks]
         self.callbacks = list(callbacks or [])
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
@@ -73,38 +105,24 @@ class CallbackList(Callback):
             cb.set_params(params)
 
     def _call(self, name: str, *args: Any) -> None:
+        *head, logs = args
+        logs = {} if logs is None else logs
         for cb in self.callbacks:
-            getattr(cb, name)(*args)
+            getattr(cb, name)(*head, logs)
 
-    def on_train_begin(self, logs=None):
-        self._call("on_train_begin", logs)
 
-    def on_train_end(self, logs=None):
-        self._call("on_train_end", logs)
+def _forward(name: str):
+    def hook(self, *args, logs=None):
+        if len(args) == (2 if "batch" in name or "epoch" in name else 1):
+            *args, logs = args
+        self._call(name, *args, logs)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._call("on_epoch_begin", epoch, logs)
+    hook.__name__ = name
+    return hook
 
-    def on_epoch_end(self, epoch, logs=None):
-        self._call("on_epoch_end", epoch, logs)
 
-    def on_train_batch_begin(self, batch, logs=None):
-        self._call("on_train_batch_begin", batch, logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._call("on_train_batch_end", batch, logs)
-
-    def on_test_begin(self, logs=None):
-        self._call("on_test_begin", logs)
-
-    def on_test_end(self, logs=None):
-        self._call("on_test_end", logs)
-
-    def on_predict_begin(self, logs=None):
-        self._call("on_predict_begin", logs)
-
-    def on_predict_end(self, logs=None):
-        self._call("on_predict_end", logs)
+for _name in _HOOKS:
+    setattr(CallbackList, _name, _forward(_name))
 
 
 class History(Callback):
@@ -288,6 +306,9 @@ class ReduceLROnPlateau(Callback):
         self._restored = False
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        opt = getattr(self.trainer, "optimizer", None)
+        if logs is not None and opt is not None:  # Keras logs the rate this epoch used
+            logs["learning_rate"] = opt.param_groups[0]["lr"]
         current = (logs or {}).get(self.monitor)
         if current is None:
             warnings.warn(
@@ -337,3 +358,133 @@ class ReduceLROnPlateau(Callback):
         self.wait = int(state["wait"])
         self.cooldown_counter = int(state["cooldown_counter"])
         self._restored = True
+
+
+class CSVLogger(Callback):
+    """Append each epoch's logs to a CSV file (Keras ``keras.callbacks.CSVLogger``): a
+    header ``epoch,<sorted log keys>`` (with ``val_*`` columns, 'NA' when there is no
+    validation, as Keras writes), then one row per epoch, flushed at once.
+
+    Example::
+
+        model.fit(x, y, epochs=10, callbacks=[CSVLogger("training.csv")])
+    """
+
+    def __init__(self, filename: str | os.PathLike, separator: str = ",", append: bool = False):
+        if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
+            raise TypeError(f"filename: expected a path string, got {filename!r}")
+        if not isinstance(separator, str) or len(separator) != 1:
+            raise ValueError(f"separator: expected one character, got {separator!r}")
+        self.filename, self.sep, self.append = os.fspath(filename), separator, bool(append)
+        self._file = None
+        self._writer = None
+        self.keys: list[str] | None = None
+
+    def on_train_begin(self, logs=None):
+        self._header = True
+        if self.append and os.path.exists(self.filename):
+            with open(self.filename) as f:
+                self._header = not f.readline()
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
+        self._writer, self.keys = None, None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.keys is None:
+            self.keys = sorted(logs)
+            if self.keys and not any(k.startswith("val_") for k in self.keys):
+                self.keys += [f"val_{k}" for k in self.keys]
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *self.keys],
+                                          delimiter=self.sep, lineterminator="\n")
+            if self._header:
+                self._writer.writeheader()
+        self._writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+        self._writer = None
+
+
+class LearningRateScheduler(Callback):
+    """Set the learning rate at the start of each epoch to ``schedule(epoch, lr)`` (or
+    ``schedule(epoch)``), Keras's ``keras.callbacks.LearningRateScheduler``; the rate is
+    logged as ``learning_rate``. It sets every parameter group's rate and base rate, so a
+    per-step ``schedule=`` of the Trainer keeps multiplying on top of it.
+
+    Raises ``ValueError`` when the schedule returns something that is not a finite number.
+
+    Example::
+
+        LearningRateScheduler(lambda epoch, lr: lr if epoch < 10 else lr * 0.9)
+    """
+
+    def __init__(self, schedule, verbose: int = 0):
+        if not callable(schedule):
+            raise TypeError(f"schedule: expected a callable (epoch, lr) -> lr, got {schedule!r}")
+        self.schedule, self.verbose = schedule, verbose
+
+    def on_epoch_begin(self, epoch, logs=None):
+        groups = self.trainer.optimizer.param_groups
+        lr = float(groups[0]["lr"])
+        try:
+            new = self.schedule(epoch, lr)
+        except TypeError:  # the old signature: schedule(epoch)
+            new = self.schedule(epoch)
+        if isinstance(new, torch.Tensor):
+            new = new.item()
+        if isinstance(new, bool) or not isinstance(new, (int, float)) or not math.isfinite(new):
+            raise ValueError(f"schedule: the learning rate must be a finite number, got {new!r}")
+        for g in groups:
+            g["lr"] = g["initial_lr"] = float(new)
+        if self.verbose:
+            print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = self.trainer.optimizer.param_groups[0]["lr"]
+
+
+class TerminateOnNaN(Callback):
+    """Stop training at the first batch whose running loss is NaN or infinite (Keras
+    ``keras.callbacks.TerminateOnNaN``); ``raise_error=True`` raises ``RuntimeError``
+    instead. It reads the loss after every batch: one host synchronisation per step."""
+
+    def __init__(self, raise_error: bool = False):
+        self.raise_error = bool(raise_error)
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            if self.raise_error:
+                raise RuntimeError(
+                    f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. "
+                    "Terminating training immediately."
+                )
+            print(f"Batch {batch}: Invalid loss, terminating training")
+            self.trainer.stop_training = True
+
+
+class LambdaCallback(Callback):
+    """A callback from functions (Keras ``keras.callbacks.LambdaCallback``): any hook given
+    by name, e.g. ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(logs))``."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_begin=None,
+                 on_train_end=None, on_train_batch_begin=None, on_train_batch_end=None,
+                 **kwargs):
+        given = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                     on_train_begin=on_train_begin, on_train_end=on_train_end,
+                     on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end, **kwargs)
+        for name, fn in given.items():
+            if fn is None:
+                continue
+            if not name.startswith("on_") or not hasattr(Callback, name):
+                raise ValueError(f"{name}: not a callback hook")
+            if not callable(fn):
+                raise TypeError(f"{name}: expected a callable, got {fn!r}")
+            setattr(self, name, fn)

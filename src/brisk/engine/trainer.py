@@ -210,13 +210,14 @@ class Trainer:
         """The callable that maps inputs to what the loss takes (logits when possible)."""
         act = getattr(self.module, "output_activation", None)
         loss_act = getattr(self.loss_fn, "activation", None)
-        if (hasattr(self.module, "output_activation") and loss_act is not None
-                and act != loss_act and getattr(self.loss_fn, "from_logits", False) is None):
-            # The Keras front (brisk.Sequential): Keras's from_logits=False default, so an
-            # output that does not end in the loss's activation (softmax into
-            # binary_crossentropy, or no activation at all) is taken as probabilities.
+        if loss_act is not None and getattr(self.loss_fn, "from_logits", False) is None:
+            # from_logits=None: the Keras front (brisk.Sequential) takes the output as
+            # probabilities (Keras's from_logits=False) unless the model ends in the loss's
+            # activation, which is then stripped and the loss computed from the logits; a
+            # plain module's outputs are logits (PyTorch's convention).
+            keras_front = hasattr(self.module, "output_activation")
             self.loss_fn = copy.copy(self.loss_fn)
-            self.loss_fn.from_logits = False
+            self.loss_fn.from_logits = act == loss_act if keras_front else True
         from_logits = getattr(self.loss_fn, "from_logits", None) is not False
         if act is not None and act == loss_act and from_logits:
             fn = self.module.forward_logits
@@ -234,11 +235,11 @@ class Trainer:
         m = self.module
         if hasattr(m, "built") and hasattr(m, "build") and not m.built:
             m.build(tuple(sample.shape[1:]))
-        elif getattr(m, "built", False) and getattr(m, "input_shape", None) is not None:
-            if tuple(sample.shape[1:]) != tuple(m.input_shape):
+        elif getattr(m, "built", False) and getattr(m, "sample_shape", None) is not None:
+            if tuple(sample.shape[1:]) != tuple(m.sample_shape):
                 raise ValueError(
                     f"x: per-sample input shape {tuple(sample.shape[1:])} does not fit the "
-                    f"model, which expects {tuple(m.input_shape)}"
+                    f"model, which expects {tuple(m.sample_shape)}"
                 )
         m.to(self.device)
         self.precision.setup_module(m)
@@ -453,9 +454,7 @@ class Trainer:
         with an embedding."""
         if xb.dtype == torch.float32 or (self._int_inputs and not xb.is_floating_point()):
             return xb
-        if xb.is_floating_point() and xb.dtype != torch.float64:
-            return xb  # float16/bfloat16 inputs: the precision policy decides
-        return xb.float()
+        return xb.float()  # the precision policy then casts for pure bf16
 
     def _augment_transform(self, augment):
         """Augmentations work on NCHW; Keras-layout (NHWC) batches are viewed as NCHW."""
@@ -622,7 +621,9 @@ class Trainer:
         schedule = self._build_schedule(schedule, epochs, steps_per_epoch)
 
         self.history = History()
-        cbs = CallbackList([self.history, *(callbacks or [])])
+        # Keras's order: the user's callbacks, then History, then the progress bar, so the
+        # history records what callbacks added to the logs (e.g. 'learning_rate')
+        cbs = CallbackList([*CallbackList(callbacks).callbacks, self.history])
         if verbose:
             cbs.append(ProgressBar(verbose))
         cbs.set_trainer(self)
@@ -656,10 +657,10 @@ class Trainer:
                     break
             logs = self._read_stats()
             if val_loader is not None:
-                val_logs = self._evaluate_loader(val_loader)
+                val_logs = self._evaluate_loader(val_loader, cbs)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if schedule is not None:
-                logs["lr"] = self.optimizer.param_groups[0]["lr"]
+            if schedule is not None:  # Keras logs the rate a schedule set, as 'learning_rate'
+                logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
@@ -678,15 +679,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluate/predict
     @torch.no_grad()
-    def _evaluate_loader(self, loader) -> dict[str, float]:
+    def _evaluate_loader(self, loader, cbs: CallbackList | None = None) -> dict[str, float]:
+        """Loss and metrics over ``loader``; the ``on_test_*`` hooks of ``cbs`` around it."""
+        cbs = cbs if cbs is not None else CallbackList()
         saved = (self._stats, self._counts)
         self._reset_stats()
+        cbs.on_test_begin()
         with self._inference():
-            for xb, yb in self._batches(loader):
+            for i, (xb, yb) in enumerate(self._batches(loader)):
+                cbs.on_test_batch_begin(i)
                 out, loss = self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
+                cbs.on_test_batch_end(i, _LazyLogs(self, {}))
         logs = self._read_stats()
         self._stats, self._counts = saved
+        cbs.on_test_end(dict(logs))
         return logs
 
     def _ready_for_inference(self, x) -> None:
@@ -701,9 +708,11 @@ class Trainer:
         batch_size: int | None = None,
         verbose: int | str = 0,
         return_dict: bool = False,
+        callbacks: list[Callback] | None = None,
     ):
         """Loss and metrics on the given data (Keras): a scalar loss when there are no
-        metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``."""
+        metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``. ``callbacks``
+        get the ``on_test_*`` hooks."""
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to evaluate")
         batch_size = _check_positive_int(batch_size or 256, "batch_size")
@@ -711,7 +720,9 @@ class Trainer:
         self._ready_for_inference(x)
         if y is not None:
             y = self._check_targets(y)
-        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0))
+        cbs = CallbackList(callbacks)
+        cbs.set_trainer(self)
+        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0), cbs)
         if resolve_verbose(verbose):
             from brisk.engine.progress import format_logs
 
@@ -721,18 +732,26 @@ class Trainer:
         return logs["loss"] if not self.metrics else list(logs.values())
 
     @torch.no_grad()
-    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0) -> np.ndarray:
+    def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
+                callbacks: list[Callback] | None = None) -> np.ndarray:
         """Model outputs for ``x`` as a numpy array (probabilities when the model ends in
-        softmax/sigmoid)."""
+        softmax/sigmoid). ``callbacks`` get the ``on_predict_*`` hooks (batch-end logs:
+        ``{'outputs': batch outputs}``, as in Keras)."""
         batch_size = _check_positive_int(batch_size or 256, "batch_size")
         x, _ = self._prepare(x, None, "x")
         self._ready_for_inference(x)
+        cbs = CallbackList(callbacks)
+        cbs.set_trainer(self)
         fn = self.module
         outs = []
+        cbs.on_predict_begin()
         with self._inference():
-            for xb, _ in self._batches(self._loader(x, None, batch_size, False, 0)):
+            for i, (xb, _) in enumerate(self._batches(self._loader(x, None, batch_size, False, 0))):
+                cbs.on_predict_batch_begin(i)
                 with self.precision.autocast():
                     outs.append(fn(xb).float())
+                cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
+        cbs.on_predict_end()
         return torch.cat(outs).cpu().numpy()
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any):

@@ -1,0 +1,202 @@
+"""Keras's callback contract on brisk: hook order, logs, params, and the Keras callbacks
+CSVLogger, LearningRateScheduler, ReduceLROnPlateau's logged rate, TerminateOnNaN and
+LambdaCallback. Pinned values: Keras 3.15.1, torch backend (tools/keras_oracle/callbacks.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import brisk
+from brisk.callbacks import (
+    Callback,
+    CSVLogger,
+    LambdaCallback,
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
+from brisk.layers import Dense, Input
+
+rs = np.random.RandomState(0)
+X, Y = rs.rand(8, 3).astype("float32"), rs.rand(8, 2).astype("float32")
+HOOKS = ["on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+         "on_train_batch_begin", "on_train_batch_end", "on_test_begin", "on_test_end",
+         "on_test_batch_begin", "on_test_batch_end", "on_predict_begin", "on_predict_end",
+         "on_predict_batch_begin", "on_predict_batch_end"]
+
+
+class Recorder(Callback):
+    def __init__(self):
+        self.calls, self.logs_types = [], set()
+
+    def __getattribute__(self, name):
+        if name in HOOKS:
+            def hook(*args, **kwargs):
+                logs = args[-1] if len(args) in (1, 2) and not isinstance(args[-1], int) else None
+                self.logs_types.add(type(logs).__name__ if logs is not None else "None")
+                self.calls.append(name)
+            return hook
+        return super().__getattribute__(name)
+
+
+def model():
+    m = brisk.Sequential([Input((3,)), Dense(2)])
+    m.compile(optimizer="sgd", loss="mse", seed=0)
+    return m
+
+
+def test_hook_order_in_fit_evaluate_and_predict_is_keras():
+    # Keras 3.15.1: 8 samples, batch 4, 2 epochs, validation on 4 samples.
+    epoch = (["on_epoch_begin"] + ["on_train_batch_begin", "on_train_batch_end"] * 2
+             + ["on_test_begin", "on_test_batch_begin", "on_test_batch_end", "on_test_end",
+                "on_epoch_end"])
+    m, r = model(), Recorder()
+    m.fit(X, Y, batch_size=4, epochs=2, verbose=0, validation_data=(X[:4], Y[:4]),
+          validation_batch_size=4, callbacks=[r])
+    assert r.calls == ["on_train_begin", *epoch, *epoch, "on_train_end"]
+    assert r.params == {"epochs": 2, "steps": 2, "verbose": 0}
+    r.calls.clear()
+    m.evaluate(X, Y, batch_size=4, callbacks=[r])
+    assert r.calls == ["on_test_begin"] + ["on_test_batch_begin", "on_test_batch_end"] * 2 + [
+        "on_test_end"]
+    r.calls.clear()
+    m.predict(X, batch_size=4, callbacks=[r])
+    assert r.calls == ["on_predict_begin"] + ["on_predict_batch_begin",
+                                              "on_predict_batch_end"] * 2 + ["on_predict_end"]
+
+
+def test_logs_are_always_dicts_and_batch_aliases_are_called():
+    seen = []
+
+    class Check(Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(("train_begin", dict(logs)))
+
+        def on_batch_begin(self, batch, logs=None):
+            seen.append(("batch_begin", batch, dict(logs)))
+
+        def on_batch_end(self, batch, logs=None):
+            seen.append(("batch_end", batch, sorted(logs)))
+
+        def on_test_end(self, logs=None):
+            seen.append(("test_end", sorted(logs)))
+
+        def on_predict_batch_end(self, batch, logs=None):
+            seen.append(("predict", batch, tuple(logs["outputs"].shape)))
+
+    m = model()
+    m.fit(X, Y, batch_size=4, epochs=1, verbose=0, callbacks=[Check()])
+    m.evaluate(X, Y, callbacks=[Check()])
+    m.predict(X, batch_size=8, callbacks=[Check()])
+    assert seen == [("train_begin", {}), ("batch_begin", 0, {}), ("batch_end", 0, ["loss"]),
+                    ("batch_begin", 1, {}), ("batch_end", 1, ["loss"]), ("test_end", ["loss"]),
+                    ("predict", 0, (8, 2))]
+
+
+def test_history_records_what_callbacks_add_to_the_logs():
+    class Add(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["extra"] = float(epoch)
+
+    h = model().fit(X, Y, batch_size=4, epochs=2, verbose=0, callbacks=[Add()])
+    assert h.history["extra"] == [0.0, 1.0]  # Keras appends History after the user's
+
+
+def test_csv_logger_writes_keras_format(tmp_path):
+    # Keras 3.15.1: 'epoch,loss,val_loss\n0,<loss>,NA\n1,<loss>,NA\n'; with append=True and
+    # separator ';' on a file with a header: no second header, ';' between values.
+    f = tmp_path / "log.csv"
+    m = model()
+    h = m.fit(X, Y, batch_size=4, epochs=2, verbose=0, callbacks=[CSVLogger(f)])
+    rows = f.read_text().splitlines()
+    assert rows[0] == "epoch,loss,val_loss"
+    assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]
+    assert [r.split(",")[2] for r in rows[1:]] == ["NA", "NA"]
+    assert [float(r.split(",")[1]) for r in rows[1:]] == h.history["loss"]
+    h2 = m.fit(X, Y, batch_size=4, epochs=2, verbose=0, validation_data=(X[:4], Y[:4]),
+               callbacks=[CSVLogger(f, separator=";", append=True)])
+    rows = f.read_text().splitlines()
+    assert len(rows) == 5 and rows[3] == f"0;{h2.history['loss'][0]!r};{h2.history['val_loss'][0]!r}"
+    with pytest.raises(ValueError, match="separator: expected one character"):
+        CSVLogger(f, separator=";;")
+
+
+def test_learning_rate_scheduler_sets_and_logs_the_rate():
+    # Keras 3.15.1: schedule 0.1 / (epoch + 1) -> history['learning_rate'] 0.1, 0.05, 0.0333
+    m = model()
+    rates = []
+
+    class Spy(Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            rates.append(self.trainer.optimizer.param_groups[0]["lr"])
+
+    h = m.fit(X, Y, batch_size=4, epochs=3, verbose=0,
+              callbacks=[LearningRateScheduler(lambda e, lr: 0.1 / (e + 1)), Spy()])
+    assert h.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3])
+    assert rates == pytest.approx([0.1, 0.1, 0.05, 0.05, 0.1 / 3, 0.1 / 3])
+    h = m.fit(X, Y, batch_size=4, epochs=1, verbose=0,
+              callbacks=[LearningRateScheduler(lambda e: 0.2)])  # the one-argument form
+    assert h.history["learning_rate"] == [0.2]
+    with pytest.raises(ValueError, match="schedule: the learning rate must be a finite number"):
+        m.fit(X, Y, epochs=1, verbose=0, callbacks=[LearningRateScheduler(lambda e, lr: None)])
+
+
+def test_reduce_lr_on_plateau_logs_the_rate_the_epoch_used():
+    # Keras 3.15.1: patience 0, min_delta 10: the rate is reduced after epoch 1 is logged.
+    m = brisk.Sequential([Input((3,)), Dense(2)])
+    m.compile(optimizer=brisk.optimizers.SGD(learning_rate=0.04), loss="mse", seed=0)
+    h = m.fit(X, Y, batch_size=4, epochs=3, verbose=0, validation_data=(X[:4], Y[:4]),
+              callbacks=[ReduceLROnPlateau(patience=0, factor=0.5, min_delta=10)])
+    assert h.history["learning_rate"] == pytest.approx([0.04, 0.04, 0.02])
+
+
+def test_terminate_on_nan_stops_at_the_first_bad_batch():
+    m = brisk.Sequential([Input((3,)), Dense(2)])
+    m.compile(optimizer=brisk.optimizers.SGD(learning_rate=1e30), loss="mse", seed=0)
+    big = np.full((64, 3), 1e10, "float32")
+    seen = []
+    h = m.fit(big, np.zeros((64, 2), "float32"), batch_size=4, epochs=3, verbose=0,
+              callbacks=[TerminateOnNaN(), LambdaCallback(
+                  on_train_batch_end=lambda b, logs: seen.append(b))])
+    assert len(h.history["loss"]) == 1 and seen and len(seen) < 16
+    assert not math.isfinite(h.history["loss"][0])
+    m2 = brisk.Sequential([Input((3,)), Dense(2)])
+    m2.compile(optimizer=brisk.optimizers.SGD(learning_rate=1e30), loss="mse", seed=0)
+    with pytest.raises(RuntimeError, match="NaN or Inf loss encountered at batch"):
+        m2.fit(big, np.zeros((64, 2), "float32"), batch_size=4, verbose=0,
+               callbacks=[TerminateOnNaN(raise_error=True)])
+
+
+def test_lambda_callback_hooks_and_bad_names():
+    events = []
+    cb = LambdaCallback(on_epoch_end=lambda e, logs: events.append(("epoch", e)),
+                        on_train_end=lambda logs: events.append(("end",)),
+                        on_test_end=lambda logs: events.append(("test",)))
+    model().fit(X, Y, batch_size=8, epochs=2, verbose=0, validation_split=0.25, callbacks=[cb])
+    assert events == [("test",), ("epoch", 0), ("test",), ("epoch", 1), ("end",)]
+    with pytest.raises(ValueError, match="on_epoch_middle: not a callback hook"):
+        LambdaCallback(on_epoch_middle=print)
+    with pytest.raises(TypeError, match="on_epoch_end: expected a callable"):
+        LambdaCallback(on_epoch_end=3)
+
+
+def test_batch_logs_cost_no_host_sync_unless_read(monkeypatch):
+    """The contract adds no per-step synchronisation: a callback that does not read the
+    batch logs never triggers the device read behind them."""
+    m = model()
+    reads = []
+    real = m.trainer._read_stats
+    monkeypatch.setattr(m.trainer, "_read_stats", lambda: reads.append(1) or real())
+
+    class Quiet(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            pass
+
+    m.fit(X, Y, batch_size=2, epochs=1, verbose=0, callbacks=[Quiet()])
+    assert len(reads) == 1  # once, at the epoch end
+    assert torch.is_tensor(m.trainer._stats[0])

@@ -1,0 +1,20 @@
+import os; os.environ["KERAS_BACKEND"]="torch"
+import numpy as np, keras
+from keras import layers
+m = keras.Sequential([keras.Input((4,)), layers.Dense(3, name="d1"), layers.BatchNormalization(name="bn"), layers.Dense(2, name="d2")])
+print("input_shape", m.input_shape, "output_shape", m.output_shape)
+print("weights", [(w.path, tuple(w.shape)) for w in m.weights])
+print("trainable", [w.path for w in m.trainable_weights])
+print("non_trainable", [w.path for w in m.non_trainable_weights])
+print("get_weights shapes", [w.shape for w in m.get_weights()])
+print("get_layer name", m.get_layer("bn").name, "index", m.get_layer(index=2).name)
+try: m.get_layer("nope")
+except Exception as e: print("get_layer err", type(e).__name__, e)
+try: m.get_layer(index=7)
+except Exception as e: print("get_layer idx err", type(e).__name__, e)
+out = m(np.ones((2, 4), "float32")); print("call numpy ->", type(out).__name__, tuple(out.shape))
+p = m.pop(); print("pop ->", p.name, [l.name for l in m.layers], m.output_shape)
+m.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+print("optimizer lr", float(m.optimizer.learning_rate)); m.optimizer.learning_rate = 0.05; print("set", float(m.optimizer.learning_rate))
+try: m.set_weights([np.zeros((4, 3))])
+except Exception as e: print("set_weights err", type(e).__name__, str(e)[:200])
