@@ -200,3 +200,57 @@ def test_batch_logs_cost_no_host_sync_unless_read(monkeypatch):
     m.fit(X, Y, batch_size=2, epochs=1, verbose=0, callbacks=[Quiet()])
     assert len(reads) == 1  # once, at the epoch end
     assert torch.is_tensor(m.trainer._stats[0])
+
+
+def _scripted(values):
+    class S(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs["val_loss"] = values[epoch]
+    return S()
+
+
+@pytest.mark.parametrize("values, kwargs, expected", [
+    # Keras 3.15.1 (tools/keras_oracle/es_ckpt.py): (epochs run, stopped_epoch, best, best_epoch)
+    ([3.0, 2.5, 2.2, 2.1, 2.0, 1.0], dict(patience=2, baseline=1.5), (6, 0, 1.0, 5)),
+    ([3.0, 1.4, 1.3, 1.35, 1.36, 1.37], dict(patience=1, baseline=1.5), (4, 3, 1.3, 2)),
+    ([1.0, 2.0, 3.0, 4.0, 5.0, 6.0], dict(patience=1, start_from_epoch=3), (5, 4, 4.0, 3)),
+])
+def test_early_stopping_baseline_and_start_from_epoch_match_keras(values, kwargs, expected):
+    from brisk.callbacks import EarlyStopping
+
+    es = EarlyStopping(**kwargs)
+    h = model().fit(X, Y, epochs=len(values), verbose=0, callbacks=[_scripted(values), es])
+    assert (len(h.history["loss"]), es.stopped_epoch, es.best, es.best_epoch) == expected
+
+
+def test_early_stopping_verbose_messages(capsys):
+    from brisk.callbacks import EarlyStopping
+
+    es = EarlyStopping(patience=1, verbose=1, restore_best_weights=True)
+    model().fit(X, Y, epochs=5, verbose=0, callbacks=[_scripted([3, 1, 2, 2, 2]), es])
+    assert capsys.readouterr().out == ("Epoch 3: early stopping\nRestoring model weights from "
+                                       "the end of the best epoch: 2.\n")
+
+
+def test_model_checkpoint_threshold_save_freq_and_weights_only(tmp_path):
+    from brisk.callbacks import ModelCheckpoint
+
+    # Keras 3.15.1: initial_value_threshold=2.2 with val_loss 3, 2, 2.5, 1 saves epochs 2, 4;
+    # save_freq=3 with 4 batches per epoch over 2 epochs saves at (1, 3) and (2, 2).
+    m = model()
+    m.fit(X, Y, epochs=4, batch_size=8, verbose=0, callbacks=[
+        _scripted([3.0, 2.0, 2.5, 1.0]),
+        ModelCheckpoint(str(tmp_path / "a" / "m{epoch}.keras"), save_best_only=True,
+                        initial_value_threshold=2.2)])
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["m2.keras", "m4.keras"]
+    m.fit(X, Y, epochs=2, batch_size=2, verbose=0, callbacks=[
+        ModelCheckpoint(str(tmp_path / "b" / "m{epoch}-{batch}.keras"), save_freq=3)])
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["m1-3.keras", "m2-2.keras"]
+    m.fit(X, Y, epochs=1, verbose=0, callbacks=[
+        ModelCheckpoint(str(tmp_path / "w.weights.h5"), save_weights_only=True)])
+    other = model()
+    other.load_weights(tmp_path / "w.weights.h5")
+    for a, b in zip(m.get_weights(), other.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="save_freq: expected 'epoch' or a positive int"):
+        ModelCheckpoint("x.keras", save_freq="batch")

@@ -161,10 +161,16 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0,
-                 mode: str = "auto", restore_best_weights: bool = False):
+                 verbose: int = 0, mode: str = "auto", baseline: float | None = None,
+                 restore_best_weights: bool = False, start_from_epoch: int = 0):
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
             raise ValueError(f"patience: expected an int >= 0, got {patience!r}")
-        self.monitor, self.patience = monitor, patience
+        if isinstance(start_from_epoch, bool) or not isinstance(start_from_epoch, int) or start_from_epoch < 0:
+            raise ValueError(f"start_from_epoch: expected an int >= 0, got {start_from_epoch!r}")
+        if baseline is not None and (isinstance(baseline, bool) or not isinstance(baseline, (int, float))):
+            raise ValueError(f"baseline: expected a number or None, got {baseline!r}")
+        self.monitor, self.patience, self.verbose = monitor, patience, verbose
+        self.baseline, self.start_from_epoch = baseline, start_from_epoch
         self.min_delta = abs(float(min_delta))
         self._maximize = _monitor_mode(monitor, mode)
         self.restore_best_weights = bool(restore_best_weights)
@@ -183,24 +189,40 @@ class EarlyStopping(Callback):
                 "validation_data or validation_split to fit"
             )
         current = float(logs[self.monitor])
+        if epoch < self.start_from_epoch:  # Keras: warm-up epochs are not monitored
+            return
         # Keras 3's order (keras.callbacks.EarlyStopping.on_epoch_end): count the epoch,
         # reset on an improvement, else stop once `patience` epochs passed without one
         # (never after the first epoch). With the best epoch followed by worse ones, fit
         # runs best + 1 + max(patience, 1) epochs, as Keras does.
         self.wait += 1
-        if self.best is None or (current > self.best + self.min_delta if self._maximize
-                                 else current < self.best - self.min_delta):
-            self.best, self.wait, self.best_epoch = current, 0, epoch
+        if self._improves(current, self.best):
+            self.best, self.best_epoch = current, epoch
             if self.restore_best_weights:  # a copy on the device: no host transfer
                 self._best_state = {k: v.detach().clone()
                                     for k, v in self.model.state_dict().items()}
+            # Keras: the wait restarts only when the value also beats the baseline
+            if self.baseline is None or self._improves(current, self.baseline):
+                self.wait = 0
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
 
+    def _improves(self, current: float, reference: float | None) -> bool:
+        if reference is None:
+            return True
+        if self._maximize:
+            return current > reference + self.min_delta
+        return current < reference - self.min_delta
+
     def on_train_end(self, logs=None):
+        if self.stopped_epoch > 0 and self.verbose > 0:
+            print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self._best_state is not None:
+            if self.verbose > 0:
+                print("Restoring model weights from the end of the best epoch: "
+                      f"{self.best_epoch + 1}.")
             self.model.load_state_dict(self._best_state)
 
 
@@ -218,28 +240,74 @@ class ModelCheckpoint(Callback):
         ModelCheckpoint("run/best.safetensors", monitor="val_accuracy", save_best_only=True)
     """
 
-    def __init__(self, filepath: str, monitor: str = "val_loss", save_best_only: bool = False,
-                 mode: str = "auto"):
+    def __init__(self, filepath: str, monitor: str = "val_loss", verbose: int = 0,
+                 save_best_only: bool = False, save_weights_only: bool = False,
+                 mode: str = "auto", save_freq: str | int = "epoch",
+                 initial_value_threshold: float | None = None):
         if not isinstance(filepath, str) or not filepath:
             raise TypeError(f"filepath: expected a path string, got {filepath!r}")
-        self.filepath, self.monitor = filepath, monitor
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq <= 0):
+            raise ValueError(f"save_freq: expected 'epoch' or a positive int (batches), got "
+                             f"{save_freq!r}")
+        if initial_value_threshold is not None and (
+                isinstance(initial_value_threshold, bool)
+                or not isinstance(initial_value_threshold, (int, float))):
+            raise ValueError("initial_value_threshold: expected a number or None, got "
+                             f"{initial_value_threshold!r}")
+        self.filepath, self.monitor, self.verbose = filepath, monitor, verbose
         self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.save_freq = save_freq
         self._maximize = _monitor_mode(monitor, mode)
-        self.best = float("-inf") if self._maximize else float("inf")
+        # Keras: the best value starts at initial_value_threshold (None: anything improves)
+        self.best = initial_value_threshold
+        self._since_save, self._epoch = 0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._since_save += 1
+        if self._since_save >= self.save_freq:  # every save_freq batches, across epochs
+            self._since_save = 0
+            self._save(self._epoch, batch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save(epoch, None, logs)
+
+    def _save(self, epoch: int, batch: int | None, logs) -> None:
         logs = dict(logs or {})
+        fmt = {"epoch": epoch + 1, **logs} if batch is None else {"epoch": epoch + 1,
+                                                                   "batch": batch + 1, **logs}
+        path = self.filepath.format(**fmt)
         if self.save_best_only:
             if logs.get(self.monitor) is None:
                 raise ValueError(f"monitor: {self.monitor!r} is not in the epoch logs "
                                  f"(available: {', '.join(logs) or 'none'})")
             current = float(logs[self.monitor])
-            if not (current > self.best if self._maximize else current < self.best):
+            best = "None" if self.best is None else f"{self.best:.5f}"
+            if self.best is not None and not (current > self.best if self._maximize
+                                              else current < self.best):
+                if self.verbose > 0:
+                    print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                 return
+            if self.verbose > 0:
+                print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
+                      f"{current:.5f}, saving model to {path}")
             self.best = current
-        path = self.filepath.format(epoch=epoch + 1, **logs)
+        elif self.verbose > 0:
+            print(f"\nEpoch {epoch + 1}: saving model to {path}")
         if path.endswith(".pt"):
             self.trainer.save_checkpoint(path)
+        elif self.save_weights_only:
+            if hasattr(self.model, "save_weights"):
+                self.model.save_weights(path)
+            else:
+                self.trainer.save(path)
         elif hasattr(self.model, "save") and hasattr(self.model, "get_config"):
             self.model.save(path)
         else:
