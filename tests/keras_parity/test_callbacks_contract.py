@@ -254,3 +254,12 @@ def test_model_checkpoint_threshold_save_freq_and_weights_only(tmp_path):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="save_freq: expected 'epoch' or a positive int"):
         ModelCheckpoint("x.keras", save_freq="batch")
+
+
+def test_validation_freq_validates_every_kth_epoch():
+    # Keras 3.15.1 (validation_freq.py): validation_freq=2 over 4 epochs validates after epochs 2 and 4; History
+    # val_loss then has 2 entries (Keras's History appends only the keys each epoch has).
+    h = model().fit(X, Y, epochs=4, verbose=0, validation_data=(X, Y), validation_freq=2)
+    assert len(h.history["loss"]) == 4 and len(h.history["val_loss"]) == 2
+    with pytest.raises(ValueError, match="validation_freq: expected a positive integer"):
+        model().fit(X, Y, validation_freq=0, verbose=0)

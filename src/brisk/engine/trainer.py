@@ -540,9 +540,11 @@ class Trainer:
         augment: Any = None,
         schedule: Any = None,
         validation_batch_size: int | None = None,
+        validation_freq: int = 1,
     ) -> History:
         """Train for ``epochs`` epochs (Keras signature); returns a ``History``.
 
+        ``validation_freq=k`` validates after every k-th epoch only (Keras).
         ``augment`` is a batched on-device transform ``(x, generator) -> x`` (see
         ``brisk.augment``) applied to training batches only. ``schedule`` overrides the
         Trainer's. With the 'gd' optimizer each epoch is one full-batch step, computed in
@@ -564,6 +566,7 @@ class Trainer:
                 f"validation_split: expected a float in (0, 1), got {validation_split!r}"
             )
         verbose = resolve_verbose(verbose)
+        validation_freq = _check_positive_int(validation_freq, "validation_freq")
         if validation_split and validation_data is not None:
             raise ValueError("validation_split: give either validation_split or validation_data")
 
@@ -656,7 +659,7 @@ class Trainer:
                 if self.stop_training:
                     break
             logs = self._read_stats()
-            if val_loader is not None:
+            if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
                 val_logs = self._evaluate_loader(val_loader, cbs)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             if schedule is not None:  # Keras logs the rate a schedule set, as 'learning_rate'
