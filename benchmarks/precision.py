@@ -54,7 +54,8 @@ CONTENDERS = {  # name -> Trainer options
 
 def mlp():
     return brisk.Sequential([
-        Flatten(input_shape=(28, 28)),
+        brisk.layers.Rescaling(1 / 255, input_shape=(28, 28)),  # uint8 pixels fed unscaled
+        Flatten(),
         Dense(64, activation="relu"),
         Dense(64, activation="relu"),
         Dense(10, activation="softmax"),
@@ -63,7 +64,8 @@ def mlp():
 
 def cnn():
     return brisk.Sequential([
-        Conv2D(16, 3, padding="same", input_shape=(28, 28, 1)),
+        brisk.layers.Rescaling(1 / 255, input_shape=(28, 28, 1)),
+        Conv2D(16, 3, padding="same"),
         BatchNormalization(),
         brisk.layers.Activation("relu"),
         MaxPooling2D(2),
