@@ -198,6 +198,7 @@ class Trainer:
         self._fwd = None
         self._fwd_loss = None
         self._int_inputs = False
+        self._cw_table: torch.Tensor | None = None
         self.global_step = 0
         self.epoch = 0
         self.stop_training = False
@@ -494,16 +495,51 @@ class Trainer:
         return {k: v / max(c, 1) for k, v, c in zip(names, values, self._counts, strict=False)}
 
     # ------------------------------------------------------------------ steps
-    def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor, sample_weight=None
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """Model outputs (logits where the loss takes them) and the loss, in float32."""
         with self.precision.autocast():
             out = self._fwd(xb)
         if self._keras_loss:  # brisk.losses.Loss: Keras's (y_true, y_pred)
-            return out, self.loss_fn(yb, out.float())
+            return out, self.loss_fn(yb, out.float(), sample_weight)
         return out, self.loss_fn(out.float(), yb)  # torch's (input, target)
 
+    def _class_weights(self, class_weight) -> torch.Tensor | None:
+        """``{class: weight}`` as a lookup table on the device (Keras's ``class_weight``;
+        classes not named weigh 1). Raises ``ValueError`` for a bad dict or a loss that
+        takes no per-sample weights."""
+        if class_weight is None:
+            return None
+        if not isinstance(class_weight, Mapping) or not class_weight:
+            raise ValueError(f"class_weight: expected a dict {{class index: weight}}, got {class_weight!r}")
+        for k, v in class_weight.items():
+            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
+                raise ValueError(f"class_weight: class indices must be ints >= 0, got {k!r}")
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {v!r} for class {k}")
+        if not self._keras_loss:
+            raise ValueError("class_weight: needs a loss that takes per-sample weights (a name or a "
+                             "brisk.losses.Loss); a torch loss function takes none")
+        classes = self._out_shape[0] if len(self._out_shape) == 3 else (self._out_shape[-1] if self._out_shape else 1)
+        table = torch.ones(max(max(int(k) for k in class_weight) + 1, classes, 2), device=self.device)
+        for k, v in class_weight.items():
+            table[int(k)] = float(v)
+        return table
+
+    def _sample_weights(self, yb: torch.Tensor) -> torch.Tensor:
+        """Keras's class_weight_to_sample_weights: one-hot labels by argmax, (N, 1) squeezed,
+        values rounded to the class index."""
+        idx = yb
+        if idx.dim() > 1:
+            idx = idx.argmax(-1) if idx.shape[-1] != 1 else idx.squeeze(-1)
+        idx = idx.round().long() if idx.is_floating_point() else idx.long()
+        return self._cw_table[idx.clamp(0, len(self._cw_table) - 1)]
+
     def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float) -> None:
-        out, loss = self._fwd_loss(xb, yb)
+        if self._cw_table is not None:
+            out, loss = self._fwd_loss(xb, yb, self._sample_weights(yb))
+        else:
+            out, loss = self._fwd_loss(xb, yb)
         self.precision.backward(loss * weight if weight != 1.0 else loss)
         self._accumulate(loss, out, yb)
 
@@ -541,10 +577,13 @@ class Trainer:
         schedule: Any = None,
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
+        class_weight: Mapping[int, float] | None = None,
     ) -> History:
         """Train for ``epochs`` epochs (Keras signature); returns a ``History``.
 
         ``validation_freq=k`` validates after every k-th epoch only (Keras).
+        ``class_weight={class: weight}`` weighs each training sample's loss by its class
+        (Keras; classes not named weigh 1; validation is unweighted).
         ``augment`` is a batched on-device transform ``(x, generator) -> x`` (see
         ``brisk.augment``) applied to training batches only. ``schedule`` overrides the
         Trainer's. With the 'gd' optimizer each epoch is one full-batch step, computed in
@@ -598,6 +637,7 @@ class Trainer:
         if val is not None and val[1] is not None:
             val = (val[0], self._check_targets(val[1], "validation_data labels"))
         self._ensure_optimizer()
+        self._cw_table = self._class_weights(class_weight)
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         augment = self._augment_transform(augment)
         loader = self._loader(x, y, batch_size, shuffle, seed, augment,
@@ -668,6 +708,7 @@ class Trainer:
             if self.stop_training:
                 break
         self._set_optimizer_mode(False)
+        self._cw_table = None  # class weights belong to this fit only
         cbs.on_train_end()
         return self.history
 
