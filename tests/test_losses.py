@@ -303,3 +303,42 @@ def test_loss_is_computed_in_the_outputs_dtype(loss):
 def test_reprs_name_the_loss():
     assert repr(Huber()) == "Huber(from_logits=None)"
     assert repr(BinaryCrossentropy(from_logits=False)) == "BinaryCrossentropy(from_logits=False)"
+
+
+def test_sample_weight_shapes_dtypes_and_per_element_losses():
+    y_pred, y_true = t([[1.0], [2.0], [4.0]]), torch.zeros(3, 1)
+    w64 = np.array([1.0, 0.5, 2.0])  # float64 weights never turn the loss into float64
+    for w in (w64, w64[:, None], w64.tolist()):
+        value = MeanSquaredError()(y_true, y_pred, sample_weight=w)
+        assert value.dtype == torch.float32
+        close(value, 35 / 3)
+    # a loss that returns per-element values (N, T): weights (N,) scale each row
+    per_element = brisk.losses.LossFunctionWrapper(lambda yt, yp: (yp - yt) ** 2,
+                                                   reduction="none")
+    out = per_element(torch.zeros(2, 3), t([[1.0, 2.0, 3.0], [1.0, 1.0, 1.0]]),
+                      sample_weight=t([2.0, 0.5]))
+    close(out, [[2.0, 8.0, 18.0], [0.5, 0.5, 0.5]])
+
+
+def test_loss_protocol_names_config_and_errors():
+    class MyFancyLoss(brisk.losses.Loss):
+        def call(self, y_true, y_pred):
+            return (y_pred - y_true).abs().mean(-1)
+
+    assert MyFancyLoss().name == "my_fancy_loss"
+    assert MyFancyLoss(reduction="sum").get_config() == {
+        "name": "my_fancy_loss", "reduction": "sum", "from_logits": None}
+    with pytest.raises(NotImplementedError) as e:
+        brisk.losses.Loss()(torch.zeros(2), torch.zeros(2))
+    assert str(e.value) == "Loss: a Loss subclass defines call(y_true, y_pred)"
+
+    def my_mae(y_true, y_pred):
+        return (y_pred - y_true).abs().mean(-1)
+
+    wrapped = brisk.losses.LossFunctionWrapper(my_mae, reduction="sum")
+    assert wrapped.name == "my_mae" and wrapped.reduction == "sum" and wrapped.from_logits is None
+    close(wrapped(t([[0.0], [0.0]]), t([[1.0], [3.0]])), 4.0)
+    assert brisk.losses.LossFunctionWrapper(my_mae, name="mine").name == "mine"
+    with pytest.raises(TypeError) as e:
+        brisk.losses.LossFunctionWrapper(3)
+    assert str(e.value) == "fn: expected a callable (y_true, y_pred) -> loss, got 3"
