@@ -109,3 +109,91 @@ def test_optimizer_learning_rate_reads_and_sets_from_a_callback():
     assert seen == pytest.approx([0.005, 0.0025]) and m.optimizer.learning_rate == 0.0025
     with pytest.raises(ValueError, match="learning_rate: expected a number >= 0"):
         m.optimizer.learning_rate = -1
+
+
+@pytest.mark.parametrize("kwargs, kernel, bias", [
+    # Keras 3.15.1 (tools/keras_oracle/clip.py): one full-batch SGD(1.0) step, mse
+    ({"clipnorm": 0.5}, [0.08119246, -0.11656116, 0.84766686, 0.05722928], [0.36552766, 0.34115914]),
+    ({"global_clipnorm": 0.5}, [0.08431797, -0.12138695, 0.83588994, 0.05835447],
+     [0.08329107, 0.07773833]),
+    ({"clipvalue": 0.1}, [0.1, -0.2, 0.5, 0.0], [0.1, 0.1]),
+    ({}, [-1.8833332, 2.9166667, 8.25, -0.65], [1.5, 1.4]),
+])
+def test_optimizer_clipping_arguments_match_keras(kwargs, kernel, bias):
+    x = np.array([[1.0, 2.0], [3.0, -1.0], [0.5, 0.5]], "float32")
+    y = np.array([[10.0, 0.0], [-5.0, 2.0], [1.0, 1.0]], "float32")
+    m = brisk.Sequential([Input((2,)), Dense(2)])
+    m.set_weights([np.array([[0.2, -0.3], [0.4, 0.1]], "float32"), np.zeros(2, "float32")])
+    m.compile(optimizer=brisk.optimizers.SGD(learning_rate=1.0, **kwargs), loss="mse")
+    m.fit(x, y, batch_size=3, epochs=1, verbose=0, shuffle=False)
+    k, b = m.get_weights()
+    np.testing.assert_allclose(k.ravel(), kernel, rtol=2e-5, atol=1e-6)
+    np.testing.assert_allclose(b, bias, rtol=2e-5, atol=1e-6)
+
+
+def test_optimizer_clipping_arguments_are_checked_and_kept_in_the_config():
+    opt = brisk.optimizers.Adam(learning_rate=0.01, clipnorm=1.0)
+    assert opt.get_config()["clipnorm"] == 1.0
+    assert brisk.optimizers.get(opt.get_config()).clipnorm == 1.0
+    assert brisk.optimizers.Momentum(clipvalue=0.5).clipvalue == 0.5  # through super()
+    with pytest.raises(ValueError, match="clipnorm: give clipnorm or global_clipnorm, not both"):
+        brisk.optimizers.SGD(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(ValueError, match="clipvalue: expected a positive number or None"):
+        brisk.optimizers.SGD(clipvalue=-1)
+
+
+S = brisk.optimizers.schedules
+STEPS = [0, 1, 5, 10, 25, 100]
+
+
+@pytest.mark.parametrize("make, expected", [
+    # Keras 3.15.1 (tools/keras_oracle/lr_schedules.py), at steps 0, 1, 5, 10, 25, 100
+    (lambda: S.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5),
+     [0.1, 0.0933033, 0.07071068, 0.05, 0.01767767, 9.766e-05]),
+    (lambda: S.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5, staircase=True),
+     [0.1, 0.1, 0.1, 0.05, 0.025, 9.766e-05]),
+    (lambda: S.InverseTimeDecay(0.1, decay_steps=10, decay_rate=0.5),
+     [0.1, 0.0952381, 0.08, 0.06666667, 0.04444445, 0.01666667]),
+    (lambda: S.InverseTimeDecay(0.1, decay_steps=10, decay_rate=0.5, staircase=True),
+     [0.1, 0.1, 0.1, 0.06666667, 0.05, 0.01666667]),
+    (lambda: S.PiecewiseConstantDecay([5, 10], [1.0, 0.5, 0.1]), [1.0, 1.0, 1.0, 0.5, 0.1, 0.1]),
+    (lambda: S.PolynomialDecay(0.1, decay_steps=20, end_learning_rate=0.01, power=2.0),
+     [0.1, 0.091225, 0.060625, 0.0325, 0.01, 0.01]),
+    (lambda: S.PolynomialDecay(0.1, decay_steps=20, end_learning_rate=0.01, cycle=True),
+     [0.1, 0.0955, 0.0775, 0.055, 0.04375, 0.01]),
+    (lambda: S.CosineDecay(0.1, decay_steps=20, alpha=0.1),
+     [0.1, 0.09944598, 0.08681981, 0.055, 0.01, 0.01]),
+    (lambda: S.CosineDecay(0.0, decay_steps=20, warmup_target=0.2, warmup_steps=10),
+     [0.0, 0.02, 0.1, 0.2, 0.02928932, 0.0]),
+])
+def test_keras_schedule_objects_match_keras(make, expected):
+    sched = make()
+    assert [sched(s) for s in STEPS] == pytest.approx(expected, rel=1e-5, abs=1e-8)  # 8 decimals
+    assert type(make()).__name__ in repr(sched)
+
+
+def test_a_schedule_as_learning_rate_sets_the_rate_before_every_step():
+    # Keras 3.15.1: SGD(ExponentialDecay(0.1, 2, 0.5)), 8 samples, batch 2, 2 epochs: the
+    # rates of the 8 steps are 0.1 * 0.5 ** (step / 2)
+    seen = []
+
+    class Rates(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(self.trainer.optimizer.param_groups[0]["lr"])
+
+    m = brisk.Sequential([Input((2,)), Dense(1)])
+    m.compile(optimizer=brisk.optimizers.SGD(
+        learning_rate=S.ExponentialDecay(0.1, decay_steps=2, decay_rate=0.5)), loss="mse")
+    m.fit(np.ones((8, 2), "float32"), np.zeros((8, 1), "float32"), batch_size=2, epochs=2,
+          verbose=0, callbacks=[Rates()])
+    assert seen == pytest.approx([0.1, 0.07071068, 0.05, 0.03535534, 0.025, 0.01767767,
+                                  0.0125, 0.00883884], rel=1e-6)
+    cfg = m.trainer.optimizer_spec.get_config()
+    assert brisk.optimizers.get(cfg).learning_rate_schedule(4) == pytest.approx(0.025)
+    m.compile(optimizer=brisk.optimizers.SGD(learning_rate=S.CosineDecay(0.0, 10, warmup_target=0.1,
+                                                                         warmup_steps=2)),
+              loss="mse", schedule="cosine")
+    with pytest.raises(ValueError, match="schedule: the optimizer's learning_rate is already a schedule"):
+        m.fit(np.ones((4, 2), "float32"), np.zeros((4, 1), "float32"), verbose=0)
+    with pytest.raises(ValueError, match="values: expected len\\(boundaries\\) \\+ 1 = 3 values"):
+        S.PiecewiseConstantDecay([5, 10], [1.0, 0.5])

@@ -549,6 +549,8 @@ class Trainer:
             factor = schedule(schedule_step)
             for g in opt.param_groups:
                 g["lr"] = g["initial_lr"] * factor
+        spec = self.optimizer_spec
+        keras_clip = any(getattr(spec, k, None) for k in ("clipnorm", "global_clipnorm", "clipvalue"))
         if self.clip_norm is not None or self.clip_value is not None:
             self.precision.unscale(opt)
             params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
@@ -556,6 +558,18 @@ class Trainer:
                 torch.nn.utils.clip_grad_value_(params, self.clip_value)
             if self.clip_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
+        elif keras_clip:  # the optimizer's Keras arguments, one of them, Keras's precedence
+            self.precision.unscale(opt)
+            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
+            if spec.clipnorm:  # each tensor: g * c / max(||g||, c) (Keras clip_by_norm)
+                norms = torch._foreach_norm(grads)
+                torch._foreach_mul_(grads, [spec.clipnorm / n.clamp_min(spec.clipnorm) for n in norms])
+            elif spec.global_clipnorm:  # all together (Keras clip_by_global_norm)
+                total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+                torch._foreach_mul_(grads, spec.global_clipnorm / total.clamp_min(spec.global_clipnorm))
+            else:
+                torch._foreach_clamp_min_(grads, -spec.clipvalue)
+                torch._foreach_clamp_max_(grads, spec.clipvalue)
         self.precision.step(opt)
         opt.zero_grad(set_to_none=True)
         self.global_step += 1
@@ -714,6 +728,13 @@ class Trainer:
 
     def _build_schedule(self, schedule, epochs: int, steps_per_epoch: int):
         spec = schedule if schedule is not None else self.schedule
+        lr_schedule = getattr(self.optimizer_spec, "learning_rate_schedule", None)
+        if lr_schedule is not None:  # Keras's learning_rate=<schedule object>
+            if spec is not None:
+                raise ValueError("schedule: the optimizer's learning_rate is already a schedule; "
+                                 "give one or the other")
+            base = self.optimizer_spec.learning_rate
+            spec = lambda step: lr_schedule(step) / base  # noqa: E731 - a factor of the base
         if spec is None and not self.warmup:
             return None
         return schedules_mod.get_schedule(

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import inspect
 import math
 import numbers
@@ -48,6 +49,8 @@ from typing import Any, ClassVar
 
 import torch
 from torch import nn
+
+from brisk.optim import keras_schedules
 
 __all__ = [
     "OPTIMIZERS",
@@ -277,11 +280,57 @@ class OptimizerSpec:
     learning_rate: float
     weight_decay: float
     decay_filter: DecayFilter | None
+    #: Keras's gradient clipping, applied by the engine before each step (one of them, in
+    #: Keras's precedence: per-tensor norm, then global norm, then value)
+    clipnorm: float | None = None
+    global_clipnorm: float | None = None
+    clipvalue: float | None = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every optimizer takes Keras's ``clipnorm``, ``global_clipnorm`` and ``clipvalue``
+        keywords (keras.optimizers.Optimizer), without repeating them in each signature."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None or getattr(init, "_takes_clipping", False):
+            return
+
+        @functools.wraps(init)
+        def __init__(self, *args: Any, clipnorm: float | None = None,
+                     global_clipnorm: float | None = None, clipvalue: float | None = None,
+                     **kw: Any) -> None:
+            init(self, *args, **kw)
+            self._init_clipping(clipnorm, global_clipnorm, clipvalue)
+
+        __init__._takes_clipping = True
+        cls.__init__ = __init__
+
+    def _init_clipping(self, clipnorm: Any, global_clipnorm: Any, clipvalue: Any) -> None:
+        for name, v in (("clipnorm", clipnorm), ("global_clipnorm", global_clipnorm),
+                        ("clipvalue", clipvalue)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                  or not (v > 0 and math.isfinite(v))):
+                raise ValueError(f"{name}: expected a positive number or None, got {v!r}")
+        if clipnorm is not None and global_clipnorm is not None:
+            raise ValueError("clipnorm: give clipnorm or global_clipnorm, not both (Keras)")
+        self.clipnorm = None if clipnorm is None else float(clipnorm)
+        self.global_clipnorm = None if global_clipnorm is None else float(global_clipnorm)
+        self.clipvalue = None if clipvalue is None else float(clipvalue)
 
     def _init_common(
         self, learning_rate: Any, lr: Any, weight_decay: Any, decay_filter: Any
     ) -> None:
         default = inspect.signature(type(self).__init__).parameters["learning_rate"].default
+        if isinstance(learning_rate, dict) and learning_rate.get("class") in keras_schedules.__all__:
+            learning_rate = getattr(keras_schedules, learning_rate["class"])(**learning_rate["config"])
+        self.learning_rate_schedule = None
+        if isinstance(learning_rate, keras_schedules.LearningRateSchedule):
+            # Keras's learning_rate=<schedule>: the engine sets the rate before every step;
+            # the optimizer is built with the first rate (1.0 when that is 0: the base the
+            # engine scales)
+            if lr is not None:
+                raise ValueError("lr and learning_rate: give the schedule as learning_rate only")
+            self.learning_rate_schedule = learning_rate
+            learning_rate = float(learning_rate(0)) or 1.0
         self.learning_rate = _resolve_lr(learning_rate, lr, default)
         self.weight_decay = _check_nonneg("weight_decay", weight_decay)
         if decay_filter is not None and not callable(decay_filter):
@@ -294,7 +343,13 @@ class OptimizerSpec:
         """``{"name": ..., <Keras arguments>}``; ``get(config)`` rebuilds the spec."""
         params = inspect.signature(type(self).__init__).parameters.values()
         keys = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"]
-        return {"name": self.name, **{k: getattr(self, k) for k in keys}}
+        clip = {k: getattr(self, k) for k in ("clipnorm", "global_clipnorm", "clipvalue")
+                if getattr(self, k) is not None}
+        config = {"name": self.name, **{k: getattr(self, k) for k in keys}, **clip}
+        sched = getattr(self, "learning_rate_schedule", None)
+        if sched is not None:
+            config["learning_rate"] = {"class": type(sched).__name__, "config": sched.get_config()}
+        return config
 
     def __repr__(self) -> str:
         cfg = self.get_config()
