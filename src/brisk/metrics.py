@@ -17,15 +17,100 @@ import difflib
 
 import torch
 
+_INITIALIZERS = {"zeros": torch.zeros, "ones": torch.ones}
+
 
 class Metric:
+    """Base of brisk's metrics. Two protocols:
+
+    - brisk's built-ins: ``update(y_pred, y_true) -> (sum, count)`` tensors that the engine
+      adds up on the device;
+    - Keras's subclassing protocol: ``add_weight`` in ``__init__``, then
+      ``update_state(y_true, y_pred, sample_weight=None)``, ``result()`` and (optionally)
+      ``reset_state()``. State tensors stay on the training device (the engine moves them
+      there); update them in place with torch ops (``self.total += values.sum()``), where
+      Keras code writes ``assign_add``. ``result()`` is read once per log interval.
+
+    Example::
+
+        class MeanPrediction(brisk.metrics.Metric):
+            def __init__(self, name="mean_prediction"):
+                super().__init__(name=name)
+                self.total = self.add_weight(name="total")
+                self.count = self.add_weight(name="count")
+
+            def update_state(self, y_true, y_pred, sample_weight=None):
+                self.total += y_pred.sum()
+                self.count += y_pred.numel()
+
+            def result(self):
+                return self.total / self.count
+    """
+
     name = "metric"
     #: True when the value depends only on the ranking of the outputs (argmax, top-k),
     #: so the engine may skip a softmax before computing it
     argmax_invariant = False
 
+    def __init__(self, name: str | None = None, dtype: object = None):
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"name: expected a non-empty string, got {name!r}")
+            self.name = name
+        self._weights: list[tuple[str, str]] = []  # (attribute, initializer)
+
     def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
+
+    # ------------------------------------------------------------ Keras protocol
+    @property
+    def keras_protocol(self) -> bool:
+        return type(self).update_state is not Metric.update_state
+
+    def add_weight(self, shape: tuple = (), initializer: str = "zeros", dtype: object = None,
+                   name: str | None = None) -> torch.Tensor:
+        """A state tensor (float32, or ``dtype``), set to ``initializer`` ('zeros' or 'ones')
+        and reset to it by ``reset_state``. Assign the result to an attribute."""
+        if initializer not in _INITIALIZERS:
+            raise ValueError(f"initializer: expected 'zeros' or 'ones', got {initializer!r}")
+        t = _INITIALIZERS[initializer](tuple(shape), dtype=dtype if isinstance(dtype, torch.dtype)
+                                       else torch.float32)
+        if not hasattr(self, "_weights"):
+            self._weights = []
+        self._pending = getattr(self, "_pending", []) + [(t, initializer)]
+        return t
+
+    def _state_attrs(self) -> list[tuple[str, str]]:
+        """(attribute name, initializer) of every weight made by add_weight."""
+        pending = getattr(self, "_pending", [])
+        if pending:
+            ids = {id(t): init for t, init in pending}
+            self._weights = [(k, ids[id(v)]) for k, v in vars(self).items() if id(v) in ids]
+            self._pending = []
+        return self._weights
+
+    def update_state(self, y_true, y_pred, sample_weight=None) -> None:
+        raise NotImplementedError
+
+    def result(self) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__}: a Keras-style metric defines result()")
+
+    def reset_state(self) -> None:
+        """Every weight back to its initializer."""
+        for attr, init in self._state_attrs():
+            t = getattr(self, attr)
+            t.fill_(1.0 if init == "ones" else 0.0)
+
+    def _to(self, device: torch.device) -> None:
+        for attr, _ in self._state_attrs():
+            setattr(self, attr, getattr(self, attr).to(device))
+
+    def _snapshot(self) -> list[torch.Tensor]:
+        return [getattr(self, a).clone() for a, _ in self._state_attrs()]
+
+    def _restore(self, saved: list[torch.Tensor]) -> None:
+        for (a, _), t in zip(self._state_attrs(), saved, strict=True):
+            getattr(self, a).copy_(t)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

@@ -656,7 +656,7 @@ def test_the_loss_of_a_single_sample_epoch_is_not_halved():
          "validation_split: give either validation_split or validation_data"),
         ({"validation_split": 0.01}, "validation_split: 0.01 leaves an empty split of 10 samples"),
         ({"validation_split": "0.2"}, "validation_split: expected a float in (0, 1), got '0.2'"),
-        ({"validation_data": (np.zeros((2, 5)),)}, "validation_data: expected (x_val, y_val)"),
+        ({"validation_data": (np.zeros((2, 5)),)}, "validation_data: expected (x_val, y_val) or (x_val, y_val, sample_weight_val)"),
     ],
 )
 def test_fit_argument_errors_are_exact(kwargs, message):

@@ -263,3 +263,47 @@ def test_validation_freq_validates_every_kth_epoch():
     assert len(h.history["loss"]) == 4 and len(h.history["val_loss"]) == 2
     with pytest.raises(ValueError, match="validation_freq: expected a positive integer"):
         model().fit(X, Y, validation_freq=0, verbose=0)
+
+
+class MeanPrediction(brisk.metrics.Metric):
+    """Keras's subclassing protocol (the Keras guide's example, with torch ops)."""
+
+    def __init__(self, name="mean_prediction"):
+        super().__init__(name=name)
+        self.total = self.add_weight(name="total", initializer="zeros")
+        self.count = self.add_weight(name="count", initializer="zeros")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total += y_pred.sum()
+        self.count += y_pred.numel()
+
+    def result(self):
+        return self.total / self.count
+
+
+def test_keras_metric_subclass_protocol():
+    m = model()
+    metric = MeanPrediction()
+    m.compile(optimizer="sgd", loss="mse", metrics=[metric], seed=0)
+    r = m.evaluate(X, Y, return_dict=True)
+    assert r["mean_prediction"] == pytest.approx(float(m.predict(X).mean()), rel=1e-5)
+    class MidEpochEvaluate(Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 0:
+                self.model.evaluate(X[:2], Y[:2])
+
+    def run(callbacks):
+        net = model()
+        net.compile(optimizer="sgd", loss="mse", metrics=[MeanPrediction()], seed=0)
+        return net.fit(X, Y, batch_size=4, epochs=1, verbose=0, shuffle=False,
+                       validation_data=(X, Y), callbacks=callbacks), net
+
+    (plain, _), (probed, net) = run([]), run([MidEpochEvaluate()])
+    # an evaluate in the middle of the epoch leaves the training metric's state as it was
+    assert probed.history["mean_prediction"] == pytest.approx(plain.history["mean_prediction"])
+    assert probed.history["val_mean_prediction"][0] == pytest.approx(
+        float(net.predict(X).mean()), rel=1e-5)
+    metric.reset_state()
+    assert float(metric.total) == 0.0 and float(metric.count) == 0.0
+    with pytest.raises(ValueError, match="initializer: expected 'zeros' or 'ones'"):
+        metric.add_weight(initializer="glorot")

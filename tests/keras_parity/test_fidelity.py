@@ -563,3 +563,38 @@ def test_class_weight_errors():
     t = brisk.Trainer(nn.Linear(2, 2), loss=F.cross_entropy)
     with pytest.raises(ValueError, match="class_weight: needs a loss that takes per-sample weights"):
         t.fit(XA, np.array([0, 1]), verbose=0, class_weight={0: 2.0})
+
+
+def test_sample_weight_matches_keras():
+    # Keras 3.15.1 (sample_weight.py): weights linspace(0.1, 2, 12); evaluate 1.3999615;
+    # full-batch SGD(0.1), 2 epochs: losses [1.3999615, 1.3506187], kernel row 0
+    # [0.27717319, -0.02564469, 0.14847150]; validation_data with weights: val_loss 0.7598261
+    rs = np.random.RandomState(0)
+    x = rs.randn(12, 4).astype("float32")
+    yl = np.array([0, 1, 2, 1, 0, 2, 1, 1, 0, 2, 2, 1])
+    sw = np.linspace(0.1, 2.0, 12).astype("float32")
+    w = [[0.3, -0.1, 0.2], [-0.2, 0.4, 0.0], [0.1, 0.1, -0.3], [0.5, -0.5, 0.2]]
+
+    def model():
+        m = brisk.Sequential([Input((4,)), Dense(3, activation="softmax")])
+        _set_dense(m.layers[0], w, [0.0, 0.0, 0.0])
+        m.compile(optimizer=brisk.optimizers.SGD(learning_rate=0.1),
+                  loss="sparse_categorical_crossentropy")
+        return m
+
+    m = model()
+    assert m.evaluate(x, yl, sample_weight=sw, batch_size=12) == pytest.approx(1.3999615, rel=1e-5)
+    h = m.fit(x, yl, batch_size=12, epochs=2, verbose=0, shuffle=False, sample_weight=sw)
+    assert h.history["loss"] == pytest.approx([1.3999615, 1.3506187], rel=1e-5)
+    np.testing.assert_allclose(m.get_weights()[0][0], [0.27717319, -0.02564469, 0.1484715],
+                               rtol=1e-5)
+    h = model().fit(x, yl, batch_size=12, epochs=1, verbose=0, shuffle=False,
+                    validation_data=(x[:6], yl[:6], sw[:6]))
+    assert h.history["val_loss"] == pytest.approx([0.7598261], rel=1e-5)
+    with pytest.raises(ValueError, match="class_weight: give class_weight or sample_weight"):
+        model().fit(x, yl, verbose=0, sample_weight=sw, class_weight={0: 1.0})
+    with pytest.raises(ValueError, match=r"sample_weight: expected shape \(12,\), got \(3,\)"):
+        model().fit(x, yl, verbose=0, sample_weight=sw[:3])
+    ds = torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(yl), torch.tensor(sw))
+    loader = torch.utils.data.DataLoader(ds, batch_size=12)  # (x, y, w) batches, as Keras
+    assert model().evaluate(loader) == pytest.approx(1.3999615, rel=1e-5)

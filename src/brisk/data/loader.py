@@ -79,6 +79,8 @@ class DeviceLoader:
         transform: ``transform(x_batch, generator) -> x_batch`` applied after conversion and
             normalisation, e.g. ``brisk.augment.compose(RandomCrop(4), FlipLR())``. The
             generator is a device generator seeded from (seed, epoch, rank).
+        sample_weight: per-sample weights, shape (N,) (Keras's ``fit(sample_weight=)``):
+            batches are then ``(x, y, w)``, shuffled together.
         rescale: multiply each batch by this factor (Keras's ``Rescaling(scale)``), e.g.
             ``1/255`` for uint8 images in 0..1: ``x * (1/255)``, within one float32 ulp of
             ``x / 255``; 0 and 255 map exactly to 0 and 1.
@@ -128,6 +130,7 @@ class DeviceLoader:
         pin_memory: bool | None = None,
         resident: bool | None = None,
         rescale: float | None = None,
+        sample_weight: Any = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -163,6 +166,18 @@ class DeviceLoader:
                     f"x and y: different numbers of samples ({len(xt)} vs "
                     f"{len(yt) if yt.ndim else 'a scalar'})"
                 )
+
+        wt = None
+        if sample_weight is not None:
+            if yt is None:
+                raise ValueError("sample_weight: needs y (weights belong to labelled samples)")
+            wt = _as_tensor(sample_weight, "sample_weight")
+            if wt.dim() == 2 and wt.shape[1] == 1:
+                wt = wt.reshape(-1)
+            if wt.dim() != 1 or len(wt) != len(xt):
+                raise ValueError(f"sample_weight: expected shape ({len(xt)},), got {tuple(wt.shape)}")
+            if not bool(torch.isfinite(wt.double()).all()) or bool((wt < 0).any()):
+                raise ValueError("sample_weight: expected finite weights >= 0")
 
         self.device = torch.device(device if device is not None else "cpu")
         if self.device.type == "cuda" and self.device.index is None:
@@ -201,6 +216,7 @@ class DeviceLoader:
         # Convert the dtype where the data already is (float64 -> float32 halves the copy).
         self._x = xt.to(x_dtype).to(store).contiguous()
         self._y = None if yt is None else yt.to(y_dtype).to(store).contiguous()
+        self._w = None if wt is None else wt.to(torch.float32).to(store).contiguous()
         # Each batch becomes x * scale - shift: the (x / 255 - mean) / std of the docs as one
         # multiply and one subtract (within 2 float32 ulps of the three-step formula, and
         # about 30% faster than dividing: division is the slowest vector op on CPUs).
@@ -368,10 +384,12 @@ class DeviceLoader:
             xb = xb.sub_(self._shift)
         return xb
 
-    def _finish(self, xb: torch.Tensor, yb: torch.Tensor | None, gen):
+    def _finish(self, xb: torch.Tensor, yb: torch.Tensor | None, gen, wb=None):
         xb = self._convert(xb)
         if self.transform is not None:
             xb = self.transform(xb, gen)
+        if wb is not None:
+            return xb, yb, wb
         return xb if yb is None else (xb, yb)
 
     def _iterate(self, epoch: int) -> Iterator[Any]:
@@ -385,28 +403,33 @@ class DeviceLoader:
         if self._staged:
             yield from self._iterate_staged(order, stop, gen)
             return
-        x, y, tf = self._x, self._y, self.transform
+        x, y, w, tf = self._x, self._y, self._w, self.transform
         step = bs * self._batches_per_chunk()  # a whole number of batches per chunk
         for c in range(0, stop, step):
             idx = order[c : min(c + step, stop)]
             xc = self._convert(x.index_select(0, idx))
             yc = None if y is None else y.index_select(0, idx)
+            wc = None if w is None else w.index_select(0, idx)
             for b in range(0, len(idx), bs):
                 xb = xc[b : b + bs]  # a view; the transform sees exactly one batch
                 if tf is not None:
                     xb = tf(xb, gen)
-                yield xb if yc is None else (xb, yc[b : b + bs])
+                if wc is not None:
+                    yield xb, yc[b : b + bs], wc[b : b + bs]
+                else:
+                    yield xb if yc is None else (xb, yc[b : b + bs])
 
     def _iterate_staged(self, order: torch.Tensor, stop: int, gen) -> Iterator[Any]:
         """CUDA with CPU-resident data: gather on the CPU, copy one batch ahead."""
-        bs, x, y = self.batch_size, self._x, self._y
+        bs, x, y, w = self.batch_size, self._x, self._y, self._w
         starts = list(range(0, stop, bs))
-        if not self.pin_memory:
+        if not self.pin_memory or w is not None:  # weights: the plain copy (no staging buffers)
             for s in starts:
                 idx = order[s : s + bs]
                 xb = x.index_select(0, idx).to(self.device)
                 yb = None if y is None else y.index_select(0, idx).to(self.device)
-                yield self._finish(xb, yb, gen)
+                wb = None if w is None else w.index_select(0, idx).to(self.device)
+                yield self._finish(xb, yb, gen, wb)
             return
         # Two pinned staging buffers: batch i is gathered into buffer i % 2 while batch i - 1
         # is in use; before reusing a buffer we wait for the copy that last read it.

@@ -414,7 +414,8 @@ class Trainer:
                 y = y.float()
         return y
 
-    def _loader(self, x, y, batch_size, shuffle, seed, transform=None, drop_last=False):
+    def _loader(self, x, y, batch_size, shuffle, seed, transform=None, drop_last=False,
+                sample_weight=None):
         if isinstance(x, (torch.utils.data.DataLoader, DeviceLoader)):
             return x  # the user's loader decides batching, order and normalisation
         if isinstance(x, torch.utils.data.Dataset):
@@ -425,27 +426,35 @@ class Trainer:
             )
         return DeviceLoader(
             x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
-            device=self.device, seed=seed, transform=transform,
+            device=self.device, seed=seed, transform=transform, sample_weight=sample_weight,
         )
 
-    def _batches(self, loader, augment=None, generator=None):
+    def _batches(self, loader, augment=None, generator=None, weights: bool = False):
         """(x, y) batches on the device, whatever the source; ``augment`` (training only)
-        is applied on the device to sources that do not apply it themselves."""
+        is applied on the device to sources that do not apply it themselves. With
+        ``weights``: (x, y, sample weights or None), from (x, y, w) batches as Keras's."""
         for batch in loader:
+            wb = None
             if isinstance(batch, (tuple, list)):
                 xb, yb = batch[0], (batch[1] if len(batch) > 1 else None)
+                wb = batch[2] if len(batch) > 2 else None
             else:
                 xb, yb = batch, None
             if xb.device != self.device:
                 xb = xb.to(self.device, non_blocking=True)
                 if yb is not None:
                     yb = yb.to(self.device, non_blocking=True)
+            if wb is not None:
+                wb = torch.as_tensor(wb, device=self.device).float().reshape(-1)
             xb = self._cast_batch(xb)
             if yb is not None and getattr(self.loss_fn, "target", None) == "sparse":
                 yb = yb.long().reshape(-1)
             if augment is not None:
                 xb = augment(xb.float() if not xb.is_floating_point() else xb, generator)
-            yield self.precision.cast_input(xb), yb
+            if weights:
+                yield self.precision.cast_input(xb), yb, wb
+            else:
+                yield self.precision.cast_input(xb), yb
 
     def _cast_batch(self, xb: torch.Tensor) -> torch.Tensor:
         """Inputs in float32 with their values, as Keras feeds them: float64 and integer
@@ -471,6 +480,10 @@ class Trainer:
     def _reset_stats(self) -> None:
         self._stats = [torch.zeros((), device=self.device) for _ in range(1 + len(self.metrics))]
         self._counts = [0] * (1 + len(self.metrics))
+        for m in self.metrics:
+            if m.keras_protocol:  # Keras's Metric: its own state, on the device
+                m._to(self.device)
+                m.reset_state()
 
     @torch.no_grad()
     def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
@@ -482,6 +495,10 @@ class Trainer:
             if self._post is not None and not self._argmax_only:
                 pred = self._post(pred)
             for i, m in enumerate(self.metrics, 1):
+                if m.keras_protocol:
+                    m.update_state(y, pred)
+                    self._counts[i] = 1
+                    continue
                 s, c = m.update(pred, y)
                 self._stats[i].add_(s)
                 self._counts[i] += int(c)
@@ -490,7 +507,10 @@ class Trainer:
         """One host sync: the means of everything accumulated since the reset."""
         if not self._counts or not self._counts[0]:
             return {}
-        values = torch.stack(self._stats).tolist()
+        stats = [torch.as_tensor(m.result(), device=self.device, dtype=torch.float32).reshape(())
+                 if m.keras_protocol else st
+                 for m, st in zip(self.metrics, self._stats[1:], strict=True)]
+        values = torch.stack([self._stats[0], *stats]).tolist()
         names = ["loss", *[m.name for m in self.metrics]]
         return {k: v / max(c, 1) for k, v, c in zip(names, values, self._counts, strict=False)}
 
@@ -526,6 +546,28 @@ class Trainer:
             table[int(k)] = float(v)
         return table
 
+    def _check_sample_weight(self, sample_weight, x, y, name: str = "sample_weight"):
+        """Per-sample weights for array inputs, as a (N,) float tensor; checked before
+        training (the DeviceLoader checks shape and values again)."""
+        if sample_weight is None:
+            return None
+        if not torch.is_tensor(x):
+            raise ValueError(f"{name}: only with array inputs; a Dataset or loader can yield "
+                             "(x, y, sample_weight) batches instead")
+        if y is None:
+            raise ValueError(f"{name}: needs y")
+        if not self._keras_loss:
+            raise ValueError(f"{name}: needs a loss that takes per-sample weights (a name or a "
+                             "brisk.losses.Loss); a torch loss function takes none")
+        w = _to_tensor(sample_weight, name)
+        if w.dim() == 2 and w.shape[1] == 1:
+            w = w.reshape(-1)
+        if w.dim() != 1 or len(w) != len(x):
+            raise ValueError(f"{name}: expected shape ({len(x)},), got {tuple(w.shape)}")
+        if not _all_finite(w.double()) or bool((w < 0).any()):
+            raise ValueError(f"{name}: expected finite weights >= 0")
+        return w
+
     def _sample_weights(self, yb: torch.Tensor) -> torch.Tensor:
         """Keras's class_weight_to_sample_weights: one-hot labels by argmax, (N, 1) squeezed,
         values rounded to the class index."""
@@ -535,9 +577,12 @@ class Trainer:
         idx = idx.round().long() if idx.is_floating_point() else idx.long()
         return self._cw_table[idx.clamp(0, len(self._cw_table) - 1)]
 
-    def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float) -> None:
-        if self._cw_table is not None:
-            out, loss = self._fwd_loss(xb, yb, self._sample_weights(yb))
+    def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float, wb=None) -> None:
+        if self._cw_table is not None:  # Keras multiplies class and sample weights
+            cw = self._sample_weights(yb)
+            wb = cw if wb is None else wb * cw
+        if wb is not None:
+            out, loss = self._fwd_loss(xb, yb, wb)
         else:
             out, loss = self._fwd_loss(xb, yb)
         self.precision.backward(loss * weight if weight != 1.0 else loss)
@@ -592,12 +637,15 @@ class Trainer:
         validation_batch_size: int | None = None,
         validation_freq: int = 1,
         class_weight: Mapping[int, float] | None = None,
+        sample_weight: Any = None,
     ) -> History:
         """Train for ``epochs`` epochs (Keras signature); returns a ``History``.
 
         ``validation_freq=k`` validates after every k-th epoch only (Keras).
         ``class_weight={class: weight}`` weighs each training sample's loss by its class
-        (Keras; classes not named weigh 1; validation is unweighted).
+        (Keras; classes not named weigh 1; validation is unweighted). ``sample_weight``
+        (N,) weighs each sample's loss (Keras: weighted sum over the batch size; split with
+        ``validation_split``; ``validation_data`` may carry its own as a third item).
         ``augment`` is a batched on-device transform ``(x, generator) -> x`` (see
         ``brisk.augment``) applied to training batches only. ``schedule`` overrides the
         Trainer's. With the 'gd' optimizer each epoch is one full-batch step, computed in
@@ -625,7 +673,10 @@ class Trainer:
 
         # Data: validate, split (Keras takes the *last* fraction, before shuffling).
         x, y = self._prepare(x, y, "x")
-        val = None
+        if class_weight is not None and sample_weight is not None:
+            raise ValueError("class_weight: give class_weight or sample_weight, not both (Keras)")
+        sw = self._check_sample_weight(sample_weight, x, y)
+        val, val_sw = None, None
         if validation_split:
             if not torch.is_tensor(x):
                 raise ValueError("validation_split: only works with array inputs; "
@@ -636,11 +687,17 @@ class Trainer:
                                  f"of {len(x)} samples")
             val = (x[split_at:], None if y is None else y[split_at:])
             x, y = x[:split_at], (None if y is None else y[:split_at])
+            if sw is not None:  # Keras splits the weights with the samples
+                sw, val_sw = sw[:split_at], sw[split_at:]
         elif validation_data is not None:
             if isinstance(validation_data, (tuple, list)):
-                if len(validation_data) != 2:
-                    raise ValueError("validation_data: expected (x_val, y_val)")
+                if len(validation_data) not in (2, 3):
+                    raise ValueError("validation_data: expected (x_val, y_val) or "
+                                     "(x_val, y_val, sample_weight_val)")
                 val = self._prepare(validation_data[0], validation_data[1], "validation_data")
+                if len(validation_data) == 3:
+                    val_sw = self._check_sample_weight(validation_data[2], val[0], val[1],
+                                                       "validation_data sample_weight")
             else:
                 val = self._prepare(validation_data, None, "validation_data")
 
@@ -655,14 +712,15 @@ class Trainer:
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         augment = self._augment_transform(augment)
         loader = self._loader(x, y, batch_size, shuffle, seed, augment,
-                              drop_last=bool(self.compile) and torch.is_tensor(x) and len(x) >= batch_size)
+                              drop_last=bool(self.compile) and torch.is_tensor(x) and len(x) >= batch_size,
+                              sample_weight=sw)
         # Array inputs get augment inside their DeviceLoader; a user's Dataset, DataLoader or
         # DeviceLoader gets it here, per batch on the device, from a seeded generator.
         batch_augment = augment if augment is not None and not torch.is_tensor(x) else None
         val_loader = None
         if val is not None:
             val_loader = self._loader(val[0], val[1], validation_batch_size or max(batch_size, 256),
-                                      False, seed)
+                                      False, seed, sample_weight=val_sw)
 
         try:
             n_batches = len(loader)
@@ -700,12 +758,12 @@ class Trainer:
             gen = None
             if batch_augment is not None:
                 gen = torch.Generator(device=self.device).manual_seed(seed * 1000003 + epoch)
-            for i, (xb, yb) in enumerate(self._batches(loader, batch_augment, gen)):
+            for i, (xb, yb, wb) in enumerate(self._batches(loader, batch_augment, gen, weights=True)):
                 cbs.on_train_batch_begin(i)
                 # Each micro-batch's mean loss is weighted by its share of the update's
                 # samples, so k accumulated batches equal one step on their union.
                 weight = 1.0 if accumulate == 1 else xb.shape[0] / _group_size(sizes, i, accumulate)
-                self._train_batch(xb, yb, weight)
+                self._train_batch(xb, yb, weight, wb)
                 if (i + 1) % accumulate == 0 or i + 1 == n_batches:
                     self._optimizer_step(schedule, epoch * steps_per_epoch + step_in_epoch)
                     step_in_epoch += 1
@@ -748,16 +806,20 @@ class Trainer:
         """Loss and metrics over ``loader``; the ``on_test_*`` hooks of ``cbs`` around it."""
         cbs = cbs if cbs is not None else CallbackList()
         saved = (self._stats, self._counts)
+        states = [m._snapshot() if m.keras_protocol else None for m in self.metrics]
         self._reset_stats()
         cbs.on_test_begin()
         with self._inference():
-            for i, (xb, yb) in enumerate(self._batches(loader)):
+            for i, (xb, yb, wb) in enumerate(self._batches(loader, weights=True)):
                 cbs.on_test_batch_begin(i)
-                out, loss = self._fwd_loss(xb, yb)
+                out, loss = self._fwd_loss(xb, yb, wb) if wb is not None else self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
                 cbs.on_test_batch_end(i, _LazyLogs(self, {}))
         logs = self._read_stats()
         self._stats, self._counts = saved
+        for m, state in zip(self.metrics, states, strict=True):
+            if state is not None:  # the training epoch's metric state, as it was
+                m._restore(state)
         cbs.on_test_end(dict(logs))
         return logs
 
@@ -774,20 +836,22 @@ class Trainer:
         verbose: int | str = 0,
         return_dict: bool = False,
         callbacks: list[Callback] | None = None,
+        sample_weight: Any = None,
     ):
         """Loss and metrics on the given data (Keras): a scalar loss when there are no
         metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``. ``callbacks``
-        get the ``on_test_*`` hooks."""
+        get the ``on_test_*`` hooks; ``sample_weight`` weighs each sample's loss (Keras)."""
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to evaluate")
         batch_size = _check_positive_int(batch_size or 256, "batch_size")
         x, y = self._prepare(x, y, "x")
+        sw = self._check_sample_weight(sample_weight, x, y)
         self._ready_for_inference(x)
         if y is not None:
             y = self._check_targets(y)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
-        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0), cbs)
+        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0, sample_weight=sw), cbs)
         if resolve_verbose(verbose):
             from brisk.engine.progress import format_logs
 
