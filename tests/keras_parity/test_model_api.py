@@ -197,3 +197,20 @@ def test_a_schedule_as_learning_rate_sets_the_rate_before_every_step():
         m.fit(np.ones((4, 2), "float32"), np.zeros((4, 1), "float32"), verbose=0)
     with pytest.raises(ValueError, match="values: expected len\\(boundaries\\) \\+ 1 = 3 values"):
         S.PiecewiseConstantDecay([5, 10], [1.0, 0.5])
+
+
+def test_get_config_from_config_and_clone_model(tmp_path):
+    m = mlp()
+    m.layers[0].trainable = False
+    again = brisk.Sequential.from_config(m.get_config())
+    assert again.get_config() == m.get_config() and again.output_shape == (None, 2)
+    assert [layer.trainable for layer in again.layers] == [False, True, True]
+    clone = brisk.models.clone_model(m)  # Keras: same architecture, new weights
+    assert clone.count_params() == m.count_params()
+    assert not np.array_equal(clone.get_weights()[0], m.get_weights()[0])
+    m.save(tmp_path / "m.keras")
+    assert brisk.models.load_model(tmp_path / "m.keras").get_config() == m.get_config()
+    with pytest.raises(ValueError, match="config: unknown layer class 'Nope'"):
+        brisk.Sequential.from_config({**m.get_config(), "layers": [{"class": "Nope", "config": {}}]})
+    with pytest.raises(TypeError, match="model: clone_model takes a brisk.Sequential"):
+        brisk.models.clone_model(torch.nn.Linear(2, 2))

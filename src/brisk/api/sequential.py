@@ -465,6 +465,35 @@ class Sequential(nn.Module):
             "compile": self._compile_config,
         }
 
+    @classmethod
+    def from_config(cls, config: dict) -> Sequential:
+        """The architecture of ``get_config()`` with fresh weights (Keras
+        ``Sequential.from_config``): built when the config has an input shape, trainable
+        flags as saved. Raises ``ValueError`` for a config brisk did not write."""
+        if not isinstance(config, dict) or config.get("format") != FORMAT:
+            raise ValueError("config: expected a dict written by Sequential.get_config()")
+        if config.get("version", 0) > FORMAT_VERSION:
+            raise ValueError(f"config: version {config.get('version')} is newer than this brisk "
+                             f"reads ({FORMAT_VERSION})")
+        model = cls(name=config.get("name"))
+        for spec in config["layers"]:
+            layer_cls = L.LAYERS.get(spec.get("class"))
+            if layer_cls is None:
+                raise ValueError(f"config: unknown layer class {spec.get('class')!r}; known: "
+                                 f"{', '.join(sorted(L.LAYERS))}")
+            cfg = dict(spec["config"])
+            if "input_shape" in cfg:
+                cfg["input_shape"] = tuple(cfg["input_shape"])
+            model.add(layer_cls(**cfg))
+        if config.get("input_shape"):
+            model.build(tuple(config["input_shape"]))
+        for layer, spec in zip(model.layers, config["layers"], strict=True):
+            if spec.get("trainable") is False:
+                layer.trainable = False
+        if config.get("trainable") is False:
+            model.trainable = False
+        return model
+
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights and compile settings to one safetensors file,
         atomically (a crash never leaves a half-written file at ``path``)."""
@@ -568,6 +597,17 @@ def _compile_config(optimizer, loss, metrics) -> dict | None:
         return None
 
 
+def clone_model(model: Sequential) -> Sequential:
+    """A new model with the same architecture and newly initialised weights (Keras
+    ``keras.models.clone_model``); not compiled. Raises ``TypeError`` for anything but a
+    ``brisk.Sequential`` of brisk layers (``copy.deepcopy`` copies any module, weights
+    included)."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"model: clone_model takes a brisk.Sequential, got {type(model).__name__}; "
+                        "use copy.deepcopy for other modules")
+    return Sequential.from_config(model.get_config())
+
+
 def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     """Load a model written by ``Sequential.save``; compiled again when it was compiled.
 
@@ -592,21 +632,8 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     config = json.loads(meta["brisk"])
     if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
         raise ValueError(f"load_model: {path!r} has unsupported format {config.get('format')!r}")
-    model = Sequential(name=config.get("name"))
-    for spec in config["layers"]:
-        cls = L.LAYERS[spec["class"]]
-        cfg = dict(spec["config"])
-        if "input_shape" in cfg:
-            cfg["input_shape"] = tuple(cfg["input_shape"])
-        model.add(cls(**cfg))
-    if config.get("input_shape"):
-        model.build(tuple(config["input_shape"]))
+    model = Sequential.from_config(config)
     model.load_state_dict(load_file(path))
-    for layer, spec in zip(model.layers, config["layers"], strict=True):
-        if spec.get("trainable") is False:
-            layer.trainable = False
-    if config.get("trainable") is False:
-        model.trainable = False
     comp = config.get("compile")
     if compile and comp and comp.get("loss"):
         opt = comp["optimizer"]
