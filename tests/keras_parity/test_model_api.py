@@ -214,3 +214,25 @@ def test_get_config_from_config_and_clone_model(tmp_path):
         brisk.Sequential.from_config({**m.get_config(), "layers": [{"class": "Nope", "config": {}}]})
     with pytest.raises(TypeError, match="model: clone_model takes a brisk.Sequential"):
         brisk.models.clone_model(torch.nn.Linear(2, 2))
+
+
+def test_zero_padding_layer_norm_and_global_max_pooling_match_keras():
+    # Keras 3.15.1 (tools/keras_oracle/layers.py): shapes, 105 weights, and the outputs for
+    # weights and input drawn from RandomState(0) in this order.
+    from brisk.layers import GlobalMaxPooling2D, LayerNormalization, ZeroPadding2D
+
+    m = brisk.Sequential([Input((6, 5, 2)), ZeroPadding2D(((1, 2), (0, 3))), Conv2D(4, 3),
+                          LayerNormalization(), GlobalMaxPooling2D(), Dense(3),
+                          LayerNormalization()])
+    assert [m._display_shape(out) for _, out in m._shapes] == [
+        (None, 9, 8, 2), (None, 7, 6, 4), (None, 7, 6, 4), (None, 4), (None, 3), (None, 3)]
+    assert m.count_params() == 105
+    rs = np.random.RandomState(0)
+    x = rs.randn(2, 6, 5, 2).astype("float32")
+    m.set_weights([rs.randn(*w.shape).astype("float32") * 0.5 for w in m.get_weights()])
+    np.testing.assert_allclose(m.predict(x), [[-0.232636, 0.835003, -0.97862],
+                                              [-0.232659, 0.835247, -0.97852]], atol=2e-6)
+    again = brisk.Sequential.from_config(m.get_config())
+    assert again.get_config() == m.get_config()
+    with pytest.raises(ValueError, match="padding: expected an int >= 0"):
+        ZeroPadding2D(-1)

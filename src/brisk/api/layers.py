@@ -378,6 +378,95 @@ class GlobalAveragePooling2D(Layer):
         return math.prod(shape)
 
 
+class GlobalMaxPooling2D(Layer):
+    """Max over height and width: (H, W, C) -> (C,) (Keras ``GlobalMaxPooling2D``)."""
+
+    spatial = True
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"GlobalMaxPooling2D expects images, got rank {len(shape)}")
+        return super().build((shape[0],))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(2, 3))
+
+    def flops(self, shape: Shape) -> int:
+        return math.prod(shape)
+
+
+class ZeroPadding2D(Layer):
+    """Zeros around images (Keras ``ZeroPadding2D``): ``padding`` is an int, a pair
+    (rows, columns) added on both sides, or ((top, bottom), (left, right))."""
+
+    spatial = True
+
+    def __init__(self, padding: Any = (1, 1), input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(input_shape, name)
+        p = padding
+        if isinstance(p, int) and not isinstance(p, bool):
+            p = ((p, p), (p, p))
+        elif isinstance(p, (tuple, list)) and len(p) == 2 and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in p):
+            p = ((p[0], p[0]), (p[1], p[1]))
+        if not (isinstance(p, (tuple, list)) and len(p) == 2 and all(
+                isinstance(q, (tuple, list)) and len(q) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in q)
+                for q in p)):
+            raise ValueError("padding: expected an int >= 0, a pair, or ((top, bottom), "
+                             f"(left, right)), got {padding!r}")
+        self.padding = (tuple(p[0]), tuple(p[1]))
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"ZeroPadding2D expects images, got rank {len(shape)}")
+        (t, b), (left, r) = self.padding
+        return super().build((shape[0], shape[1] + t + b, shape[2] + left + r))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (t, b), (left, r) = self.padding
+        return F.pad(x, (left, r, t, b))
+
+    def get_config(self) -> dict:
+        return {"padding": [list(q) for q in self.padding], **super().get_config()}
+
+
+class LayerNormalization(Layer):
+    """Normalise each sample over its last Keras axis (the channels of an image), then
+    scale and shift (Keras ``LayerNormalization``, ``axis=-1``, ``epsilon=1e-3``)."""
+
+    def __init__(self, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
+                 input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(input_shape, name)
+        if isinstance(epsilon, bool) or not isinstance(epsilon, numbers.Real) or not epsilon > 0:
+            raise ValueError(f"epsilon: expected a positive float, got {epsilon!r}")
+        self.epsilon, self.center, self.scale = float(epsilon), bool(center), bool(scale)
+        self.gamma: nn.Parameter | None = None
+        self.beta: nn.Parameter | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        # images arrive as (C, H, W): the Keras last axis is axis 1 of the batch here
+        self._channel_dim = 1 if len(shape) == 3 else -1
+        c = shape[0] if len(shape) == 3 else shape[-1]
+        self.gamma = nn.Parameter(torch.ones(c)) if self.scale else None
+        self.beta = nn.Parameter(torch.zeros(c)) if self.center else None
+        return super().build(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._channel_dim == 1:
+            x = x.movedim(1, -1)
+        y = F.layer_norm(x, x.shape[-1:], self.gamma, self.beta, self.epsilon)
+        return y.movedim(-1, 1) if self._channel_dim == 1 else y
+
+    def flops(self, shape: Shape) -> int:
+        return 5 * math.prod(shape)
+
+    def get_config(self) -> dict:
+        return {"epsilon": self.epsilon, "center": self.center, "scale": self.scale,
+                **super().get_config()}
+
+
 class Rescaling(Layer):
     """``x * scale + offset`` (Keras ``keras.layers.Rescaling``); integer inputs such as
     uint8 images become float32 first. ``Rescaling(1 / 255)`` maps 0..255 pixels to 0..1,
@@ -535,6 +624,9 @@ LAYERS: dict[str, type[Layer]] = {
         MaxPooling2D,
         AveragePooling2D,
         GlobalAveragePooling2D,
+        GlobalMaxPooling2D,
+        ZeroPadding2D,
+        LayerNormalization,
         Flatten,
         Dropout,
         BatchNormalization,
