@@ -236,3 +236,24 @@ def test_zero_padding_layer_norm_and_global_max_pooling_match_keras():
     assert again.get_config() == m.get_config()
     with pytest.raises(ValueError, match="padding: expected an int >= 0"):
         ZeroPadding2D(-1)
+
+
+def test_depthwise_and_separable_convolutions_match_keras():
+    # Keras 3.15.1 (tools/keras_oracle/sepconv.py): shapes, 220 weights in Keras layouts,
+    # and the outputs for weights and input drawn from RandomState(0) in this order.
+    from brisk.layers import DepthwiseConv2D, GlobalAveragePooling2D, SeparableConv2D
+
+    m = brisk.Sequential([Input((7, 6, 3)), DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+                          SeparableConv2D(4, 3, strides=2, depth_multiplier=2, activation="relu"),
+                          GlobalAveragePooling2D()])
+    assert [m._display_shape(out) for _, out in m._shapes] == [(None, 7, 6, 6), (None, 3, 2, 4),
+                                                               (None, 4)]
+    assert m.count_params() == 220
+    assert [w.shape for w in m.get_weights()] == [(3, 3, 3, 2), (6,), (3, 3, 6, 2),
+                                                  (1, 1, 12, 4), (4,)]
+    rs = np.random.RandomState(0)
+    x = rs.randn(2, 7, 6, 3).astype("float32")
+    m.set_weights([rs.randn(*w.shape).astype("float32") * 0.5 for w in m.get_weights()])
+    np.testing.assert_allclose(m.predict(x), [[0.129161, 1.742822, 2.230046, 0.0],
+                                              [0.091611, 1.436819, 1.542615, 0.723934]], atol=2e-6)
+    assert brisk.Sequential.from_config(m.get_config()).count_params() == 220

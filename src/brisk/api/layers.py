@@ -243,25 +243,31 @@ class Conv2D(Layer):
             )
         c, h, w = shape
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        pad: Any = 0
-        if self.padding == "same":
-            (t, b), (left, right) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
-            if t == b and left == right:
-                pad = (t, left)
-            else:
-                self._pad = (left, right, t, b)
-            oh, ow = -(-h // sh), -(-w // sw)
-        else:
-            if h < kh or w < kw:
-                raise ValueError(
-                    f"Conv2D kernel_size {self.kernel_size} is larger than its input {h}x{w}"
-                )
-            oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
+        pad, oh, ow = self._geometry(h, w)
         self.conv = nn.Conv2d(c, self.filters, (kh, kw), (sh, sw), pad, bias=self.use_bias)
         _initialize(self.conv.weight, self.kernel_initializer, c * kh * kw, self.filters * kh * kw)
         if self.use_bias:
             nn.init.zeros_(self.conv.bias)
         return super().build((self.filters, oh, ow))
+
+    def _geometry(self, h: int, w: int) -> tuple[Any, int, int]:
+        """(symmetric padding for torch, output height, width); Keras's asymmetric 'same'
+        padding goes to ``self._pad`` (applied before the convolution)."""
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        if self.padding == "same":
+            (t, b), (left, right) = _same_pads(h, kh, sh), _same_pads(w, kw, sw)
+            pad: Any = 0
+            if t == b and left == right:
+                pad = (t, left)
+            else:
+                self._pad = (left, right, t, b)
+            return pad, -(-h // sh), -(-w // sw)
+        if h < kh or w < kw:
+            raise ValueError(
+                f"{type(self).__name__} kernel_size {self.kernel_size} is larger than its "
+                f"input {h}x{w}"
+            )
+        return 0, (h - kh) // sh + 1, (w - kw) // sw + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._act(self.forward_logits(x))
@@ -288,6 +294,93 @@ class Conv2D(Layer):
             "kernel_initializer": self.kernel_initializer,
             **super().get_config(),
         }
+
+
+class DepthwiseConv2D(Conv2D):
+    """One ``kernel_size`` filter per input channel, ``depth_multiplier`` of them (Keras
+    ``DepthwiseConv2D``): torch's grouped convolution, groups = channels. The Keras kernel
+    is (kh, kw, channels, depth_multiplier)."""
+
+    def __init__(self, kernel_size: int | tuple[int, int], strides: int | tuple[int, int] = 1,
+                 padding: str = "valid", depth_multiplier: int = 1,
+                 activation: str | None = None, use_bias: bool = True,
+                 input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(1, kernel_size, strides, padding, activation, use_bias, input_shape,
+                         name=name)
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"DepthwiseConv2D expects images, got rank {len(shape)}")
+        c, h, w = shape
+        pad, oh, ow = self._geometry(h, w)
+        out = c * self.depth_multiplier
+        self.conv = nn.Conv2d(c, out, self.kernel_size, self.strides, pad, groups=c,
+                              bias=self.use_bias)
+        kh, kw = self.kernel_size
+        _initialize(self.conv.weight, "glorot_uniform", kh * kw, self.depth_multiplier * kh * kw)
+        if self.use_bias:
+            nn.init.zeros_(self.conv.bias)
+        self.filters = out
+        return Layer.build(self, (out, oh, ow))
+
+    def flops(self, shape: Shape) -> int:
+        f, oh, ow = self.output_shape
+        kh, kw = self.kernel_size
+        return (2 * kh * kw + (1 if self.use_bias else 0)) * f * oh * ow
+
+    def get_config(self) -> dict:
+        cfg = super().get_config()
+        for k in ("filters", "kernel_initializer"):
+            cfg.pop(k)
+        return {**cfg, "depth_multiplier": self.depth_multiplier}
+
+
+class SeparableConv2D(Conv2D):
+    """A depthwise convolution (no bias) then a 1x1 convolution to ``filters`` (Keras
+    ``SeparableConv2D``); Keras kernels (kh, kw, channels, depth_multiplier) and
+    (1, 1, channels * depth_multiplier, filters)."""
+
+    def __init__(self, filters: int, kernel_size: int | tuple[int, int],
+                 strides: int | tuple[int, int] = 1, padding: str = "valid",
+                 depth_multiplier: int = 1, activation: str | None = None,
+                 use_bias: bool = True, input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(filters, kernel_size, strides, padding, activation, use_bias,
+                         input_shape, name=name)
+        self.depth_multiplier = _positive_int(depth_multiplier, "depth_multiplier")
+        self.depthwise: nn.Conv2d | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"SeparableConv2D expects images, got rank {len(shape)}")
+        c, h, w = shape
+        pad, oh, ow = self._geometry(h, w)
+        mid = c * self.depth_multiplier
+        kh, kw = self.kernel_size
+        self.depthwise = nn.Conv2d(c, mid, self.kernel_size, self.strides, pad, groups=c, bias=False)
+        self.conv = nn.Conv2d(mid, self.filters, 1, bias=self.use_bias)
+        _initialize(self.depthwise.weight, "glorot_uniform", kh * kw, self.depth_multiplier * kh * kw)
+        _initialize(self.conv.weight, "glorot_uniform", mid, self.filters)
+        if self.use_bias:
+            nn.init.zeros_(self.conv.bias)
+        return Layer.build(self, (self.filters, oh, ow))
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self._pad is not None:
+            x = F.pad(x, self._pad)
+        return self.conv(self.depthwise(x))
+
+    def flops(self, shape: Shape) -> int:
+        f, oh, ow = self.output_shape
+        kh, kw = self.kernel_size
+        mid = shape[0] * self.depth_multiplier
+        return (2 * kh * kw * mid + 2 * mid * f + (1 if self.use_bias else 0) * f) * oh * ow
+
+    def get_config(self) -> dict:
+        cfg = super().get_config()
+        cfg.pop("kernel_initializer")
+        return {**cfg, "depth_multiplier": self.depth_multiplier}
 
 
 class _Pooling2D(Layer):
@@ -621,6 +714,8 @@ LAYERS: dict[str, type[Layer]] = {
         Rescaling,
         Dense,
         Conv2D,
+        DepthwiseConv2D,
+        SeparableConv2D,
         MaxPooling2D,
         AveragePooling2D,
         GlobalAveragePooling2D,

@@ -551,6 +551,18 @@ def _keras_layout(layer: nn.Module) -> list:
     if isinstance(layer, L.Dense):
         out = [(layer.linear.weight, lambda t: t.T, lambda t: t.T)]
         bias = layer.linear.bias
+    elif isinstance(layer, (L.DepthwiseConv2D, L.SeparableConv2D)):
+        dw = layer.conv if isinstance(layer, L.DepthwiseConv2D) else layer.depthwise
+        m = layer.depth_multiplier
+        c = dw.weight.shape[0] // m
+        # torch (C*m, 1, kh, kw), channel c*m + j  <->  Keras (kh, kw, C, m)
+        out = [(dw.weight,
+                lambda t, c=c, m=m: t.reshape(c, m, *t.shape[2:]).permute(2, 3, 0, 1),
+                lambda t, c=c, m=m: t.permute(2, 3, 0, 1).reshape(c * m, 1, *t.shape[:2]))]
+        if isinstance(layer, L.SeparableConv2D):
+            out.append((layer.conv.weight, lambda t: t.permute(2, 3, 1, 0),
+                        lambda t: t.permute(3, 2, 0, 1)))
+        bias = layer.conv.bias
     elif isinstance(layer, L.Conv2D):
         out = [(layer.conv.weight, lambda t: t.permute(2, 3, 1, 0), lambda t: t.permute(3, 2, 0, 1))]
         bias = layer.conv.bias
