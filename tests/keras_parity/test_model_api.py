@@ -257,3 +257,50 @@ def test_depthwise_and_separable_convolutions_match_keras():
     np.testing.assert_allclose(m.predict(x), [[0.129161, 1.742822, 2.230046, 0.0],
                                               [0.091611, 1.436819, 1.542615, 0.723934]], atol=2e-6)
     assert brisk.Sequential.from_config(m.get_config()).count_params() == 220
+
+
+def test_normalization_adapt_matches_keras(tmp_path):
+    # Keras 3.15.1 (tools/keras_oracle/normalization.py)
+    from brisk.layers import Normalization
+
+    rs = np.random.RandomState(0)
+    data = (rs.rand(50, 4, 4, 3) * 255).astype("float32")
+    norm = Normalization()
+    norm.adapt(data)
+    m = brisk.Sequential([Input((4, 4, 3)), norm, Flatten(), Dense(2)])
+    np.testing.assert_allclose(norm.mean, [128.19162, 126.819366, 130.42598], rtol=1e-6)
+    np.testing.assert_allclose(norm.variance, [5754.0444, 5598.547, 5369.3218], rtol=1e-5)
+    assert m.count_params() == 105 and len(m.non_trainable_weights) == 3  # mean, variance, count
+    out = m.layers[0](torch.tensor(data[:2]).permute(0, 3, 1, 2))  # inside the model: NCHW
+    np.testing.assert_allclose(out[0, :, 0, 0], [0.154977, 0.742467, 0.317686], atol=2e-6)
+    fixed = Normalization(mean=[1.0, 2.0], variance=[4.0, 0.0])
+    fixed.build((2,))
+    torch.testing.assert_close(fixed(torch.tensor([[3.0, 2.0]])), torch.tensor([[1.0, 0.0]]))
+    overall = Normalization(axis=None)
+    overall.adapt(np.array([[1.0, 2.0], [3.0, 4.0]], "float32"))
+    overall.build((2,))
+    torch.testing.assert_close(overall(torch.tensor([[1.0, 5.0]])),
+                               torch.tensor([[-1.3416409, 2.236068]]))
+    m.save(tmp_path / "n.keras")  # the statistics are saved with the model
+    np.testing.assert_array_equal(brisk.load_model(tmp_path / "n.keras").layers[0].mean, norm.mean)
+
+
+@pytest.mark.parametrize("mode", ["horizontal", "vertical", "horizontal_and_vertical"])
+def test_random_flip_flips_in_training_only(mode):
+    from brisk.layers import RandomFlip
+
+    m = brisk.Sequential([Input((3, 4, 1)), RandomFlip(mode, seed=0)])
+    x = torch.arange(64 * 12, dtype=torch.float32).reshape(64, 3, 4, 1)
+    m.train()
+    out = m(x)
+    x = x.permute(0, 3, 1, 2)  # image outputs of a Sequential are NCHW (torch's layout)
+    lr, ud = x.flip(3), x.flip(2)
+    allowed = {"horizontal": [x, lr], "vertical": [x, ud],
+               "horizontal_and_vertical": [x, lr, ud, lr.flip(2)]}[mode]
+    kinds = [next((k for k, a in enumerate(allowed) if torch.equal(out[i], a[i])), None)
+             for i in range(64)]
+    assert set(kinds) == set(range(len(allowed)))  # every allowed kind occurs in 64 draws
+    m.eval()
+    assert torch.equal(m(x.permute(0, 2, 3, 1)), x)  # inference: identity, as Keras
+    with pytest.raises(ValueError, match="mode: expected one of"):
+        RandomFlip("diagonal")

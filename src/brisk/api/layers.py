@@ -22,6 +22,7 @@ import math
 import numbers
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -529,6 +530,8 @@ class LayerNormalization(Layer):
     """Normalise each sample over its last Keras axis (the channels of an image), then
     scale and shift (Keras ``LayerNormalization``, ``axis=-1``, ``epsilon=1e-3``)."""
 
+    spatial = True  # images are NCHW inside: the Keras channel axis is axis 1
+
     def __init__(self, epsilon: float = 1e-3, center: bool = True, scale: bool = True,
                  input_shape: Shape | None = None, name: str | None = None):
         super().__init__(input_shape, name)
@@ -558,6 +561,131 @@ class LayerNormalization(Layer):
     def get_config(self) -> dict:
         return {"epsilon": self.epsilon, "center": self.center, "scale": self.scale,
                 **super().get_config()}
+
+
+class Normalization(Layer):
+    """``(x - mean) / max(sqrt(variance), 1e-7)`` per feature (Keras ``Normalization``):
+    ``axis=-1`` normalises each channel (the last Keras axis), ``axis=None`` with one mean
+    and variance. Give ``mean``/``variance``, or call ``adapt(data)`` on training data
+    (Keras layout, (N, ..., channels); the population variance, as Keras). The statistics
+    are non-trainable weights, saved with the model. ``invert=True`` undoes it.
+
+    Without statistics (no ``mean``/``variance``, no ``adapt``) it is the identity (mean 0,
+    variance 1). Raises ``ValueError`` for an axis other than -1 or None, for only one of
+    ``mean``/``variance``, or for statistics of the wrong length."""
+
+    #: per-channel statistics: image inputs are laid out NCHW (channel axis 1) inside
+    spatial = True
+
+    def __init__(self, axis: int | None = -1, mean: Any = None, variance: Any = None,
+                 invert: bool = False, input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(input_shape, name)
+        if axis not in (-1, None):
+            raise ValueError(f"axis: brisk supports -1 (the channels) or None, got {axis!r}")
+        if (mean is None) != (variance is None):
+            raise ValueError("mean and variance: give both or neither")
+        self.axis, self.invert = axis, bool(invert)
+        self._given = None if mean is None else (
+            torch.as_tensor(mean, dtype=torch.float32).reshape(-1),
+            torch.as_tensor(variance, dtype=torch.float32).reshape(-1))
+
+    def adapt(self, data: Any) -> None:
+        """Mean and (population) variance of ``data`` per channel, or overall."""
+        x = torch.as_tensor(np.asarray(data) if not torch.is_tensor(data) else data,
+                            dtype=torch.float64)
+        if x.dim() < 1 or x.shape[0] == 0:
+            raise ValueError(f"data: expected samples on axis 0, got shape {tuple(x.shape)}")
+        flat = x.reshape(-1) if self.axis is None else x.reshape(-1, x.shape[-1])
+        mean, var = flat.mean(0), flat.var(0, unbiased=False)
+        self._given = (mean.float().reshape(-1), var.float().reshape(-1))
+        if self.built:
+            self._load(int(flat.shape[0]))
+        else:
+            self._count = int(flat.shape[0])
+
+    def build(self, shape: Shape) -> Shape:
+        self._channel_first = len(shape) == 3  # images arrive as (C, H, W)
+        c = 1 if self.axis is None else (shape[0] if self._channel_first else shape[-1])
+        self.register_buffer("mean", torch.zeros(c))
+        self.register_buffer("variance", torch.ones(c))
+        self.register_buffer("count", torch.zeros(()))
+        out = super().build(shape)
+        if self._given is not None:
+            self._load(getattr(self, "_count", 0))
+        return out
+
+    def _load(self, count: int) -> None:
+        mean, var = self._given
+        if mean.numel() not in (1, self.mean.numel()):
+            raise ValueError(f"mean: {mean.numel()} values for {self.mean.numel()} channels")
+        with torch.no_grad():
+            self.mean.copy_(mean.expand_as(self.mean))
+            self.variance.copy_(var.expand_as(self.variance))
+            self.count.fill_(count)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self.mean, self.variance.sqrt().clamp_min(1e-7)
+        if self.axis is not None and self._channel_first and x.dim() == 4:
+            mean, std = mean.reshape(1, -1, 1, 1), std.reshape(1, -1, 1, 1)
+        if self.invert:
+            return x * std + mean
+        return (x - mean) / std
+
+    def flops(self, shape: Shape) -> int:
+        return 2 * math.prod(shape)
+
+    def get_config(self) -> dict:
+        return {"axis": self.axis, "invert": self.invert, **super().get_config()}
+
+
+class RandomFlip(Layer):
+    """Mirror each image left-right and/or up-down with probability 1/2, in training only
+    (Keras ``RandomFlip``; identity in ``evaluate``/``predict``). Batched on the device
+    (``brisk.augment.flip_lr`` underneath); ``seed`` makes the flips reproducible.
+
+    Raises ``ValueError`` for a mode other than 'horizontal', 'vertical' or
+    'horizontal_and_vertical'."""
+
+    spatial = True
+    MODES = ("horizontal", "vertical", "horizontal_and_vertical")
+
+    def __init__(self, mode: str = "horizontal_and_vertical", seed: int | None = None,
+                 input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(input_shape, name)
+        if mode not in self.MODES:
+            raise ValueError(f"mode: expected one of {', '.join(self.MODES)}, got {mode!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed: expected an int or None, got {seed!r}")
+        self.mode, self.seed = mode, seed
+        self._gen: torch.Generator | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(f"RandomFlip expects images, got rank {len(shape)}")
+        return super().build(shape)
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+        return self._gen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return x
+        from brisk.data.augment import flip_lr
+
+        g = self._generator(x.device)
+        if self.mode != "vertical":
+            x = flip_lr(x, 0.5, g)
+        if self.mode != "horizontal":
+            flip = torch.rand(x.shape[0], generator=g, device=x.device) < 0.5
+            x = torch.where(flip[:, None, None, None], x.flip(2), x)
+        return x
+
+    def get_config(self) -> dict:
+        return {"mode": self.mode, "seed": self.seed, **super().get_config()}
 
 
 class Rescaling(Layer):
@@ -712,6 +840,8 @@ LAYERS: dict[str, type[Layer]] = {
     for cls in (
         Input,
         Rescaling,
+        Normalization,
+        RandomFlip,
         Dense,
         Conv2D,
         DepthwiseConv2D,
