@@ -307,3 +307,14 @@ def test_keras_metric_subclass_protocol():
     assert float(metric.total) == 0.0 and float(metric.count) == 0.0
     with pytest.raises(ValueError, match="initializer: expected 'zeros' or 'ones'"):
         metric.add_weight(initializer="glorot")
+
+
+def test_on_train_end_gets_the_last_epoch_logs_and_schedule_objects_log_no_rate():
+    ends = []
+    m = brisk.Sequential([Input((3,)), Dense(2)])
+    m.compile(optimizer=brisk.optimizers.SGD(
+        learning_rate=brisk.optimizers.schedules.ExponentialDecay(0.1, 2, 0.5)), loss="mse")
+    h = m.fit(X, Y, epochs=2, verbose=0, validation_data=(X, Y),
+              callbacks=[LambdaCallback(on_train_end=lambda logs: ends.append(dict(logs)))])
+    assert sorted(ends[0]) == ["loss", "val_loss"]  # Keras: no learning_rate key here
+    assert ends[0]["loss"] == h.history["loss"][-1]

@@ -29,7 +29,8 @@ class Callback:
 
     ``self.trainer`` and ``self.model`` (the module being trained) are set before
     ``on_train_begin``; ``self.params`` holds ``epochs``, ``steps`` and ``verbose``.
-    ``logs`` is always a dict. ``on_train_batch_begin/end`` call ``on_batch_begin/end``
+    ``logs`` is always a dict (at batch level a read-only mapping, read from the device only
+    when looked at). ``on_train_batch_begin/end`` call ``on_batch_begin/end``
     (Keras's aliases). Validation inside ``fit`` and ``evaluate`` call the ``on_test_*``
     hooks, ``predict`` the ``on_predict_*`` hooks. Batch-level logs are read from the device
     only when a callback looks at them: an unused hook costs no host synchronisation.

@@ -745,6 +745,7 @@ class Trainer:
         cbs.set_params({"epochs": epochs, "steps": n_batches, "verbose": verbose})
         self.stop_training = False
         cbs.on_train_begin()
+        logs: dict = {}
         for epoch in range(initial_epoch, epochs):
             self.epoch = epoch
             if hasattr(loader, "set_epoch"):
@@ -774,14 +775,16 @@ class Trainer:
             if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
                 val_logs = self._evaluate_loader(val_loader, cbs)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if schedule is not None:  # Keras logs the rate a schedule set, as 'learning_rate'
+            if schedule is not None and not getattr(self.optimizer_spec, "learning_rate_schedule", None):
+                # brisk's schedule= logs the rate it set, as 'learning_rate' (a Keras schedule
+                # object given as the optimizer's learning_rate logs nothing, as in Keras)
                 logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         self._set_optimizer_mode(False)
         self._cw_table = None  # class weights belong to this fit only
-        cbs.on_train_end()
+        cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
         return self.history
 
     def _build_schedule(self, schedule, epochs: int, steps_per_epoch: int):
