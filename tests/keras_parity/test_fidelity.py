@@ -598,3 +598,12 @@ def test_sample_weight_matches_keras():
     ds = torch.utils.data.TensorDataset(torch.tensor(x), torch.tensor(yl), torch.tensor(sw))
     loader = torch.utils.data.DataLoader(ds, batch_size=12)  # (x, y, w) batches, as Keras
     assert model().evaluate(loader) == pytest.approx(1.3999615, rel=1e-5)
+
+
+def test_without_any_flag_a_torch_batchnorm_trains_and_odd_attributes_are_ignored():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
+    net[1].trainable = ""  # not a bool (and falsy): not Keras's flag, ignored
+    brisk.Trainer(net, optimizer="sgd", loss="mse").fit(X4, Y1, epochs=1, verbose=0)
+    assert not torch.equal(net[1].running_mean, torch.zeros(8))  # batch statistics were used
+    assert net[1].weight.requires_grad and int(net[1].num_batches_tracked) == 2
