@@ -342,3 +342,13 @@ def test_loss_protocol_names_config_and_errors():
     with pytest.raises(TypeError) as e:
         brisk.losses.LossFunctionWrapper(3)
     assert str(e.value) == "fn: expected a callable (y_true, y_pred) -> loss, got 3"
+
+
+def test_binary_cross_entropy_label_smoothing_matches_keras():
+    # Keras 3.15.1 (tools/keras_oracle/bce_ls.py): label_smoothing=0.2
+    y_true = t([[1.0], [0.0], [1.0]])
+    close(BinaryCrossentropy(label_smoothing=0.2)(y_true, t([[0.9], [0.2], [0.4]])), 0.5208667)
+    close(BinaryCrossentropy(from_logits=True, label_smoothing=0.2)(
+        y_true, t([[2.0], [-1.0], [0.5]])), 0.42142224)
+    with pytest.raises(ValueError, match="label_smoothing: expected a float in"):
+        BinaryCrossentropy(label_smoothing=1.0)

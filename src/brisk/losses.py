@@ -194,12 +194,25 @@ class CategoricalCrossentropy(Loss):
 
 
 class BinaryCrossentropy(Loss):
+    """Binary cross-entropy; ``label_smoothing`` s moves labels towards 1/2:
+    ``y * (1 - s) + s / 2`` (Keras)."""
+
     target = "dense"
     name = "binary_crossentropy"
     activation = "sigmoid"
 
+    def __init__(self, from_logits: bool | None = None, label_smoothing: float = 0.0,
+                 name: str | None = None, reduction: Any = "sum_over_batch_size"):
+        super().__init__(from_logits, name, reduction)
+        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+                or not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing: expected a float in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
     def call(self, y_true, y_pred):
         y_true = y_true.to(y_pred.dtype).reshape(y_pred.shape)
+        if self.label_smoothing:
+            y_true = y_true * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         if not self.from_logits:
             p = y_pred.clamp(_EPS, 1 - _EPS)
             out = -(y_true * torch.log(p) + (1 - y_true) * torch.log1p(-p))
