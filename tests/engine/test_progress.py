@@ -7,8 +7,10 @@ import fcntl
 import io
 import os
 import pty
+import select
 import struct
 import termios
+import time
 import types
 
 import pytest
@@ -198,8 +200,18 @@ def test_bar_follows_the_terminal_width(clock):
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cols, 0, 0))
 
     def last_line():
+        # The pty hands written bytes to the master side asynchronously (under load they
+        # can arrive late): read until nothing more comes for 0.2 s, at most 5 s in all.
         term.flush()
-        text = os.read(master, 1 << 16).decode()
+        chunks, deadline = [], time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([master], [], [], 0.2)
+            if not ready:
+                if chunks:
+                    break
+                continue
+            chunks.append(os.read(master, 1 << 16))
+        text = b"".join(chunks).decode()
         return text.replace("\r\n", "\n").split("\r")[-1].rstrip()
 
     try:
