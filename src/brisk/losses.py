@@ -146,6 +146,13 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self.kwargs)
 
 
+def _check_smoothing(label_smoothing: Any) -> float:
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
+            or not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing: expected a float in [0, 1), got {label_smoothing!r}")
+    return float(label_smoothing)
+
+
 def _log_probs(p: torch.Tensor, dim: int) -> torch.Tensor:
     """Keras's treatment of probabilities: renormalise over the class axis, clip to
     [eps, 1 - eps], then log (keras.src.backend.torch.nn.categorical_crossentropy)."""
@@ -177,9 +184,7 @@ class CategoricalCrossentropy(Loss):
     def __init__(self, from_logits: bool | None = None, label_smoothing: float = 0.0,
                  name: str | None = None, reduction: Any = "sum_over_batch_size"):
         super().__init__(from_logits, name, reduction)
-        if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing: expected a float in [0, 1), got {label_smoothing}")
-        self.label_smoothing = label_smoothing
+        self.label_smoothing = _check_smoothing(label_smoothing)
 
     def call(self, y_true, y_pred):
         y_true = y_true.to(y_pred.dtype)
@@ -204,10 +209,7 @@ class BinaryCrossentropy(Loss):
     def __init__(self, from_logits: bool | None = None, label_smoothing: float = 0.0,
                  name: str | None = None, reduction: Any = "sum_over_batch_size"):
         super().__init__(from_logits, name, reduction)
-        if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) \
-                or not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing: expected a float in [0, 1), got {label_smoothing!r}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _check_smoothing(label_smoothing)
 
     def call(self, y_true, y_pred):
         y_true = y_true.to(y_pred.dtype).reshape(y_pred.shape)

@@ -57,7 +57,7 @@ class Metric:
             if not isinstance(name, str) or not name:
                 raise TypeError(f"name: expected a non-empty string, got {name!r}")
             self.name = name
-        self._weights: list[tuple[str, str]] = []  # (attribute, initializer)
+        self._weights: list[tuple[torch.Tensor, str]] = []  # (state tensor, initializer)
 
     def update(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> tuple[torch.Tensor, int]:
         raise NotImplementedError
@@ -75,19 +75,10 @@ class Metric:
             raise ValueError(f"initializer: expected 'zeros' or 'ones', got {initializer!r}")
         t = _INITIALIZERS[initializer](tuple(shape), dtype=dtype if isinstance(dtype, torch.dtype)
                                        else torch.float32)
-        if not hasattr(self, "_weights"):
+        if not hasattr(self, "_weights"):  # a subclass that skipped Metric.__init__
             self._weights = []
-        self._pending = getattr(self, "_pending", []) + [(t, initializer)]
+        self._weights.append((t, initializer))
         return t
-
-    def _state_attrs(self) -> list[tuple[str, str]]:
-        """(attribute name, initializer) of every weight made by add_weight."""
-        pending = getattr(self, "_pending", [])
-        if pending:
-            ids = {id(t): init for t, init in pending}
-            self._weights = [(k, ids[id(v)]) for k, v in vars(self).items() if id(v) in ids]
-            self._pending = []
-        return self._weights
 
     def update_state(self, y_true, y_pred, sample_weight=None) -> None:
         raise NotImplementedError
@@ -97,20 +88,21 @@ class Metric:
 
     def reset_state(self) -> None:
         """Every weight back to its initializer."""
-        for attr, init in self._state_attrs():
-            t = getattr(self, attr)
+        for t, init in self._weights:
             t.fill_(1.0 if init == "ones" else 0.0)
 
     def _to(self, device: torch.device) -> None:
-        for attr, _ in self._state_attrs():
-            setattr(self, attr, getattr(self, attr).to(device))
+        # in place (.data), so the attributes holding the tensors see the move
+        for t, _ in self._weights:
+            if t.device != device:
+                t.data = t.data.to(device)
 
     def _snapshot(self) -> list[torch.Tensor]:
-        return [getattr(self, a).clone() for a, _ in self._state_attrs()]
+        return [t.clone() for t, _ in self._weights]
 
     def _restore(self, saved: list[torch.Tensor]) -> None:
-        for (a, _), t in zip(self._state_attrs(), saved, strict=True):
-            getattr(self, a).copy_(t)
+        for (t, _), s in zip(self._weights, saved, strict=True):
+            t.copy_(s)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"

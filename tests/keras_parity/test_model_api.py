@@ -67,7 +67,8 @@ def test_get_and_set_weights_use_keras_layouts():
     # the Keras kernel is the torch weight transposed: (in, out) = (out, in).T
     np.testing.assert_array_equal(m.layers[2].linear.weight.detach().numpy(), new[2].T)
     x = rng.normal(size=(1, 5, 5, 2)).astype("float32")
-    conv = sum(x[0, i:i + 3, j:j + 3, :][..., None] * new[0] for i, j in [(0, 0)]).sum((0, 1, 2))
+    # the top-left output pixel by hand: the 3x3 window times the Keras (kh, kw, in, out) kernel
+    conv = (x[0, :3, :3, :, None] * new[0]).sum((0, 1, 2))
     out = m.layers[0](torch.tensor(x).permute(0, 3, 1, 2))[0, :, 0, 0].detach().numpy()
     np.testing.assert_allclose(out, conv + new[1], rtol=1e-5)
     before = m.get_weights()

@@ -165,17 +165,12 @@ class Sequential(nn.Module):
                 self.built = False
         return layer
 
-    def _layer_weights(self, layer: nn.Module) -> list[torch.Tensor]:
-        """A layer's weights in Keras's order: parameters, then floating-point buffers
-        (BatchNorm: gamma, beta, moving mean, moving variance)."""
-        return [*layer.parameters(), *(b for b in layer.buffers() if b.is_floating_point())]
-
     @property
     def weights(self) -> list[torch.Tensor]:
         """Every weight, layer by layer (torch tensors, torch layout): parameters and the
         BatchNorm moving statistics, as Keras's ``model.weights``."""
         self._require_built("weights")
-        return [w for layer in self.layers for w in self._layer_weights(layer)]
+        return [w for layer in self.layers for w in _weights_of(layer)]
 
     @property
     def trainable_weights(self) -> list[torch.Tensor]:
@@ -356,7 +351,7 @@ class Sequential(nn.Module):
             params = _count_weights(layer)
             flops = layer.flops(shape_in) if isinstance(layer, L.Layer) else 0
             total_flops += flops
-            name = getattr(layer, "name", None) or f"{type(layer).__name__.lower()}_{i}"
+            name = self._layer_name(i, layer)
             rows.append(
                 (f"{name} ({type(layer).__name__})", str(self._display_shape(shape_out)),
                  f"{params:,}", f"{flops:,}")
@@ -567,8 +562,7 @@ def _keras_layout(layer: nn.Module) -> list:
         out = [(layer.conv.weight, lambda t: t.permute(2, 3, 1, 0), lambda t: t.permute(3, 2, 0, 1))]
         bias = layer.conv.bias
     else:
-        return [(w, same, same) for w in [*layer.parameters(),
-                                          *(b for b in layer.buffers() if b.is_floating_point())]]
+        return [(w, same, same) for w in _weights_of(layer)]
     return out + ([(bias, same, same)] if bias is not None else [])
 
 
@@ -582,9 +576,14 @@ def _keras_loss(loss: Any) -> Any:
     return loss
 
 
+def _weights_of(module: nn.Module) -> list[torch.Tensor]:
+    """A module's weights in Keras's order and count: parameters, then floating-point
+    buffers (BatchNorm: gamma, beta, moving mean, moving variance; not num_batches_tracked)."""
+    return [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
+
+
 def _count_weights(module: nn.Module) -> int:
-    params = sum(p.numel() for p in module.parameters())
-    return params + sum(b.numel() for b in module.buffers() if b.is_floating_point())
+    return sum(w.numel() for w in _weights_of(module))
 
 
 def _compile_config(optimizer, loss, metrics) -> dict | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import random
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -36,6 +35,7 @@ from brisk.engine.precision import Precision
 from brisk.engine.progress import ProgressBar, resolve_verbose
 from brisk.optim import registry as optim_registry
 from brisk.optim import schedules as schedules_mod
+from brisk.utils import set_random_seed
 
 _ACTIVATIONS = {"softmax": lambda t: torch.softmax(t, dim=1 if t.dim() == 4 else -1),
                 "sigmoid": torch.sigmoid}
@@ -185,9 +185,7 @@ class Trainer:
         self.clip_norm, self.clip_value = clip_norm, clip_value
         self.seed = seed
         if seed is not None:
-            torch.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
+            set_random_seed(seed)  # torch, numpy and random, as keras.utils.set_random_seed
         # Optimizer: resolved now (bad names fail early), built when parameters exist.
         self._optimizer_arg = optimizer
         self.optimizer: torch.optim.Optimizer | None = None

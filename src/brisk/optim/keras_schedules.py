@@ -24,15 +24,11 @@ from brisk.optim import schedules as S
 
 
 def _positive(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name}: expected a positive number, got {v!r}")
-    return float(v)
+    return S._range(name, v, 0.0, math.inf, low_open=True)
 
 
 def _nonneg(name: str, v: Any) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v >= 0 and math.isfinite(v)):
-        raise ValueError(f"{name}: expected a number >= 0, got {v!r}")
-    return float(v)
+    return S._range(name, v, 0.0, math.inf)
 
 
 class LearningRateSchedule:
