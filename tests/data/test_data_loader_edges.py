@@ -339,19 +339,18 @@ def test_meta_device_storage_follows_resident():
 # ---------------------------------------------------------------------- chunk sizes
 
 
-def test_batches_per_chunk_follows_the_documented_element_budget():
-    threads = torch.get_num_threads()
-    try:
-        for n_threads, budget in ((1, 1 << 18), (2, 1 << 15), (3, 1 << 15)):
-            torch.set_num_threads(n_threads)
-            assert DeviceLoader(np.zeros(10), batch_size=1)._batches_per_chunk() == budget
-            assert DeviceLoader(np.zeros((10, 4, 8)), batch_size=2)._batches_per_chunk() == (
-                budget // 64
-            )
-            # A batch over the budget: one batch per chunk.
-            assert DeviceLoader(np.zeros((2, 600, 600)), batch_size=1)._batches_per_chunk() == 1
-    finally:
-        torch.set_num_threads(threads)
+def test_batches_per_chunk_follows_the_documented_element_budget(monkeypatch):
+    # The thread count is faked, not set: a real multi-threaded OpenMP pool in a process
+    # that later forks (mutmut's children) hangs the children in libgomp.
+    for n_threads, budget in ((1, 1 << 18), (2, 1 << 15), (3, 1 << 15)):
+        monkeypatch.setattr(torch, "get_num_threads", lambda n=n_threads: n)
+        assert DeviceLoader(np.zeros(10), batch_size=1)._batches_per_chunk() == budget
+        assert DeviceLoader(np.zeros((10, 4, 8)), batch_size=2)._batches_per_chunk() == (
+            budget // 64
+        )
+        # A batch over the budget: one batch per chunk.
+        assert DeviceLoader(np.zeros((2, 600, 600)), batch_size=1)._batches_per_chunk() == 1
+    monkeypatch.undo()
     loader = DeviceLoader(np.zeros(10), batch_size=1)
     loader._chunk_batches = 3
     assert loader._batches_per_chunk() == 3

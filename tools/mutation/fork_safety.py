@@ -24,3 +24,21 @@ def pytest_configure(config):
     std.tqdm.monitor_interval = 0
     std.tqdm.monitor = None
     std.tqdm.set_lock(std.TqdmDefaultWriteLock())
+
+    # GNU OpenMP is not fork-safe: once this process has run a parallel region with more
+    # than one thread, a forked child's first parallel region waits forever for pool
+    # threads it does not have. Keep torch at one thread (README: "Hanging children").
+    import torch
+
+    set_threads = torch.set_num_threads
+
+    def set_num_threads(n: int) -> None:
+        if n > 1:
+            raise RuntimeError(
+                f"torch.set_num_threads({n}) in a mutation run: mutmut forks its children "
+                "from this process, and a multi-threaded OpenMP pool hangs them; fake the "
+                "thread count in the test instead"
+            )
+        set_threads(n)
+
+    torch.set_num_threads = set_num_threads
