@@ -28,10 +28,13 @@ def test_readme_examples_run(tmp_path, monkeypatch, data_dir):
         exec(compile(block, f"README.md python block {i + 1}", "exec"), namespace)
     assert 0.85 < namespace["acc"] <= 1.0  # the quick start's test accuracy after 1 epoch
     assert (tmp_path / "lr_find.png").is_file() and (tmp_path / "mlp.brisk").is_file()
+    assert {p.name for p in (tmp_path / "logs").iterdir()} == {"train", "validation"}
     assert namespace["result"]["test_accuracy"] > 0.95  # one epoch of the mnist-mlp recipe
     # what the comments in the README claim
     summary = namespace["small_net"].summary(print_fn=None)
     assert "Trainable params: 9\n" in summary and "Non-trainable params: 40\n" in summary
+    text_summary = namespace["text_model"].summary(print_fn=None)  # 80 + 1,600 + 17
+    assert "Total params: 1,697\n" in text_summary and " 1,600 " in text_summary
     sched = namespace["sched"]
     assert (sched(0), sched(100), sched(1100)) == (0.0, 1.0, 0.0)
     report = namespace["compress"].sparsity_report(namespace["small"])

@@ -1,6 +1,6 @@
 """Callbacks (Keras names and semantics): ``Callback`` (the do-nothing base), ``History``,
 ``EarlyStopping``, ``ModelCheckpoint``, ``ReduceLROnPlateau``, ``CSVLogger``,
-``LearningRateScheduler``, ``TerminateOnNaN`` and ``LambdaCallback``."""
+``LearningRateScheduler``, ``TensorBoard``, ``TerminateOnNaN`` and ``LambdaCallback``."""
 
 from brisk.engine.callbacks import (
     Callback,
@@ -12,6 +12,7 @@ from brisk.engine.callbacks import (
     LearningRateScheduler,
     ModelCheckpoint,
     ReduceLROnPlateau,
+    TensorBoard,
     TerminateOnNaN,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "LearningRateScheduler",
     "ModelCheckpoint",
     "ReduceLROnPlateau",
+    "TensorBoard",
     "TerminateOnNaN",
 ]

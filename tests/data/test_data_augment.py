@@ -69,7 +69,75 @@ def test_translate_matches_slicing(x):
     with pytest.raises(ValueError, match="dx"):
         A.translate(x, dx=torch.zeros(3, dtype=torch.long), dy=0)
     with pytest.raises(TypeError, match="dy"):
-        A.translate(x, dx=0, dy=0.5)
+        A.translate(x, dx=0, dy=True)
+
+
+def test_translate_with_float_shifts_or_fill_modes_resamples(x):
+    # whole-pixel shifts through the grid_sample path agree with the exact gather
+    exact = A.translate(x, dx=2, dy=-3, fill=-1.0)
+    torch.testing.assert_close(A.translate(x, dx=2.0, dy=-3.0, fill=-1.0), exact)
+    torch.testing.assert_close(A.translate(x, 3, -2, fill_mode="wrap"),
+                               x.roll((-2, 3), dims=(2, 3)))
+    # Keras's 'reflect' repeats the edge pixel (d c b a | a b c d); 'nearest' clamps
+    out = A.translate(x, 2, 0, fill_mode="reflect")
+    torch.testing.assert_close(out[..., 2:], x[..., :-2])
+    torch.testing.assert_close(out[..., :2], x[..., [1, 0]])
+    out = A.translate(x, 0, -2, fill_mode="nearest")
+    torch.testing.assert_close(out[:, :, -3:], x[:, :, -1:].expand(-1, -1, 3, -1))
+    half = A.translate(x, 0.5, 0, fill_mode="nearest")  # bilinear: the mean of neighbours
+    torch.testing.assert_close(half[..., 1:], (x[..., 1:] + x[..., :-1]) / 2)
+    per_sample = A.translate(x, torch.tensor([1.0, -1.0] * 32), 0)
+    torch.testing.assert_close(per_sample, A.translate(x, torch.tensor([1, -1] * 32), 0))
+
+
+def test_rotate_and_zoom_geometry(x):
+    sq = x[:, :, :9, :9]  # odd square: the centre is a pixel, a quarter turn is exact
+    torch.testing.assert_close(A.rotate(sq, 90.0), sq.rot90(1, dims=(2, 3)))  # counter-clockwise
+    torch.testing.assert_close(A.rotate(sq, -90.0), sq.rot90(-1, dims=(2, 3)))
+    torch.testing.assert_close(A.rotate(x, 0.0), x)
+    torch.testing.assert_close(A.zoom(x, 1.0), x)
+    # zoom 2 about the centre of a 9x9 image reads every other pixel of the middle
+    torch.testing.assert_close(A.zoom(sq, 0.5)[..., ::2, ::2], sq[..., 2:7, 2:7])
+    out = A.zoom(sq, 2.0, fill=-1.0, interpolation="nearest")
+    torch.testing.assert_close(out[..., 2:7, 2:7], sq[..., ::2, ::2])
+    assert bool((out[..., 0, :] == -1).all())  # zoomed out: the border is filled
+    u8 = (x * 100).to(torch.uint8)
+    assert A.rotate(u8, 30.0).dtype == torch.float32  # Keras outputs floats
+
+
+@pytest.mark.parametrize("fn", [
+    lambda x, g: A.random_rotation(x, 0.2, g),
+    lambda x, g: A.random_translation(x, 0.2, (0.0, 0.3), g, fill_mode="wrap"),
+    lambda x, g: A.random_zoom(x, (-0.3, 0.3), 0.2, g, fill_mode="constant"),
+])
+def test_random_geometry_is_seeded_pure_and_per_sample(x, fn):
+    before = x.clone()
+    a = fn(x, gen(0))
+    assert a.shape == x.shape and a.dtype == x.dtype and torch.equal(x, before)
+    assert torch.equal(a, fn(x, gen(0))) and not torch.equal(a, fn(x, gen(1)))
+    same = fn(x[:1].expand(8, -1, -1, -1), gen(0))
+    assert len({tuple(s.flatten().tolist()) for s in same}) == 8  # one draw per sample
+
+
+def test_random_geometry_composes_with_partial_for_the_loader(x):
+    from functools import partial
+
+    aug = A.compose(partial(A.random_rotation, factor=0.1), partial(A.random_zoom, height_factor=0.1))
+    assert aug(x, gen(0)).shape == x.shape
+
+
+@pytest.mark.parametrize("call, arg", [
+    (lambda x: A.rotate(x, 10.0, fill_mode="mirror"), "fill_mode"),
+    (lambda x: A.zoom(x, 1.2, interpolation="cubic"), "interpolation"),
+    (lambda x: A.affine(x, torch.eye(3)), "matrix"),
+    (lambda x: A.rotate(x, torch.zeros(3)), "angle"),
+    (lambda x: A.random_rotation(x, 2.0), "factor"),
+    (lambda x: A.random_zoom(x, -1.0), "height_factor"),
+    (lambda x: A.random_translation(x, 0.1, (0.1, 0.2, 0.3)), "width_factor"),
+])
+def test_geometry_arguments_are_checked(x, call, arg):
+    with pytest.raises(ValueError, match=f"^{arg}: expected"):
+        call(x)
 
 
 def test_random_crop_is_one_window_of_the_padded_image(x):

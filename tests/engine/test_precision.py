@@ -149,3 +149,23 @@ def test_load_state_dict_defaults_and_keeps_the_scaler_when_none_saved():
 
 def test_repr_names_mode_and_device():
     assert repr(Precision("bf16", "cpu")) == "Precision('bf16', device='cpu')"
+
+
+@pytest.mark.parametrize("front", ["torch", "keras"])
+def test_pure_bf16_keeps_token_ids_exact(front):
+    # bfloat16 holds integers exactly only up to 256: id 257 would become 256. A model with
+    # an embedding gets its ids as they are (the embedding's output is bf16 either way):
+    # int64 for a torch nn.Embedding, float32 ids too for brisk's Embedding layer.
+    from brisk.layers import Embedding, Input
+
+    if front == "torch":
+        model = nn.Sequential(nn.Embedding(1000, 4), nn.Flatten())
+        emb, ids = model[0], np.array([[257, 999], [3, 511]])
+    else:
+        model = brisk.Sequential([Input((2,)), Embedding(1000, 4), Flatten()])
+        emb, ids = model.layers[0].embedding, np.array([[257, 999], [3, 511]], "float32")
+    t = brisk.Trainer(model, loss="mse", precision="bf16")
+    out = t.predict(ids)
+    want = emb.weight.detach().float()[torch.as_tensor(ids).long()].flatten(1)
+    np.testing.assert_array_equal(out, want.numpy())
+    t.fit(ids, np.zeros((2, 8), "float32"), epochs=1, verbose=0)  # trains on the same ids

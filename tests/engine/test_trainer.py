@@ -133,9 +133,9 @@ def test_validation_split_takes_the_last_fraction_before_shuffling():
     trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy")
     original = trainer._evaluate_loader
 
-    def spy(loader, cbs=None):
+    def spy(loader, cbs=None, steps=None):
         seen["val"] = torch.cat([b[0] for b in trainer._batches(loader)]).reshape(-1)
-        return original(loader, cbs)
+        return original(loader, cbs, steps)
 
     trainer._evaluate_loader = spy
     trainer.fit(x, y, validation_split=0.2, epochs=1, verbose=0, shuffle=True)

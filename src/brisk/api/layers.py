@@ -4,6 +4,9 @@ Shapes: users give and see Keras shapes (``(height, width, channels)`` for image
 Inside the model tensors use PyTorch's NCHW layout; ``Sequential`` permutes an NHWC
 batch once at its input (a free view, which is exactly channels_last memory format), so
 the classic Keras code runs unchanged while convolutions use PyTorch's native kernels.
+Sequences are Keras's (steps, features) per sample and are never permuted: Conv1D and
+MaxPooling1D transpose to torch's (N, C, L) around their kernels, LSTM and GRU run torch's
+fused kernels batch-first, Dense applies to the last axis.
 
 Each layer is built lazily by ``build(shape)`` from the per-sample input shape in
 PyTorch layout (``(C, H, W)`` for images) and returns its output shape. ``flops(shape)``
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -156,7 +160,9 @@ class Input(Layer):
 
 
 class Dense(Layer):
-    """Fully connected layer on the last axis: ``activation(x @ W + b)``."""
+    """Fully connected layer on the last axis: ``activation(x @ W + b)``. Per-sample
+    inputs are vectors (features,) or sequences (steps, features) -> (steps, units), as
+    Keras; images raise ``ValueError`` (flatten or pool them first)."""
 
     def __init__(
         self,
@@ -177,16 +183,17 @@ class Dense(Layer):
         self.linear: nn.Linear | None = None
 
     def build(self, shape: Shape) -> Shape:
-        if len(shape) != 1:
+        if len(shape) not in (1, 2):
             raise ValueError(
-                f"Dense expects flat per-sample inputs (features,), got shape {shape}; "
-                "add Flatten() or GlobalAveragePooling2D() before it"
+                f"Dense expects flat per-sample inputs (features,) or sequences (steps, "
+                f"features), got shape {shape}; add Flatten() or GlobalAveragePooling2D() "
+                "before it"
             )
-        self.linear = nn.Linear(shape[0], self.units, bias=self.use_bias)
-        _initialize(self.linear.weight, self.kernel_initializer, shape[0], self.units)
+        self.linear = nn.Linear(shape[-1], self.units, bias=self.use_bias)
+        _initialize(self.linear.weight, self.kernel_initializer, shape[-1], self.units)
         if self.use_bias:
             nn.init.zeros_(self.linear.bias)
-        return super().build((self.units,))
+        return super().build((*shape[:-1], self.units))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._act(self.linear(x))
@@ -195,7 +202,8 @@ class Dense(Layer):
         return self.linear(x)
 
     def flops(self, shape: Shape) -> int:
-        return 2 * shape[0] * self.units + (self.units if self.use_bias else 0)
+        steps = shape[0] if len(shape) == 2 else 1
+        return steps * (2 * shape[-1] * self.units + (self.units if self.use_bias else 0))
 
     def get_config(self) -> dict:
         return {
@@ -688,6 +696,209 @@ class RandomFlip(Layer):
         return {"mode": self.mode, "seed": self.seed, **super().get_config()}
 
 
+class _RandomAffineLayer(Layer):
+    """Shared by RandomRotation, RandomTranslation and RandomZoom: Keras's fill_mode,
+    interpolation, seed and fill_value; identity outside training; one seeded generator."""
+
+    spatial = True
+
+    def __init__(self, fill_mode: str, interpolation: str, seed: int | None,
+                 fill_value: float, input_shape: Shape | None, name: str | None):
+        from brisk.data.augment import _check_modes
+
+        super().__init__(input_shape, name)
+        _check_modes(fill_mode, interpolation)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise ValueError(f"seed: expected an int or None, got {seed!r}")
+        if (isinstance(fill_value, bool) or not isinstance(fill_value, numbers.Real)
+                or not math.isfinite(fill_value)):
+            raise ValueError(f"fill_value: expected a finite number, got {fill_value!r}")
+        self.fill_mode, self.interpolation = fill_mode, interpolation
+        self.seed, self.fill_value = seed, float(fill_value)
+        self._gen: torch.Generator | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        if len(shape) != 3:
+            raise ValueError(
+                f"{type(self).__name__} expects images (height, width, channels), got a "
+                f"per-sample shape of rank {len(shape)}: {shape}")
+        return super().build(shape)
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        if self.seed is None:
+            return None
+        if self._gen is None or self._gen.device != device:
+            self._gen = torch.Generator(device=device).manual_seed(self.seed)
+        return self._gen
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            # identity, as Keras, and no branch on the tensor so torch.fx can trace it.
+            # (Keras also casts to float here; fit/evaluate/predict feed floats anyway.)
+            return x
+        return self._augment(x, self._generator(x.device))
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        return {"fill_mode": self.fill_mode, "interpolation": self.interpolation,
+                "seed": self.seed, "fill_value": self.fill_value, **super().get_config()}
+
+
+def _factor_config(factor: Any) -> Any:
+    return [float(v) for v in factor] if isinstance(factor, (tuple, list)) else float(factor)
+
+
+class RandomRotation(_RandomAffineLayer):
+    """Rotate each image by its own random angle in training only (Keras 3
+    ``keras.layers.RandomRotation``, same arguments and defaults; identity in
+    ``evaluate``/``predict``). One batched ``grid_sample`` on the device
+    (``brisk.augment.random_rotation`` underneath); ``seed`` makes the draws reproducible.
+
+    Args:
+        factor: a number ``f`` in [-1, 1], for angles uniform in ``[-f, f]`` x 360 degrees,
+            or a ``(lower, upper)`` pair; positive angles turn counter-clockwise.
+        fill_mode: points outside the image: 'reflect' (Keras's default,
+            ``d c b a | a b c d``), 'wrap', 'constant' (``fill_value``) or 'nearest'.
+        interpolation: 'bilinear' (default) or 'nearest'.
+        seed: an int for reproducible draws, or None (the global torch RNG).
+        fill_value: the constant for ``fill_mode='constant'`` (default 0.0).
+
+    Input and output: NHWC images given to a ``Sequential`` (NCHW inside it), any dtype;
+    in training the output is float (integer input becomes float32, as Keras), in
+    inference the input itself. Raises ``ValueError``
+    naming the argument for a factor outside [-1, 1], an unknown ``fill_mode`` or
+    ``interpolation``, a non-int seed or a non-finite ``fill_value``, and in ``build`` for
+    inputs that are not images.
+
+    Example::
+
+        >>> import brisk
+        >>> m = brisk.Sequential([brisk.layers.Input((28, 28, 1)),
+        ...                       brisk.layers.RandomRotation(0.1, seed=0)])
+        >>> m.count_params()
+        0
+    """
+
+    def __init__(self, factor: float | tuple[float, float], fill_mode: str = "reflect",
+                 interpolation: str = "bilinear", seed: int | None = None,
+                 fill_value: float = 0.0, input_shape: Shape | None = None,
+                 name: str | None = None):
+        from brisk.data.augment import factor_range
+
+        super().__init__(fill_mode, interpolation, seed, fill_value, input_shape, name)
+        self.lower, self.upper = factor_range(factor, "factor")
+        self.factor = _factor_config(factor)
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        from brisk.data.augment import random_rotation
+
+        return random_rotation(x, (self.lower, self.upper), g, self.fill_mode,
+                               self.interpolation, self.fill_value)
+
+    def get_config(self) -> dict:
+        return {"factor": self.factor, **super().get_config()}
+
+
+class RandomTranslation(_RandomAffineLayer):
+    """Shift each image by its own random amount in training only (Keras 3
+    ``keras.layers.RandomTranslation``, same arguments and defaults; identity in
+    ``evaluate``/``predict``). One batched ``grid_sample`` on the device
+    (``brisk.augment.random_translation``); shifts are sub-pixel (bilinear by default).
+
+    Args:
+        height_factor: a number ``f`` in [-1, 1], for shifts uniform in ``[-f, f]`` x height
+            pixels, or a ``(lower, upper)`` pair; positive shifts move the image down.
+        width_factor: the same in fractions of the width; positive moves right.
+        fill_mode, interpolation, seed, fill_value: as ``RandomRotation`` (Keras defaults
+            'reflect', 'bilinear', None, 0.0).
+
+    Input and output: NHWC images given to a ``Sequential`` (NCHW inside it); float
+    output. Raises ``ValueError`` naming the argument as ``RandomRotation`` does.
+
+    Example::
+
+        >>> import brisk
+        >>> brisk.layers.RandomTranslation(0.1, 0.1, fill_mode="constant")
+        RandomTranslation(height_factor=0.1, width_factor=0.1, fill_mode='constant', interpolation='bilinear', fill_value=0.0)
+    """  # noqa: E501
+
+    def __init__(self, height_factor: float | tuple[float, float],
+                 width_factor: float | tuple[float, float], fill_mode: str = "reflect",
+                 interpolation: str = "bilinear", seed: int | None = None,
+                 fill_value: float = 0.0, input_shape: Shape | None = None,
+                 name: str | None = None):
+        from brisk.data.augment import factor_range
+
+        super().__init__(fill_mode, interpolation, seed, fill_value, input_shape, name)
+        self._height = factor_range(height_factor, "height_factor")
+        self._width = factor_range(width_factor, "width_factor")
+        self.height_factor = _factor_config(height_factor)
+        self.width_factor = _factor_config(width_factor)
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        from brisk.data.augment import random_translation
+
+        return random_translation(x, self._height, self._width, g, self.fill_mode,
+                                  self.interpolation, self.fill_value)
+
+    def get_config(self) -> dict:
+        return {"height_factor": self.height_factor, "width_factor": self.width_factor,
+                **super().get_config()}
+
+
+class RandomZoom(_RandomAffineLayer):
+    """Zoom each image by its own random amount in training only (Keras 3
+    ``keras.layers.RandomZoom``, same arguments and defaults; identity in
+    ``evaluate``/``predict``). One batched ``grid_sample`` on the device
+    (``brisk.augment.random_zoom``).
+
+    Args:
+        height_factor: a number ``f`` in (-1, 1], for a vertical zoom of ``1 + u`` with
+            ``u`` uniform in ``[-f, f]``, or a ``(lower, upper)`` pair. As Keras: a positive
+            value zooms OUT (the image shrinks, the border is filled), a negative one zooms in.
+        width_factor: the same for the horizontal axis; None (default) uses the vertical
+            draw for both, keeping the aspect ratio.
+        fill_mode, interpolation, seed, fill_value: as ``RandomRotation`` (Keras defaults
+            'reflect', 'bilinear', None, 0.0).
+
+    Input and output: NHWC images given to a ``Sequential`` (NCHW inside it); float
+    output. Raises ``ValueError`` naming the argument for a factor outside (-1, 1], and
+    as ``RandomRotation`` does for the others.
+
+    Example::
+
+        >>> import brisk
+        >>> brisk.layers.RandomZoom(0.2).width_factor is None
+        True
+    """
+
+    def __init__(self, height_factor: float | tuple[float, float],
+                 width_factor: float | tuple[float, float] | None = None,
+                 fill_mode: str = "reflect", interpolation: str = "bilinear",
+                 seed: int | None = None, fill_value: float = 0.0,
+                 input_shape: Shape | None = None, name: str | None = None):
+        from brisk.data.augment import factor_range
+
+        super().__init__(fill_mode, interpolation, seed, fill_value, input_shape, name)
+        self._height = factor_range(height_factor, "height_factor", low_open=True)
+        self._width = (None if width_factor is None
+                       else factor_range(width_factor, "width_factor", low_open=True))
+        self.height_factor = _factor_config(height_factor)
+        self.width_factor = None if width_factor is None else _factor_config(width_factor)
+
+    def _augment(self, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor:
+        from brisk.data.augment import random_zoom
+
+        return random_zoom(x, self._height, self._width, g, self.fill_mode,
+                           self.interpolation, self.fill_value)
+
+    def get_config(self) -> dict:
+        return {"height_factor": self.height_factor, "width_factor": self.width_factor,
+                **super().get_config()}
+
+
 class Rescaling(Layer):
     """``x * scale + offset`` (Keras ``keras.layers.Rescaling``); integer inputs such as
     uint8 images become float32 first. ``Rescaling(1 / 255)`` maps 0..255 pixels to 0..1,
@@ -835,6 +1046,496 @@ class Activation(Layer):
         return {"activation": self.activation, **super().get_config()}
 
 
+# ----------------------------------------------------------------------------- sequences
+# A sequence is (batch, steps, features) at the Keras front (channels_last) and stays in
+# that layout between layers: Sequential never permutes a rank-2 per-sample input (only
+# rank-3 images, for the ``spatial`` layers). Conv1D and MaxPooling1D transpose to torch's
+# (N, C, L) around the kernel.
+
+
+def _single(v: Any, name: str) -> int:
+    """Keras's 1-D int arguments: an int or a 1-tuple/list of one positive int."""
+    if isinstance(v, (tuple, list)) and len(v) == 1:
+        v = v[0]
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise ValueError(f"{name}: expected a positive int (or a 1-tuple of one), got {v!r}")
+    return int(v)
+
+
+def _sequence_shape(layer: Layer, shape: Shape) -> tuple[int, int]:
+    if len(shape) != 2:
+        raise ValueError(
+            f"{type(layer).__name__} expects sequences, per-sample shape (steps, features), got "
+            f"{tuple(shape)}; an Embedding or Reshape((steps, features)) makes one")
+    return int(shape[0]), int(shape[1])
+
+
+class Reshape(Layer):
+    """Reshape each sample to ``target_shape`` (Keras ``Reshape``; no batch axis, one entry
+    may be -1), in Keras's row-major order of the channels_last layout.
+
+    Images: inside a ``Sequential`` images are NCHW (see the module docstring), so an image
+    input (rank 3, shown as (H, W, C)) is read in Keras's (H, W, C) order, and a rank-3
+    ``target_shape`` is taken as (H, W, C) and handed on as NCHW to the image layers after
+    it: the result is Keras's, value for value. Rank-1, rank-2 (sequences) and higher
+    targets stay in Keras layout. Outside a ``Sequential``, called directly, the layer
+    expects the same layout (rank-3 samples as (C, H, W)).
+
+    Raises ``ValueError`` for a target that is not a tuple of positive ints with at most one
+    -1, or whose size does not fit the input.
+
+    Example::
+
+        model = brisk.Sequential([Input((784,)), Reshape((28, 28, 1)), Conv2D(8, 3)])
+    """
+
+    spatial = True  # it reads and writes images in the NCHW layout Sequential uses inside
+
+    def __init__(self, target_shape: Shape, input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(input_shape, name)
+        t = target_shape
+        if not (isinstance(t, (tuple, list)) and len(t) > 0 and all(
+                isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in t)
+                and sum(d == -1 for d in t) <= 1):
+            raise ValueError("target_shape: expected a tuple of positive ints with at most one "
+                             f"-1, without the batch axis, got {target_shape!r}")
+        self.target_shape = tuple(int(d) for d in t)
+        self._from_image = self._to_image = False
+
+    def build(self, shape: Shape) -> Shape:
+        size = math.prod(shape)
+        known = math.prod(d for d in self.target_shape if d != -1)
+        if -1 in self.target_shape:
+            if size % known:
+                raise ValueError(f"target_shape: {self.target_shape} does not fit an input of "
+                                 f"shape {self._keras(shape)} ({size} values)")
+            out = tuple(size // known if d == -1 else d for d in self.target_shape)
+        else:
+            out = self.target_shape
+        if math.prod(out) != size:
+            raise ValueError(f"target_shape: {self.target_shape} has {math.prod(out)} values, "
+                             f"the input {self._keras(shape)} has {size}")
+        self._from_image, self._to_image = len(shape) == 3, len(out) == 3
+        self._out = out
+        return super().build((out[2], out[0], out[1]) if self._to_image else out)
+
+    @staticmethod
+    def _keras(shape: Shape) -> Shape:
+        return (shape[1], shape[2], shape[0]) if len(shape) == 3 else tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._from_image:
+            x = x.permute(0, 2, 3, 1)  # NCHW -> Keras's NHWC order
+        x = x.reshape(x.shape[0], *self._out)
+        return x.permute(0, 3, 1, 2) if self._to_image else x
+
+    def get_config(self) -> dict:
+        return {"target_shape": list(self.target_shape), **super().get_config()}
+
+
+class Conv1D(Layer):
+    """1-D convolution over the steps of a sequence (Keras ``Conv1D``): per-sample input
+    (steps, channels), output (new_steps, filters), float32; torch's ``nn.Conv1d`` on a
+    (N, C, L) view underneath. Keras defaults: ``strides=1``, ``padding='valid'``,
+    ``dilation_rate=1``, ``kernel_initializer='glorot_uniform'`` (fans k * in, k * out),
+    zero bias. ``padding='same'`` pads as TensorFlow (new_steps = ceil(steps / strides),
+    an odd extra step at the end); ``'causal'`` pads ``dilation_rate * (kernel_size - 1)``
+    zeros at the start, so output t sees only inputs <= t. The Keras kernel is
+    (kernel_size, in, filters).
+
+    Raises ``ValueError`` for non-positive sizes, an unknown padding, strides > 1 together
+    with dilation_rate > 1 (as Keras), a non-sequence input, or a kernel longer than a
+    'valid' input.
+
+    Example::
+
+        model = brisk.Sequential([Input((100, 8)), Conv1D(16, 5, padding="causal")])
+    """
+
+    def __init__(self, filters: int, kernel_size: int | tuple[int], strides: int | tuple[int] = 1,
+                 padding: str = "valid", dilation_rate: int | tuple[int] = 1,
+                 activation: str | None = None, use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform", input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(input_shape, name)
+        self.filters = _positive_int(filters, "filters")
+        self.kernel_size = _single(kernel_size, "kernel_size")
+        self.strides = _single(strides, "strides")
+        self.dilation_rate = _single(dilation_rate, "dilation_rate")
+        if padding not in ("valid", "same", "causal"):
+            raise ValueError(f"padding: expected 'valid', 'same' or 'causal', got {padding!r}")
+        if self.strides > 1 and self.dilation_rate > 1:
+            raise ValueError("strides: strides > 1 cannot be combined with dilation_rate > 1 "
+                             f"(Keras), got strides={self.strides}, "
+                             f"dilation_rate={self.dilation_rate}")
+        self.padding = padding
+        self.activation = activation_name(activation)
+        self._act = get_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = kernel_initializer
+        _initialize(torch.empty(1, 1), kernel_initializer, 1, 1)  # validate the name early
+        self.conv: nn.Conv1d | None = None
+        self._pad: tuple[int, int] = (0, 0)
+
+    def build(self, shape: Shape) -> Shape:
+        steps, c = _sequence_shape(self, shape)
+        k, s, d = self.kernel_size, self.strides, self.dilation_rate
+        span = d * (k - 1) + 1  # steps one output sees
+        if self.padding == "same":
+            out = -(-steps // s)
+            total = max((out - 1) * s + span - steps, 0)
+            self._pad = (total // 2, total - total // 2)
+        elif self.padding == "causal":
+            self._pad = (span - 1, 0)
+            out = (steps - 1) // s + 1
+        else:
+            if steps < span:
+                raise ValueError(f"Conv1D kernel_size {k} (dilation_rate {d}) is longer than "
+                                 f"its input of {steps} steps")
+            out = (steps - span) // s + 1
+        self.conv = nn.Conv1d(c, self.filters, k, s, dilation=d, bias=self.use_bias)
+        _initialize(self.conv.weight, self.kernel_initializer, c * k, self.filters * k)
+        if self.use_bias:
+            nn.init.zeros_(self.conv.bias)
+        return super().build((out, self.filters))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._act(self.forward_logits(x))
+
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (N, L, C) -> torch's (N, C, L), a view
+        if self._pad != (0, 0):
+            x = F.pad(x, self._pad)
+        return self.conv(x).transpose(1, 2)
+
+    def flops(self, shape: Shape) -> int:
+        out, f = self.output_shape
+        return (2 * shape[1] * self.kernel_size + (1 if self.use_bias else 0)) * f * out
+
+    def get_config(self) -> dict:
+        return {"filters": self.filters, "kernel_size": self.kernel_size,
+                "strides": self.strides, "padding": self.padding,
+                "dilation_rate": self.dilation_rate, "activation": self.activation,
+                "use_bias": self.use_bias, "kernel_initializer": self.kernel_initializer,
+                **super().get_config()}
+
+
+class MaxPooling1D(Layer):
+    """Max over windows of ``pool_size`` steps (Keras ``MaxPooling1D``; defaults
+    ``pool_size=2``, ``strides=None`` meaning ``pool_size``, ``padding='valid'``): per-sample
+    (steps, features) -> (new_steps, features). 'same' gives ceil(steps / strides) steps,
+    padding with -inf (padding never wins), as Keras.
+
+    Raises ``ValueError`` for non-positive sizes, an unknown padding, a non-sequence input,
+    or a window longer than a 'valid' input."""
+
+    def __init__(self, pool_size: int | tuple[int] = 2, strides: int | tuple[int] | None = None,
+                 padding: str = "valid", input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(input_shape, name)
+        self.pool_size = _single(pool_size, "pool_size")
+        self.strides = self.pool_size if strides is None else _single(strides, "strides")
+        self.padding = _check_padding(padding)
+        self._pad: tuple[int, int] = (0, 0)
+
+    def build(self, shape: Shape) -> Shape:
+        steps, c = _sequence_shape(self, shape)
+        k, s = self.pool_size, self.strides
+        if self.padding == "same":
+            self._pad = _same_pads(steps, k, s)
+            out = -(-steps // s)
+        else:
+            if steps < k:
+                raise ValueError(f"MaxPooling1D pool_size {k} > input of {steps} steps")
+            out = (steps - k) // s + 1
+        return super().build((out, c))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)
+        if self._pad != (0, 0):
+            x = F.pad(x, self._pad, value=float("-inf"))
+        return F.max_pool1d(x, self.pool_size, self.strides).transpose(1, 2)
+
+    def flops(self, shape: Shape) -> int:
+        return math.prod(self.output_shape) * self.pool_size
+
+    def get_config(self) -> dict:
+        return {"pool_size": self.pool_size, "strides": self.strides, "padding": self.padding,
+                **super().get_config()}
+
+
+class GlobalAveragePooling1D(Layer):
+    """Mean over the steps (Keras ``GlobalAveragePooling1D``): (steps, features) ->
+    (features,). Raises ``ValueError`` for a non-sequence input."""
+
+    def build(self, shape: Shape) -> Shape:
+        return super().build((_sequence_shape(self, shape)[1],))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+    def flops(self, shape: Shape) -> int:
+        return math.prod(shape)
+
+
+class Embedding(Layer):
+    """A vector of ``output_dim`` floats per integer id in [0, ``input_dim``) (Keras
+    ``Embedding``): per-sample ids of any shape, e.g. (steps,), become
+    (steps, output_dim) float32; torch's ``nn.Embedding`` underneath (the weight is Keras's
+    (input_dim, output_dim) ``embeddings``).
+
+    Ids may come as integer tensors or as floats holding integers (``DeviceLoader`` and
+    ``fit`` store integer feature arrays as float32, exact up to 2**24); floats are
+    truncated to int64 as Keras casts them. On the CPU the ids are checked: ``ValueError``
+    for an id outside [0, input_dim) or a non-integer value. On an accelerator that check
+    would cost a host synchronisation per step, so an out-of-range id there is torch's
+    device-side index assert (Keras's torch backend raises IndexError).
+
+    Defaults from Keras 3: ``embeddings_initializer='uniform'`` is U(-0.05, 0.05);
+    ``mask_zero=False``. Masking is not implemented: ``mask_zero=True`` raises
+    ``ValueError``, as do non-positive dims and an unknown initializer.
+
+    Example::
+
+        model = brisk.Sequential([Input((20,)), Embedding(1000, 16), GlobalAveragePooling1D()])
+    """
+
+    INITIALIZERS = ("uniform", "random_uniform", "glorot_uniform", "glorot_normal",
+                    "he_uniform", "he_normal", "zeros")
+
+    def __init__(self, input_dim: int, output_dim: int,
+                 embeddings_initializer: str = "uniform", mask_zero: bool = False,
+                 input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(input_shape, name)
+        self.input_dim = _positive_int(input_dim, "input_dim")
+        self.output_dim = _positive_int(output_dim, "output_dim")
+        if embeddings_initializer not in self.INITIALIZERS:
+            raise ValueError(f"embeddings_initializer: unknown {embeddings_initializer!r}; "
+                             f"expected one of {', '.join(self.INITIALIZERS)}")
+        if mask_zero:
+            raise ValueError("mask_zero: brisk does not implement Keras's masking (padding id 0 "
+                             "skipped by later layers); use mask_zero=False")
+        self.embeddings_initializer = embeddings_initializer
+        self.mask_zero = False
+        self.embedding: nn.Embedding | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        self.embedding = nn.Embedding(self.input_dim, self.output_dim)
+        w = self.embedding.weight
+        if self.embeddings_initializer in ("uniform", "random_uniform"):
+            with torch.no_grad():
+                w.uniform_(-0.05, 0.05)  # Keras RandomUniform's defaults
+        else:
+            _initialize(w, self.embeddings_initializer, self.input_dim, self.output_dim)
+        return super().build((*shape, self.output_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(x, torch.Tensor) and x.device.type == "cpu" and not (
+                torch.compiler.is_compiling()):
+            self._check_ids(x)
+        return self.embedding(x.long())  # a no-op for int64 ids
+
+    def _check_ids(self, x: torch.Tensor) -> None:
+        if x.is_floating_point() and not bool((x == x.trunc()).all()):
+            raise ValueError("x: Embedding takes integer ids; got non-integer values")
+        if x.numel() and (bool(x.min() < 0) or bool(x.max() >= self.input_dim)):
+            raise ValueError(f"x: Embedding ids must be in [0, {self.input_dim}) (input_dim); "
+                             f"got ids in [{x.min().item():g}, {x.max().item():g}]")
+
+    def get_config(self) -> dict:
+        return {"input_dim": self.input_dim, "output_dim": self.output_dim,
+                "embeddings_initializer": self.embeddings_initializer,
+                "mask_zero": self.mask_zero, **super().get_config()}
+
+
+class _RNN(Layer):
+    """Shared by LSTM and GRU: torch's fused kernel (``torch.lstm``/``torch.gru``, cuDNN on
+    CUDA) over this layer's own parameters, in torch's layout (weight_ih (gates * units,
+    in), weight_hh (gates * units, units)); ``Sequential.get_weights`` gives Keras's."""
+
+    _gates, _kind, _bias_adds = 4, "LSTM", 1
+
+    def __init__(self, units: int, activation: str = "tanh",
+                 recurrent_activation: str = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform",
+                 recurrent_initializer: str = "orthogonal", return_sequences: bool = False,
+                 return_state: bool = False, input_shape: Shape | None = None,
+                 name: str | None = None):
+        super().__init__(input_shape, name)
+        self.units = _positive_int(units, "units")
+        for arg, value, want in (("activation", activation, "tanh"),
+                                 ("recurrent_activation", recurrent_activation, "sigmoid")):
+            if not isinstance(value, str) or value.lower() != want:  # None is 'linear'
+                raise ValueError(f"{arg}: brisk's {self._kind} runs torch's fused kernel, which "
+                                 f"computes {want!r} (Keras's default); got {value!r}")
+        if return_state:
+            raise ValueError("return_state: a Sequential passes one tensor between layers; "
+                             "brisk supports return_state=False only")
+        self.activation, self.recurrent_activation = "tanh", "sigmoid"
+        self.use_bias = bool(use_bias)
+        self.return_sequences, self.return_state = bool(return_sequences), False
+        _initialize(torch.empty(1, 1), kernel_initializer, 1, 1)  # validate the names early
+        if recurrent_initializer != "orthogonal":
+            try:
+                _initialize(torch.empty(1, 1), recurrent_initializer, 1, 1)
+            except ValueError:
+                raise ValueError(f"recurrent_initializer: unknown {recurrent_initializer!r}; "
+                                 "expected 'orthogonal' or a kernel initializer name") from None
+        self.kernel_initializer = kernel_initializer
+        self.recurrent_initializer = recurrent_initializer
+        self.weight_ih: nn.Parameter | None = None
+        self.weight_hh: nn.Parameter | None = None
+        self.bias: nn.Parameter | None = None
+
+    def build(self, shape: Shape) -> Shape:
+        steps, d = _sequence_shape(self, shape)
+        g, u = self._gates * self.units, self.units
+        self.weight_ih = nn.Parameter(torch.empty(g, d))
+        self.weight_hh = nn.Parameter(torch.empty(g, u))
+        # Keras computes the fans on its (in, gates * units) and (units, gates * units) kernels
+        _initialize(self.weight_ih, self.kernel_initializer, d, g)
+        if self.recurrent_initializer == "orthogonal":
+            nn.init.orthogonal_(self.weight_hh)  # orthonormal columns = Keras's rows
+        else:
+            _initialize(self.weight_hh, self.recurrent_initializer, u, g)
+        if self.use_bias:
+            self.bias = nn.Parameter(self._initial_bias())
+        return super().build((steps, u) if self.return_sequences else (u,))
+
+    def _params(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def _run(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h0 = x.new_zeros(1, x.shape[0], self.units)
+        if x.is_cuda:
+            # cuDNN wants every weight in one buffer (nn.LSTM's flatten_parameters) and warns
+            # otherwise; ours are separate tensors of a few KB, copied per call.
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message="RNN module weights are not part")
+                out = self._run(x, h0)
+        else:
+            out = self._run(x, h0)
+        return out if self.return_sequences else out[:, -1]
+
+    def flops(self, shape: Shape) -> int:
+        steps, d = shape
+        g = self._gates * self.units
+        return steps * (2 * (d + self.units) * g + (self._bias_adds if self.use_bias else 0) * g)
+
+    def get_config(self) -> dict:
+        return {"units": self.units, "activation": self.activation,
+                "recurrent_activation": self.recurrent_activation, "use_bias": self.use_bias,
+                "kernel_initializer": self.kernel_initializer,
+                "recurrent_initializer": self.recurrent_initializer,
+                "return_sequences": self.return_sequences, "return_state": self.return_state,
+                **super().get_config()}
+
+
+class LSTM(_RNN):
+    """Long short-term memory over a sequence (Keras ``LSTM``): per-sample (steps, features)
+    -> (units,), or (steps, units) with ``return_sequences=True``; float32. torch's fused
+    ``torch.lstm`` kernel (cuDNN on CUDA) with Keras's gates, initial state zeros.
+
+    Weights as Keras: kernel (in, 4 * units), recurrent_kernel (units, 4 * units) and ONE
+    bias (4 * units,), gates in the order i, f, c, o (torch's i, f, g, o); torch's second
+    bias is a zero constant, so ``count_params()`` is Keras's. Keras 3 defaults:
+    ``kernel_initializer='glorot_uniform'``, ``recurrent_initializer='orthogonal'``, zero
+    bias with ``unit_forget_bias=True`` (the forget gate's bias starts at 1).
+
+    Raises ``ValueError`` for an ``activation`` other than 'tanh' or a
+    ``recurrent_activation`` other than 'sigmoid' (the fused kernel computes only those),
+    for ``return_state=True``, for a non-positive ``units`` and for a non-sequence input.
+
+    Example::
+
+        model = brisk.Sequential([Input((20,)), Embedding(1000, 16), LSTM(32), Dense(1)])
+    """
+
+    _gates, _kind, _bias_adds = 4, "LSTM", 1
+
+    def __init__(self, units: int, activation: str = "tanh",
+                 recurrent_activation: str = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform",
+                 recurrent_initializer: str = "orthogonal", unit_forget_bias: bool = True,
+                 return_sequences: bool = False, return_state: bool = False,
+                 input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, return_sequences, return_state, input_shape,
+                         name)
+        self.unit_forget_bias = bool(unit_forget_bias)
+
+    def _initial_bias(self) -> torch.Tensor:
+        b = torch.zeros(4 * self.units)
+        if self.unit_forget_bias:
+            b[self.units:2 * self.units] = 1.0
+        return b
+
+    def _run(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        params = [self.weight_ih, self.weight_hh]
+        if self.use_bias:  # torch adds b_ih + b_hh; Keras has one bias
+            params += [self.bias, torch.zeros_like(self.bias)]
+        return torch.lstm(x, (h0, h0), params, self.use_bias, 1, 0.0, self.training, False,
+                          True)[0]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}
+
+
+class GRU(_RNN):
+    """Gated recurrent unit over a sequence (Keras ``GRU``, ``reset_after=True``, its
+    default): per-sample (steps, features) -> (units,), or (steps, units) with
+    ``return_sequences=True``; float32. torch's fused ``torch.gru`` kernel (cuDNN on CUDA),
+    which applies the reset gate after the recurrent matmul, as Keras's reset_after=True.
+
+    Weights as Keras: kernel (in, 3 * units), recurrent_kernel (units, 3 * units), bias
+    (2, 3 * units) (input bias, recurrent bias), gates in Keras's order z, r, h (torch's
+    is r, z, n: ``Sequential.get_weights``/``set_weights`` reorder). Keras 3 defaults:
+    ``kernel_initializer='glorot_uniform'``, ``recurrent_initializer='orthogonal'``, zero
+    bias.
+
+    Raises ``ValueError`` for ``reset_after=False`` (torch has no kernel for it), an
+    ``activation`` other than 'tanh' or a ``recurrent_activation`` other than 'sigmoid',
+    ``return_state=True``, a non-positive ``units`` and a non-sequence input.
+
+    Example::
+
+        model = brisk.Sequential([Input((50, 3)), GRU(16, return_sequences=True), GRU(8)])
+    """
+
+    _gates, _kind, _bias_adds = 3, "GRU", 2
+
+    def __init__(self, units: int, activation: str = "tanh",
+                 recurrent_activation: str = "sigmoid", use_bias: bool = True,
+                 kernel_initializer: str = "glorot_uniform",
+                 recurrent_initializer: str = "orthogonal", return_sequences: bool = False,
+                 return_state: bool = False, reset_after: bool = True,
+                 input_shape: Shape | None = None, name: str | None = None):
+        super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
+                         recurrent_initializer, return_sequences, return_state, input_shape,
+                         name)
+        if reset_after is not True:
+            raise ValueError("reset_after: torch's fused GRU applies the reset gate after the "
+                             f"recurrent matmul; brisk supports reset_after=True only, got "
+                             f"{reset_after!r}")
+        self.reset_after = True
+
+    def _initial_bias(self) -> torch.Tensor:
+        return torch.zeros(2, 3 * self.units)  # rows: input bias, recurrent bias
+
+    def _run(self, x: torch.Tensor, h0: torch.Tensor) -> torch.Tensor:
+        params = [self.weight_ih, self.weight_hh]
+        if self.use_bias:
+            params += [self.bias[0], self.bias[1]]
+        return torch.gru(x, h0, params, self.use_bias, 1, 0.0, self.training, False, True)[0]
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "reset_after": self.reset_after}
+
+
 LAYERS: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (
@@ -842,6 +1543,9 @@ LAYERS: dict[str, type[Layer]] = {
         Rescaling,
         Normalization,
         RandomFlip,
+        RandomRotation,
+        RandomTranslation,
+        RandomZoom,
         Dense,
         Conv2D,
         DepthwiseConv2D,
@@ -856,6 +1560,13 @@ LAYERS: dict[str, type[Layer]] = {
         Dropout,
         BatchNormalization,
         Activation,
+        Reshape,
+        Conv1D,
+        MaxPooling1D,
+        GlobalAveragePooling1D,
+        Embedding,
+        LSTM,
+        GRU,
     )
 }
 

@@ -273,7 +273,9 @@ class Sequential(nn.Module):
         self.built = True
 
     def _display_shape(self, shape: tuple[int, ...]) -> tuple:
-        if self._channels_last and len(shape) == 3:
+        # Rank-3 tensors inside are NCHW images, except in a model whose rank-3 input is
+        # not permuted (no image layer): Reshape((h, w, c)) of a flat input is NCHW too.
+        if len(shape) == 3 and (self._channels_last or len(self._keras_input_shape) != 3):
             shape = (shape[1], shape[2], shape[0])
         return (None, *shape)
 
@@ -561,9 +563,28 @@ def _keras_layout(layer: nn.Module) -> list:
     elif isinstance(layer, L.Conv2D):
         out = [(layer.conv.weight, lambda t: t.permute(2, 3, 1, 0), lambda t: t.permute(3, 2, 0, 1))]
         bias = layer.conv.bias
+    elif isinstance(layer, L.Conv1D):  # torch (out, in, k) <-> Keras (k, in, out)
+        out = [(layer.conv.weight, lambda t: t.permute(2, 1, 0), lambda t: t.permute(2, 1, 0))]
+        bias = layer.conv.bias
+    elif isinstance(layer, L.LSTM):  # torch's gate order i, f, g, o is Keras's i, f, c, o
+        out = [(layer.weight_ih, lambda t: t.T, lambda t: t.T),
+               (layer.weight_hh, lambda t: t.T, lambda t: t.T)]
+        bias = layer.bias
+    elif isinstance(layer, L.GRU):  # torch's gates r, z, n <-> Keras's z, r, h
+        out = [(layer.weight_ih, lambda t: _swap_zr(t, 0).T, lambda t: _swap_zr(t.T, 0)),
+               (layer.weight_hh, lambda t: _swap_zr(t, 0).T, lambda t: _swap_zr(t.T, 0))]
+        if layer.bias is not None:  # (2, 3 * units): input bias, recurrent bias
+            out.append((layer.bias, lambda t: _swap_zr(t, 1), lambda t: _swap_zr(t, 1)))
+        return out
     else:
         return [(w, same, same) for w in _weights_of(layer)]
     return out + ([(bias, same, same)] if bias is not None else [])
+
+
+def _swap_zr(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Swap the first two of three gate blocks along ``dim`` (its own inverse)."""
+    a, b, c = t.chunk(3, dim)
+    return torch.cat([b, a, c], dim)
 
 
 def _keras_loss(loss: Any) -> Any:

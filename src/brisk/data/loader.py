@@ -94,6 +94,10 @@ class DeviceLoader:
             entries, the last axis winning a tie. Batches keep the layout they were given in.
         pin_memory: for CUDA when the data stays in CPU memory: gather each batch into pinned
             staging buffers and copy it with ``non_blocking=True`` (default True there).
+        integer_inputs: token ids for an embedding: integer ``x`` is stored as int64 and its
+            batches stay int64, unscaled (then ``mean``/``std``/``rescale``/``transform``
+            raise ``ValueError``). A float ``x`` is unaffected. ``brisk.Trainer`` sets it for
+            models that contain an ``nn.Embedding``.
         resident: store the data on ``device``. None: always on CPU; on CUDA when the dataset
             takes less than half the free GPU memory, else it stays in CPU memory and each
             batch is copied over, one batch ahead.
@@ -131,6 +135,7 @@ class DeviceLoader:
         resident: bool | None = None,
         rescale: float | None = None,
         sample_weight: Any = None,
+        integer_inputs: bool = False,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
             raise TypeError(f"batch_size: expected a positive int, got {batch_size!r}")
@@ -154,6 +159,12 @@ class DeviceLoader:
             )
 
         xt = _as_tensor(x, "x")
+        # Token ids for an embedding: integer features stay exact int64 batches.
+        self.integer_inputs = bool(integer_inputs) and not xt.is_floating_point()
+        if self.integer_inputs and (mean is not None or std is not None or rescale is not None
+                                    or transform is not None):
+            raise ValueError("integer_inputs: token ids are not scaled or transformed; give "
+                             "no mean, std, rescale or transform")
         if xt.ndim == 0 or len(xt) == 0:
             raise ValueError(
                 f"x: expected a non-empty array with samples on axis 0, got shape {tuple(xt.shape)}"
@@ -195,10 +206,12 @@ class DeviceLoader:
 
         # Storage dtypes: uint8 images stay uint8 (converted per batch); the rest float32/int64.
         x_dtype = torch.uint8 if xt.dtype == torch.uint8 else torch.float32
+        if self.integer_inputs:
+            x_dtype = torch.int64
         y_dtype = None
         if yt is not None:
             y_dtype = torch.float32 if yt.is_floating_point() else torch.int64
-        nbytes = self._n * math.prod(xt.shape[1:]) * (1 if x_dtype == torch.uint8 else 4)
+        nbytes = self._n * math.prod(xt.shape[1:]) * x_dtype.itemsize
         if yt is not None:
             nbytes += self._n * math.prod(yt.shape[1:]) * 8
 
@@ -376,6 +389,8 @@ class DeviceLoader:
 
     def _convert(self, xb: torch.Tensor) -> torch.Tensor:
         """Stored dtype -> normalised float32; xb is always a fresh gather, never the store."""
+        if self.integer_inputs:
+            return xb
         if xb.dtype != torch.float32:
             xb = xb.to(torch.float32)
         if self._scale is not None:

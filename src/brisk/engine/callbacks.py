@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import time
 import warnings
 from typing import Any
 
@@ -477,6 +478,181 @@ class CSVLogger(Callback):
         if self._file is not None:
             self._file.close()
         self._writer = None
+
+
+class TensorBoard(Callback):
+    """Write logs for TensorBoard (Keras ``keras.callbacks.TensorBoard``, its signature and
+    defaults) through ``torch.utils.tensorboard.SummaryWriter``; needs the ``tensorboard``
+    package: ``pip install "brisk[tensorboard]"``. View with ``tensorboard --logdir logs``.
+
+    What is written, as Keras 3 writes it (pinned in tests/keras_parity/test_tensorboard.py):
+
+    - ``log_dir/train``: ``epoch_<name>`` for each training log (``epoch_loss``,
+      ``epoch_accuracy``...) and ``epoch_learning_rate`` (the optimizer's first group's
+      rate at the end of the epoch), step = the epoch index (0-based).
+    - ``log_dir/validation``: ``epoch_<name>`` for each ``val_<name>`` log (the prefix
+      dropped), step = the epoch index, on the epochs that validate; and
+      ``evaluation_<name>_vs_iterations`` at the end of every validation pass and every
+      ``evaluate(callbacks=[...])``, step = optimizer steps so far (``trainer.global_step``,
+      Keras's ``optimizer.iterations``).
+    - ``update_freq`` (``"epoch"``, ``"batch"`` = 1, or an int N >= 1 of batches): with N,
+      ``batch_<name>`` (the running means of the epoch so far, as in the batch logs) goes to
+      ``train`` every N training batches, counted from 1 across epochs (steps N, 2N, ...).
+      The logs are read from the device only on those batches: no other host sync.
+    - ``histogram_freq`` (epochs, 0 = never): every floating tensor of the module's
+      ``state_dict`` (parameters and BatchNorm statistics, torch layout) as a histogram
+      ``<name with '/' for '.'>/histogram`` in ``train``, on epochs where
+      ``epoch % histogram_freq == 0`` (one device-to-host copy of the weights each time).
+    - ``write_steps_per_second``: ``epoch_steps_per_second`` (optimizer steps per second of
+      wall clock in the epoch) and, on the batches ``update_freq`` writes,
+      ``batch_steps_per_second`` (host clock from the batch's begin hook to its end hook,
+      after its logs are read, which waits for the device).
+
+    One difference from Keras: with an integer ``update_freq`` Keras 3 drops the epoch and
+    ``evaluation_*`` summaries whenever the running train (or validation) batch count is not
+    a multiple of it at that moment (a known Keras/TF bug, tensorflow/tensorflow#49109);
+    brisk writes them every time.
+    ``write_graph`` is accepted (True is Keras's default) and writes nothing: Keras's own
+    documentation marks it unsupported; on the torch backend Keras writes only a model-config
+    summary (tag ``keras``) for a Keras model. The writers are flushed and closed at the end
+    of ``fit`` (and after an ``evaluate``), and reopened, in a new event file, when used again.
+
+    Raises ``ValueError`` for a bad argument, and for ``profile_batch != 0`` (Keras on the
+    torch backend raises too; use ``brisk profile`` or ``torch.profiler``),
+    ``embeddings_freq != 0``, ``embeddings_metadata`` and ``write_images=True``, which brisk
+    does not implement; ``ImportError`` naming the extra when ``tensorboard`` is missing.
+
+    Example::
+
+        model.fit(x, y, epochs=10, validation_split=0.1,
+                  callbacks=[TensorBoard("logs/run1", update_freq=100)])
+    """
+
+    def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0,
+                 write_graph: bool = True, write_images: bool = False,
+                 write_steps_per_second: bool = False, update_freq: str | int = "epoch",
+                 profile_batch: int = 0, embeddings_freq: int = 0,
+                 embeddings_metadata: Any = None):
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise TypeError(f"log_dir: expected a directory path, got {log_dir!r}")
+        self.histogram_freq = _int("histogram_freq", histogram_freq, 0)
+        for name, flag in (("write_graph", write_graph), ("write_images", write_images),
+                           ("write_steps_per_second", write_steps_per_second)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}: expected True or False, got {flag!r}")
+        if write_images:
+            raise ValueError("write_images: brisk's TensorBoard does not write weights as "
+                             "images; pass write_images=False (histograms: histogram_freq)")
+        if update_freq == "batch":
+            update_freq = 1  # Keras: 'batch' is a synonym for 1
+        if update_freq != "epoch" and (isinstance(update_freq, bool)
+                                       or not isinstance(update_freq, int) or update_freq < 1):
+            raise ValueError("update_freq: expected 'epoch', 'batch' or an int >= 1 "
+                             f"(batches), got {update_freq!r}")
+        if isinstance(profile_batch, bool) or profile_batch != 0:
+            raise ValueError(f"profile_batch: profiling is not available in brisk's TensorBoard "
+                             f"(Keras on the torch backend raises too); got {profile_batch!r}, "
+                             "must be 0: use `brisk profile` or torch.profiler")
+        if isinstance(embeddings_freq, bool) or embeddings_freq != 0:
+            raise ValueError("embeddings_freq: brisk's TensorBoard does not write embeddings "
+                             f"for the projector; got {embeddings_freq!r}, must be 0")
+        if embeddings_metadata is not None:
+            raise ValueError("embeddings_metadata: brisk's TensorBoard does not write "
+                             f"embeddings; got {embeddings_metadata!r}, must be None")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:
+            raise ImportError("TensorBoard: the tensorboard package is not installed; "
+                              'pip install "brisk[tensorboard]" (or pip install tensorboard)'
+                              ) from e
+        self._writer_class = SummaryWriter
+        self.log_dir = os.fspath(log_dir)
+        self.write_graph, self.write_images = write_graph, write_images
+        self.write_steps_per_second = write_steps_per_second
+        self.update_freq = update_freq
+        self.profile_batch, self.embeddings_freq = profile_batch, embeddings_freq
+        self.embeddings_metadata = embeddings_metadata
+        self._writers: dict[str, Any] = {}
+        self._training = False
+        self._global_train_batch = 0
+
+    def _writer(self, which: str):
+        """The ``train`` or ``validation`` writer, opened when first used (as Keras does: no
+        empty event files)."""
+        if which not in self._writers:
+            self._writers[which] = self._writer_class(os.path.join(self.log_dir, which))
+        return self._writers[which]
+
+    def _close(self) -> None:
+        for w in self._writers.values():
+            w.flush()
+            w.close()
+        self._writers = {}
+
+    def on_train_begin(self, logs=None):
+        self._close()  # Keras starts new writers for each fit
+        self._training = True
+        self._global_train_batch = 0  # Keras: batch steps count from 1 in each fit
+
+    def on_train_end(self, logs=None):
+        self._training = False
+        self._close()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.write_steps_per_second:
+            self._epoch_start = (time.perf_counter(), getattr(self.trainer, "global_step", 0))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._global_train_batch += 1
+        if self.write_steps_per_second:
+            self._batch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self._global_train_batch
+        if self.update_freq == "epoch" or step % self.update_freq:
+            return  # the lazy logs stay unread: no host sync on this batch
+        values = {k: float(v) for k, v in (logs or {}).items()}  # reading syncs, once
+        writer = self._writer("train")
+        if self.write_steps_per_second:
+            seconds = time.perf_counter() - self._batch_start
+            writer.add_scalar("batch_steps_per_second", 1.0 / max(seconds, 1e-9), step)
+        for name, value in values.items():
+            writer.add_scalar(f"batch_{name}", value, step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        train = {k: v for k, v in logs.items() if not k.startswith("val_")}
+        opt = getattr(self.trainer, "optimizer", None)
+        if opt is not None:  # Keras: the optimizer's rate now, whatever the logs hold
+            train["learning_rate"] = opt.param_groups[0]["lr"]
+        if self.write_steps_per_second:
+            start, start_step = self._epoch_start
+            seconds = max(time.perf_counter() - start, 1e-9)
+            steps = getattr(self.trainer, "global_step", 0) - start_step
+            train["steps_per_second"] = steps / seconds
+        writer = self._writer("train")
+        for name, value in train.items():
+            writer.add_scalar(f"epoch_{name}", float(value), epoch)
+        val = {k[4:]: v for k, v in logs.items() if k.startswith("val_")}
+        if val:
+            vwriter = self._writer("validation")
+            for name, value in val.items():
+                vwriter.add_scalar(f"epoch_{name}", float(value), epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            for name, t in self.model.state_dict().items():
+                if torch.is_tensor(t) and t.is_floating_point():
+                    tag = name.removeprefix("_orig_mod.").replace(".", "/")
+                    writer.add_histogram(f"{tag}/histogram", t.detach().float().cpu(), epoch)
+        for w in self._writers.values():
+            w.flush()
+
+    def on_test_end(self, logs=None):
+        writer = self._writer("validation")
+        step = getattr(self.trainer, "global_step", 0)
+        for name, value in (logs or {}).items():
+            writer.add_scalar(f"evaluation_{name}_vs_iterations", float(value), step)
+        if not self._training:  # evaluate(): no on_train_end will close it
+            self._close()
 
 
 class LearningRateScheduler(Callback):

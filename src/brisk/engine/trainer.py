@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -256,7 +258,7 @@ class Trainer:
         m.eval()
         try:
             with torch.no_grad(), self.precision.autocast():
-                out = fn(self.precision.cast_input(sample.to(self.device)))
+                out = fn(self._cast_input(sample.to(self.device)))
         except (RuntimeError, ValueError, IndexError) as e:
             raise ValueError(
                 f"x: input with per-sample shape {tuple(sample.shape[1:])} does not fit "
@@ -425,6 +427,7 @@ class Trainer:
         return DeviceLoader(
             x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
             device=self.device, seed=seed, transform=transform, sample_weight=sample_weight,
+            integer_inputs=self._int_inputs and transform is None,
         )
 
     def _batches(self, loader, augment=None, generator=None, weights: bool = False):
@@ -450,9 +453,15 @@ class Trainer:
             if augment is not None:
                 xb = augment(xb.float() if not xb.is_floating_point() else xb, generator)
             if weights:
-                yield self.precision.cast_input(xb), yb, wb
+                yield self._cast_input(xb), yb, wb
             else:
-                yield self.precision.cast_input(xb), yb
+                yield self._cast_input(xb), yb
+
+    def _cast_input(self, xb: torch.Tensor) -> torch.Tensor:
+        """The precision policy's input cast (pure bf16 casts float inputs), except for
+        token ids: bfloat16 holds integers exactly only up to 256, so a model with an
+        embedding gets its ids (int64, or float32 from a DeviceLoader) unchanged."""
+        return xb if self._int_inputs else self.precision.cast_input(xb)
 
     def _cast_batch(self, xb: torch.Tensor) -> torch.Tensor:
         """Inputs in float32 with their values, as Keras feeds them: float64 and integer
@@ -636,10 +645,17 @@ class Trainer:
         validation_freq: int = 1,
         class_weight: Mapping[int, float] | None = None,
         sample_weight: Any = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> History:
         """Train for ``epochs`` epochs (Keras signature); returns a ``History``.
 
         ``validation_freq=k`` validates after every k-th epoch only (Keras).
+        ``steps_per_epoch=n`` ends each epoch after n batches, Keras 3's way: one pass over
+        the data spans epochs (the next epoch goes on where the last one stopped), and an
+        epoch that reaches the end of the data stops there (with a warning if it ran fewer
+        than n batches); the next epoch starts a new, reshuffled pass.
+        ``validation_steps=n`` validates on the first n batches only (Keras).
         ``class_weight={class: weight}`` weighs each training sample's loss by its class
         (Keras; classes not named weigh 1; validation is unweighted). ``sample_weight``
         (N,) weighs each sample's loss (Keras: weighted sum over the batch size; split with
@@ -666,6 +682,14 @@ class Trainer:
             )
         verbose = resolve_verbose(verbose)
         validation_freq = _check_positive_int(validation_freq, "validation_freq")
+        if steps_per_epoch is not None:
+            steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch")
+            if full_batch or self.accumulate != 1:
+                raise ValueError(
+                    "steps_per_epoch: not supported with full-batch ('gd') training or "
+                    "gradient accumulation, whose steps follow the data's passes")
+        if validation_steps is not None:
+            validation_steps = _check_positive_int(validation_steps, "validation_steps")
         if validation_split and validation_data is not None:
             raise ValueError("validation_split: give either validation_split or validation_data")
 
@@ -729,9 +753,10 @@ class Trainer:
                 "give the dataset a __len__ or pass arrays, a map-style Dataset or a DeviceLoader"
             ) from e
         accumulate = n_batches if full_batch else self.accumulate
-        steps_per_epoch = math.ceil(n_batches / accumulate)
+        epoch_batches = n_batches if steps_per_epoch is None else steps_per_epoch
+        optimizer_steps = math.ceil(epoch_batches / accumulate)  # per epoch
         sizes = _batch_sizes(loader)
-        schedule = self._build_schedule(schedule, epochs, steps_per_epoch)
+        schedule = self._build_schedule(schedule, epochs, optimizer_steps)
 
         self.history = History()
         # Keras's order: the user's callbacks, then History, then the progress bar, so the
@@ -740,38 +765,49 @@ class Trainer:
         if verbose:
             cbs.append(ProgressBar(verbose))
         cbs.set_trainer(self)
-        cbs.set_params({"epochs": epochs, "steps": n_batches, "verbose": verbose})
+        cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
         self.stop_training = False
         cbs.on_train_begin()
         logs: dict = {}
+        # steps_per_epoch: the pass in progress (its batches, its index, batches drawn)
+        stream, passes, drawn = None, initial_epoch, 0
         for epoch in range(initial_epoch, epochs):
             self.epoch = epoch
-            if hasattr(loader, "set_epoch"):
-                loader.set_epoch(epoch)
             self.module.train()
             frozen_batchnorm_eval(self.module)  # Keras: a frozen BatchNorm is in inference mode
             self._set_optimizer_mode(True)
             self._reset_stats()
             cbs.on_epoch_begin(epoch)
             step_in_epoch = 0
-            gen = None
-            if batch_augment is not None:
-                gen = torch.Generator(device=self.device).manual_seed(seed * 1000003 + epoch)
-            for i, (xb, yb, wb) in enumerate(self._batches(loader, batch_augment, gen, weights=True)):
+            if stream is None:  # a new pass over the data (every epoch without steps_per_epoch)
+                stream = self._epoch_batches(loader, batch_augment, seed, passes)
+                passes, drawn = passes + 1, 0
+            take = n_batches if steps_per_epoch is None else min(steps_per_epoch, n_batches - drawn)
+            i = -1
+            for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take)):
                 cbs.on_train_batch_begin(i)
                 # Each micro-batch's mean loss is weighted by its share of the update's
                 # samples, so k accumulated batches equal one step on their union.
                 weight = 1.0 if accumulate == 1 else xb.shape[0] / _group_size(sizes, i, accumulate)
                 self._train_batch(xb, yb, weight, wb)
                 if (i + 1) % accumulate == 0 or i + 1 == n_batches:
-                    self._optimizer_step(schedule, epoch * steps_per_epoch + step_in_epoch)
+                    self._optimizer_step(schedule, epoch * optimizer_steps + step_in_epoch)
                     step_in_epoch += 1
                 cbs.on_train_batch_end(i, _LazyLogs(self, {}))
                 if self.stop_training:
                     break
+            drawn += i + 1
+            if drawn >= n_batches or i + 1 < take or steps_per_epoch is None:
+                stream.close()
+                stream = None
+                if steps_per_epoch is not None and i + 1 < steps_per_epoch and not self.stop_training:
+                    warnings.warn(  # Keras 3's warning, and its behaviour: the epoch ends here
+                        f"steps_per_epoch: the data ran out after {i + 1} of {steps_per_epoch} "
+                        f"batches in epoch {epoch + 1}; the next epoch starts a new pass over "
+                        f"the {n_batches} batches", stacklevel=2)
             logs = self._read_stats()
             if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
-                val_logs = self._evaluate_loader(val_loader, cbs)
+                val_logs = self._evaluate_loader(val_loader, cbs, validation_steps)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
             if schedule is not None and not getattr(self.optimizer_spec, "learning_rate_schedule", None):
                 # brisk's schedule= logs the rate it set, as 'learning_rate' (a Keras schedule
@@ -784,6 +820,16 @@ class Trainer:
         self._cw_table = None  # class weights belong to this fit only
         cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
         return self.history
+
+    def _epoch_batches(self, loader, batch_augment, seed: int, index: int):
+        """Pass ``index`` over ``loader``: (x, y, weights) batches on the device, reshuffled
+        per pass (``set_epoch``), augmented with a generator seeded per pass."""
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(index)
+        gen = None
+        if batch_augment is not None:
+            gen = torch.Generator(device=self.device).manual_seed(seed * 1000003 + index)
+        return self._batches(loader, batch_augment, gen, weights=True)
 
     def _build_schedule(self, schedule, epochs: int, steps_per_epoch: int):
         spec = schedule if schedule is not None else self.schedule
@@ -803,15 +849,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluate/predict
     @torch.no_grad()
-    def _evaluate_loader(self, loader, cbs: CallbackList | None = None) -> dict[str, float]:
-        """Loss and metrics over ``loader``; the ``on_test_*`` hooks of ``cbs`` around it."""
+    def _evaluate_loader(self, loader, cbs: CallbackList | None = None,
+                         steps: int | None = None) -> dict[str, float]:
+        """Loss and metrics over ``loader`` (its first ``steps`` batches when given); the
+        ``on_test_*`` hooks of ``cbs`` around it."""
         cbs = cbs if cbs is not None else CallbackList()
         saved = (self._stats, self._counts)
         states = [m._snapshot() if m.keras_protocol else None for m in self.metrics]
         self._reset_stats()
         cbs.on_test_begin()
         with self._inference():
-            for i, (xb, yb, wb) in enumerate(self._batches(loader, weights=True)):
+            for i, (xb, yb, wb) in enumerate(itertools.islice(self._batches(loader, weights=True), steps)):
                 cbs.on_test_batch_begin(i)
                 out, loss = self._fwd_loss(xb, yb, wb) if wb is not None else self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
@@ -838,13 +886,17 @@ class Trainer:
         return_dict: bool = False,
         callbacks: list[Callback] | None = None,
         sample_weight: Any = None,
+        steps: int | None = None,
     ):
         """Loss and metrics on the given data (Keras): a scalar loss when there are no
         metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``. ``callbacks``
-        get the ``on_test_*`` hooks; ``sample_weight`` weighs each sample's loss (Keras)."""
+        get the ``on_test_*`` hooks; ``sample_weight`` weighs each sample's loss (Keras);
+        ``steps=n`` evaluates the first n batches only."""
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to evaluate")
         batch_size = _check_positive_int(batch_size or 256, "batch_size")
+        if steps is not None:
+            steps = _check_positive_int(steps, "steps")
         x, y = self._prepare(x, y, "x")
         sw = self._check_sample_weight(sample_weight, x, y)
         self._ready_for_inference(x)
@@ -852,7 +904,8 @@ class Trainer:
             y = self._check_targets(y)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
-        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0, sample_weight=sw), cbs)
+        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0, sample_weight=sw), cbs,
+                                     steps)
         if resolve_verbose(verbose):
             from brisk.engine.progress import format_logs
 
@@ -863,11 +916,14 @@ class Trainer:
 
     @torch.no_grad()
     def predict(self, x: Any, batch_size: int | None = None, verbose: int | str = 0,
-                callbacks: list[Callback] | None = None) -> np.ndarray:
+                steps: int | None = None, callbacks: list[Callback] | None = None) -> np.ndarray:
         """Model outputs for ``x`` as a numpy array (probabilities when the model ends in
         softmax/sigmoid). ``callbacks`` get the ``on_predict_*`` hooks (batch-end logs:
-        ``{'outputs': batch outputs}``, as in Keras)."""
+        ``{'outputs': batch outputs}``, as in Keras). ``steps=n`` predicts the first n
+        batches only (Keras's argument order: ``batch_size, verbose, steps, callbacks``)."""
         batch_size = _check_positive_int(batch_size or 256, "batch_size")
+        if steps is not None:
+            steps = _check_positive_int(steps, "steps")
         x, _ = self._prepare(x, None, "x")
         self._ready_for_inference(x)
         cbs = CallbackList(callbacks)
@@ -876,7 +932,8 @@ class Trainer:
         outs = []
         cbs.on_predict_begin()
         with self._inference():
-            for i, (xb, _) in enumerate(self._batches(self._loader(x, None, batch_size, False, 0))):
+            batches = self._batches(self._loader(x, None, batch_size, False, 0))
+            for i, (xb, _) in enumerate(itertools.islice(batches, steps)):
                 cbs.on_predict_batch_begin(i)
                 with self.precision.autocast():
                     outs.append(fn(xb).float())
