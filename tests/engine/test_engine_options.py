@@ -866,14 +866,26 @@ def test_batch_sizes_of_each_kind_of_loader():
     assert _batch_sizes(fake) is None
 
 
-def test_a_module_without_trainable_parameters_is_refused():
+def test_a_module_without_trainable_parameters_computes_the_loss_only():
+    # Keras 3.15.1 (tools/keras_oracle/frozen_fit.py): warns "The model does not have any
+    # trainable weights." and runs the epochs with the loss logged, weights unchanged.
     net = nn.Linear(2, 2)
     net.requires_grad_(False)
-    with pytest.raises(ValueError) as e:
-        brisk.Trainer(net, loss="mse").fit(torch.zeros(4, 2), torch.zeros(4, 2), verbose=0)
-    assert str(e.value) == (
-        "module: it has no trainable parameters (every weight is frozen, e.g. by "
-        "trainable=False); unfreeze some layers, or use evaluate() to only compute the loss")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.randn(8, 2), torch.randn(8, 2)
+    t = brisk.Trainer(net, loss="mse", schedule="cosine")
+    with pytest.warns(UserWarning, match="The model does not have any trainable weights"):
+        h = t.fit(x, y, epochs=2, batch_size=4, verbose=0)
+    want = float(((net(x) - y) ** 2).mean())
+    np.testing.assert_allclose(h.history["loss"], [want, want], rtol=1e-6)
+    assert t.global_step == 4 and "learning_rate" not in h.history
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, before[k])
+    with pytest.raises(ValueError, match="module: it has no trainable parameters"):
+        t.lr_find(x, y)
+    net.weight.requires_grad_(True)  # unfrozen: the next fit trains again
+    t.fit(x, y, epochs=1, batch_size=4, verbose=0)
+    assert not torch.equal(net.weight, before["weight"]) and torch.equal(net.bias, before["bias"])
 
 
 def test_optimizer_objects_and_factories():

@@ -28,6 +28,7 @@ import math
 import numbers
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -281,7 +282,12 @@ def lr_find(
     if y is not None:
         y = trainer._check_targets(y)
     old_optimizer, old_key = trainer.optimizer, trainer._params_key
-    trainer._ensure_optimizer()
+    with warnings.catch_warnings():  # nothing trainable is an error here, not fit's warning
+        warnings.simplefilter("ignore")
+        trainer._ensure_optimizer()
+    if trainer._nothing_to_train:
+        raise ValueError("module: it has no trainable parameters (every weight is frozen, e.g. "
+                         "by trainable=False); a learning-rate range test needs some")
     opt = trainer.optimizer
     saved = _Snapshot(trainer, opt)
     try:

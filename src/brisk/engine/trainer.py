@@ -198,6 +198,7 @@ class Trainer:
         self._fwd = None
         self._fwd_loss = None
         self._int_inputs = False
+        self._nothing_to_train = False  # every weight frozen (fit warns and only computes)
         self._cw_table: torch.Tensor | None = None
         self.global_step = 0
         self.epoch = 0
@@ -291,11 +292,13 @@ class Trainer:
         state of parameters that stay."""
         apply_trainable(self.module)  # the trainable flags as they are now
         params = tuple(p for p in self.module.parameters() if p.requires_grad)
-        if not params:
-            raise ValueError(
-                "module: it has no trainable parameters (every weight is frozen, e.g. by "
-                "trainable=False); unfreeze some layers, or use evaluate() to only compute "
-                "the loss")
+        self._nothing_to_train = not params
+        if not params:  # Keras 3 warns and runs the epochs without updates
+            warnings.warn(
+                "The model does not have any trainable weights (every weight is frozen, e.g. "
+                "by trainable=False): fit computes the loss and metrics only, as Keras does",
+                stacklevel=3)
+            return
         key = tuple(id(p) for p in params)
         if self.optimizer is not None and key == self._params_key:
             return
@@ -588,14 +591,19 @@ class Trainer:
         if self._cw_table is not None:  # Keras multiplies class and sample weights
             cw = self._sample_weights(yb)
             wb = cw if wb is None else wb * cw
-        if wb is not None:
-            out, loss = self._fwd_loss(xb, yb, wb)
-        else:
-            out, loss = self._fwd_loss(xb, yb)
-        self.precision.backward(loss * weight if weight != 1.0 else loss)
+        with torch.no_grad() if self._nothing_to_train else contextlib.nullcontext():
+            if wb is not None:
+                out, loss = self._fwd_loss(xb, yb, wb)
+            else:
+                out, loss = self._fwd_loss(xb, yb)
+        if not self._nothing_to_train:
+            self.precision.backward(loss * weight if weight != 1.0 else loss)
         self._accumulate(loss, out, yb)
 
     def _optimizer_step(self, schedule, schedule_step: int) -> None:
+        if self._nothing_to_train:  # every weight frozen: nothing to update (Keras)
+            self.global_step += 1
+            return
         opt = self.optimizer
         if schedule is not None:
             factor = schedule(schedule_step)
@@ -812,7 +820,8 @@ class Trainer:
             if schedule is not None and not getattr(self.optimizer_spec, "learning_rate_schedule", None):
                 # brisk's schedule= logs the rate it set, as 'learning_rate' (a Keras schedule
                 # object given as the optimizer's learning_rate logs nothing, as in Keras)
-                logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+                if self.optimizer is not None:
+                    logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
