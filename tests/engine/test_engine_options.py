@@ -540,7 +540,7 @@ def test_fit_needs_a_loader_of_known_length():
 def test_accumulate_needs_a_loader_of_known_batch_size():
     """A batch_sampler-driven DataLoader has no batch_size: per-micro-batch weights are
     unknown, which must be an error rather than a silently wrong average."""
-    from brisk.engine.trainer import _group_size
+    from brisk.engine.step import group_size as _group_size
 
     with pytest.raises(ValueError) as e:
         _group_size(None, 0, 2)
@@ -832,7 +832,7 @@ def test_validation_batches_of_at_least_256():
 
 
 def test_batch_sizes_of_each_kind_of_loader():
-    from brisk.engine.trainer import _batch_sizes
+    from brisk.engine.step import batch_sizes as _batch_sizes
 
     ds = torch.utils.data.TensorDataset(torch.zeros(10, 1))
     DL = torch.utils.data.DataLoader

@@ -17,6 +17,11 @@ E, OPT = "tests/engine/", "tests/optim/"
 SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.trainer": (E + "test_trainer.py", E + "test_engine_options.py",
                              E + "test_bad_input.py"),
+    # fit's checks and its step, moved out of trainer.py: the same tests judge them
+    "brisk.engine.inputs": (E + "test_trainer.py", E + "test_engine_options.py",
+                            E + "test_bad_input.py"),
+    "brisk.engine.step": (E + "test_trainer.py", E + "test_engine_options.py",
+                          E + "test_bad_input.py"),
     "brisk.engine.callbacks": (E + "test_callbacks.py", OPT + "test_schedule"),  # + plateau
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
                                 E + "test_trainer.py"),

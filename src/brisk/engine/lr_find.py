@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from brisk.engine.trainer import Trainer, _batch_sizes, _group_size
+from brisk.engine import inputs
+from brisk.engine import step as step_mod
+from brisk.engine.trainer import Trainer
 
 __all__ = ["LRFindResult", "lr_find", "plot_lr_find", "suggest_lr"]
 
@@ -273,14 +275,14 @@ def lr_find(
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
 
     # The set-up fit does (validation, lazy build, move to the device, optimizer).
-    x, y = trainer._prepare(x, y, "x")
+    x, y = inputs.prepare(x, y, "x")
     if torch.is_tensor(x):
         sample = x[:2]
     else:
         sample = next(iter(trainer._batches(trainer._loader(x, None, 2, False, 0))))[0]
     trainer._setup_module(sample)
     if y is not None:
-        y = trainer._check_targets(y)
+        y = inputs.check_targets(trainer.loss_fn, trainer._out_shape, y)
     old_optimizer, old_key = trainer.optimizer, trainer._params_key
     with warnings.catch_warnings():  # nothing trainable is an error here, not fit's warning
         warnings.simplefilter("ignore")
@@ -361,7 +363,7 @@ def _sweep(
     if n_batches == 0:
         raise ValueError("x: no training batches (fewer samples than one batch?)")
     accumulate = n_batches if full_batch else trainer.accumulate
-    sizes = _batch_sizes(loader)
+    sizes = step_mod.batch_sizes(loader)
 
     trainer.module.train()
     trainer._set_optimizer_mode(True)
@@ -373,14 +375,14 @@ def _sweep(
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(epoch)
         for i, (xb, yb) in enumerate(trainer._batches(loader)):
-            weight = 1.0 if accumulate == 1 else xb.shape[0] / _group_size(sizes, i, accumulate)
-            trainer._train_batch(xb, yb, weight)
+            weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
+            step_mod.train_batch(trainer, xb, yb, weight)
             if not ((i + 1) % accumulate == 0 or i + 1 == n_batches):
                 continue
             # the mean loss of this step's samples, computed before its update
             losses[step] = trainer._stats[0] / trainer._counts[0]
             trainer._reset_stats()
-            trainer._optimizer_step(schedule, step)
+            step_mod.optimizer_step(trainer, schedule, step)
             step += 1
             if step % _READ_EVERY == 0 or step == num_steps:
                 raw = losses[:step].tolist()

@@ -30,6 +30,8 @@ from torch import nn
 from brisk import losses as losses_mod
 from brisk import metrics as metrics_mod
 from brisk.data.loader import DeviceLoader
+from brisk.engine import inputs
+from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList, History
 from brisk.engine.checkpoint import load_checkpoint, save_checkpoint
 from brisk.engine.freeze import apply_trainable, frozen_batchnorm_eval
@@ -64,37 +66,6 @@ def select_device(device: str | torch.device | None = None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device: 'cuda' was asked for but no CUDA GPU is available")
     return dev
-
-
-def _check_positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-    return int(value)
-
-
-def _to_tensor(a: Any, name: str) -> torch.Tensor:
-    if torch.is_tensor(a):
-        return a
-    if isinstance(a, (list, tuple)):
-        a = np.asarray(a)
-    if isinstance(a, np.ndarray):
-        if a.dtype.kind not in "biuf":
-            raise TypeError(f"{name}: expected a numeric array, got dtype {a.dtype}")
-        if a.dtype == np.float64:
-            a = a.astype(np.float32)  # train in float32, as Keras does with float64 input
-        return torch.from_numpy(np.ascontiguousarray(a))
-    raise TypeError(
-        f"{name}: expected a numpy array, torch tensor, torch Dataset, DataLoader or brisk DeviceLoader, "
-        f"got {type(a).__name__}"
-    )
-
-
-def _all_finite(t: torch.Tensor) -> bool:
-    """NaN/inf check at memory speed: a sum is finite when every element is (NaN and inf
-    propagate); only an overflowing sum of finite values needs the exact, slower pass."""
-    if not t.is_floating_point():
-        return True
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 class _LazyLogs(Mapping):
@@ -180,7 +151,7 @@ class Trainer:
         self.compile = compile
         self.schedule = schedule
         self.warmup = int(warmup)
-        self.accumulate = _check_positive_int(accumulate, "accumulate")
+        self.accumulate = inputs.check_positive_int(accumulate, "accumulate")
         for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
             if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
                 raise ValueError(f"{name}: expected a positive number or None, got {v!r}")
@@ -346,77 +317,6 @@ class Trainer:
                 self._set_optimizer_mode(True)
 
     # ------------------------------------------------------------------ data
-    def _prepare(self, x, y, name: str) -> tuple[Any, Any]:
-        """Validate and convert array inputs; Datasets and loaders pass through."""
-        if isinstance(x, (torch.utils.data.Dataset, torch.utils.data.DataLoader, DeviceLoader)):
-            if y is not None:
-                raise ValueError(f"y: must be None when {name} is a Dataset or a loader (it yields the labels)")
-            return x, None
-        if x is None:
-            raise ValueError(f"{name}: no data given")
-        xt = _to_tensor(x, name)
-        if xt.dim() == 0 or len(xt) == 0:
-            raise ValueError(f"{name}: empty data (no samples)")
-        if not _all_finite(xt):
-            raise ValueError(f"{name}: contains NaN or infinite values")
-        yt = None
-        if y is not None:
-            yname = "y" if name == "x" else f"{name} labels"
-            yt = _to_tensor(y, yname)
-            if yt.dim() == 0 or len(yt) != len(xt):
-                raise ValueError(
-                    f"{yname}: x has {len(xt)} samples but y has "
-                    f"{len(yt) if yt.dim() else 'no'} (they must match)"
-                )
-            if not _all_finite(yt):
-                raise ValueError(f"{yname}: contains NaN or infinite values")
-        return xt, yt
-
-    def _check_targets(self, y: torch.Tensor, name: str = "y") -> torch.Tensor:
-        """Labels must suit the loss and the model's output, checked before training."""
-        loss, out = self.loss_fn, self._out_shape
-        if getattr(loss, "target", None) == "sparse":
-            if len(out) == 1 and y.dim() == 2 and y.shape[1] != 1:
-                raise ValueError(
-                    f"{name}: {loss.name} needs one integer class label per sample, shape "
-                    f"(N,) or (N, 1); got shape {tuple(y.shape)}"
-                    + (", which looks one-hot: use loss='categorical_crossentropy', or pass "
-                       "the class indices y.argmax(axis=1)" if y.shape[1] == out[0] else "")
-                )
-            if y.is_floating_point():
-                if not bool((y == y.round()).all()):
-                    raise ValueError(f"{name}: {loss.name} needs integer class labels")
-                y = y.long()
-            y = y.long()
-            if y.dim() > 1 and y.shape[1:] == (1,):
-                y = y.reshape(-1)
-            n_classes = out[0] if out else 1
-            lo, hi = int(y.min()), int(y.max())
-            if lo < 0 or hi >= n_classes:
-                raise ValueError(
-                    f"{name}: labels must be in [0, {n_classes - 1}] for a model with "
-                    f"{n_classes} outputs and {loss.name}; found labels in [{lo}, {hi}]"
-                )
-        elif isinstance(loss, losses_mod.CategoricalCrossentropy):
-            if tuple(y.shape[1:]) != out:
-                raise ValueError(
-                    f"{name}: categorical_crossentropy needs one-hot labels of shape "
-                    f"(N, {', '.join(map(str, out))}), got {tuple(y.shape)}; use "
-                    "sparse_categorical_crossentropy for integer labels"
-                )
-        elif isinstance(loss, losses_mod.BinaryCrossentropy):
-            if bool(((y < 0) | (y > 1)).any()):
-                raise ValueError(f"{name}: binary_crossentropy needs labels in [0, 1]")
-        if getattr(loss, "target", None) == "dense":
-            if y[0].numel() != math.prod(out):
-                raise ValueError(
-                    f"{name}: each target has {y[0].numel()} values but the model outputs "
-                    f"{math.prod(out)} per sample"
-                )
-            if not y.is_floating_point():
-                y = y.float()
-        return y
-
     def _loader(self, x, y, batch_size, shuffle, seed, transform=None, drop_last=False,
                 sample_weight=None):
         if isinstance(x, (torch.utils.data.DataLoader, DeviceLoader)):
@@ -534,106 +434,6 @@ class Trainer:
             return out, self.loss_fn(yb, out.float(), sample_weight)
         return out, self.loss_fn(out.float(), yb)  # torch's (input, target)
 
-    def _class_weights(self, class_weight) -> torch.Tensor | None:
-        """``{class: weight}`` as a lookup table on the device (Keras's ``class_weight``;
-        classes not named weigh 1). Raises ``ValueError`` for a bad dict or a loss that
-        takes no per-sample weights."""
-        if class_weight is None:
-            return None
-        if not isinstance(class_weight, Mapping) or not class_weight:
-            raise ValueError(f"class_weight: expected a dict {{class index: weight}}, got {class_weight!r}")
-        for k, v in class_weight.items():
-            if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-                raise ValueError(f"class_weight: class indices must be ints >= 0, got {k!r}")
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {v!r} for class {k}")
-        if not self._keras_loss:
-            raise ValueError("class_weight: needs a loss that takes per-sample weights (a name or a "
-                             "brisk.losses.Loss); a torch loss function takes none")
-        classes = self._out_shape[0] if len(self._out_shape) == 3 else (self._out_shape[-1] if self._out_shape else 1)
-        table = torch.ones(max(max(int(k) for k in class_weight) + 1, classes, 2), device=self.device)
-        for k, v in class_weight.items():
-            table[int(k)] = float(v)
-        return table
-
-    def _check_sample_weight(self, sample_weight, x, y, name: str = "sample_weight"):
-        """Per-sample weights for array inputs, as a (N,) float tensor; checked before
-        training (the DeviceLoader checks shape and values again)."""
-        if sample_weight is None:
-            return None
-        if not torch.is_tensor(x):
-            raise ValueError(f"{name}: only with array inputs; a Dataset or loader can yield "
-                             "(x, y, sample_weight) batches instead")
-        if y is None:
-            raise ValueError(f"{name}: needs y")
-        if not self._keras_loss:
-            raise ValueError(f"{name}: needs a loss that takes per-sample weights (a name or a "
-                             "brisk.losses.Loss); a torch loss function takes none")
-        w = _to_tensor(sample_weight, name)
-        if w.dim() == 2 and w.shape[1] == 1:
-            w = w.reshape(-1)
-        if w.dim() != 1 or len(w) != len(x):
-            raise ValueError(f"{name}: expected shape ({len(x)},), got {tuple(w.shape)}")
-        if not _all_finite(w.double()) or bool((w < 0).any()):
-            raise ValueError(f"{name}: expected finite weights >= 0")
-        return w
-
-    def _sample_weights(self, yb: torch.Tensor) -> torch.Tensor:
-        """Keras's class_weight_to_sample_weights: one-hot labels by argmax, (N, 1) squeezed,
-        values rounded to the class index."""
-        idx = yb
-        if idx.dim() > 1:
-            idx = idx.argmax(-1) if idx.shape[-1] != 1 else idx.squeeze(-1)
-        idx = idx.round().long() if idx.is_floating_point() else idx.long()
-        return self._cw_table[idx.clamp(0, len(self._cw_table) - 1)]
-
-    def _train_batch(self, xb: torch.Tensor, yb: torch.Tensor, weight: float, wb=None) -> None:
-        if self._cw_table is not None:  # Keras multiplies class and sample weights
-            cw = self._sample_weights(yb)
-            wb = cw if wb is None else wb * cw
-        with torch.no_grad() if self._nothing_to_train else contextlib.nullcontext():
-            if wb is not None:
-                out, loss = self._fwd_loss(xb, yb, wb)
-            else:
-                out, loss = self._fwd_loss(xb, yb)
-        if not self._nothing_to_train:
-            self.precision.backward(loss * weight if weight != 1.0 else loss)
-        self._accumulate(loss, out, yb)
-
-    def _optimizer_step(self, schedule, schedule_step: int) -> None:
-        if self._nothing_to_train:  # every weight frozen: nothing to update (Keras)
-            self.global_step += 1
-            return
-        opt = self.optimizer
-        if schedule is not None:
-            factor = schedule(schedule_step)
-            for g in opt.param_groups:
-                g["lr"] = g["initial_lr"] * factor
-        spec = self.optimizer_spec
-        keras_clip = any(getattr(spec, k, None) for k in ("clipnorm", "global_clipnorm", "clipvalue"))
-        if self.clip_norm is not None or self.clip_value is not None:
-            self.precision.unscale(opt)
-            params = [p for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            if self.clip_value is not None:
-                torch.nn.utils.clip_grad_value_(params, self.clip_value)
-            if self.clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.clip_norm, foreach=True)
-        elif keras_clip:  # the optimizer's Keras arguments, one of them, Keras's precedence
-            self.precision.unscale(opt)
-            grads = [p.grad for g in opt.param_groups for p in g["params"] if p.grad is not None]
-            if spec.clipnorm:  # each tensor: g * c / max(||g||, c) (Keras clip_by_norm)
-                norms = torch._foreach_norm(grads)
-                torch._foreach_mul_(grads, [spec.clipnorm / n.clamp_min(spec.clipnorm) for n in norms])
-            elif spec.global_clipnorm:  # all together (Keras clip_by_global_norm)
-                total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-                torch._foreach_mul_(grads, spec.global_clipnorm / total.clamp_min(spec.global_clipnorm))
-            else:
-                torch._foreach_clamp_min_(grads, -spec.clipvalue)
-                torch._foreach_clamp_max_(grads, spec.clipvalue)
-        self.precision.step(opt)
-        opt.zero_grad(set_to_none=True)
-        self.global_step += 1
-
     # ------------------------------------------------------------------ fit
     def fit(
         self,
@@ -676,69 +476,29 @@ class Trainer:
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to train")
         full_batch = bool(getattr(self.optimizer_spec, "full_batch", False))
-        if batch_size is None:
-            batch_size = 4096 if full_batch else 32
-        batch_size = _check_positive_int(batch_size, "batch_size")
-        epochs = _check_positive_int(epochs, "epochs")
-        if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch < epochs:
-            raise ValueError(f"initial_epoch: expected an int in [0, epochs), got {initial_epoch!r}")
-        if not isinstance(validation_split, (int, float)) or not (
-            validation_split == 0 or 0 < validation_split < 1
-        ):
-            raise ValueError(
-                f"validation_split: expected a float in (0, 1), got {validation_split!r}"
-            )
+        batch_size, epochs, steps_per_epoch, validation_steps = inputs.check_fit_arguments(
+            batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+            validation_split=validation_split, validation_data=validation_data,
+            validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps, class_weight=class_weight,
+            sample_weight=sample_weight, full_batch=full_batch, accumulate=self.accumulate)
         verbose = resolve_verbose(verbose)
-        validation_freq = _check_positive_int(validation_freq, "validation_freq")
-        if steps_per_epoch is not None:
-            steps_per_epoch = _check_positive_int(steps_per_epoch, "steps_per_epoch")
-            if full_batch or self.accumulate != 1:
-                raise ValueError(
-                    "steps_per_epoch: not supported with full-batch ('gd') training or "
-                    "gradient accumulation, whose steps follow the data's passes")
-        if validation_steps is not None:
-            validation_steps = _check_positive_int(validation_steps, "validation_steps")
-        if validation_split and validation_data is not None:
-            raise ValueError("validation_split: give either validation_split or validation_data")
 
         # Data: validate, split (Keras takes the *last* fraction, before shuffling).
-        x, y = self._prepare(x, y, "x")
-        if class_weight is not None and sample_weight is not None:
-            raise ValueError("class_weight: give class_weight or sample_weight, not both (Keras)")
-        sw = self._check_sample_weight(sample_weight, x, y)
-        val, val_sw = None, None
-        if validation_split:
-            if not torch.is_tensor(x):
-                raise ValueError("validation_split: only works with array inputs; "
-                                 "pass validation_data for a Dataset or DataLoader")
-            split_at = int(math.ceil(len(x) * (1.0 - validation_split)))
-            if split_at in (0, len(x)):
-                raise ValueError(f"validation_split: {validation_split} leaves an empty split "
-                                 f"of {len(x)} samples")
-            val = (x[split_at:], None if y is None else y[split_at:])
-            x, y = x[:split_at], (None if y is None else y[:split_at])
-            if sw is not None:  # Keras splits the weights with the samples
-                sw, val_sw = sw[:split_at], sw[split_at:]
-        elif validation_data is not None:
-            if isinstance(validation_data, (tuple, list)):
-                if len(validation_data) not in (2, 3):
-                    raise ValueError("validation_data: expected (x_val, y_val) or "
-                                     "(x_val, y_val, sample_weight_val)")
-                val = self._prepare(validation_data[0], validation_data[1], "validation_data")
-                if len(validation_data) == 3:
-                    val_sw = self._check_sample_weight(validation_data[2], val[0], val[1],
-                                                       "validation_data sample_weight")
-            else:
-                val = self._prepare(validation_data, None, "validation_data")
+        x, y = inputs.prepare(x, y, "x")
+        sw = inputs.check_sample_weight(sample_weight, x, y, self._keras_loss)
+        x, y, sw, val, val_sw = inputs.validation_set(x, y, sw, validation_split,
+                                                      validation_data, self._keras_loss)
 
         sample = x[:2] if torch.is_tensor(x) else next(iter(self._batches(self._loader(x, None, 2, False, 0))))[0]
         self._setup_module(sample)
         if y is not None:
-            y = self._check_targets(y)
+            y = inputs.check_targets(self.loss_fn, self._out_shape, y)
         if val is not None and val[1] is not None:
-            val = (val[0], self._check_targets(val[1], "validation_data labels"))
+            val = (val[0], inputs.check_targets(self.loss_fn, self._out_shape, val[1], "validation_data labels"))
         self._ensure_optimizer()
-        self._cw_table = self._class_weights(class_weight)
+        self._cw_table = inputs.class_weight_table(class_weight, self._keras_loss, self._out_shape,
+                                                   self.device)
         seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
         augment = self._augment_transform(augment)
         loader = self._loader(x, y, batch_size, shuffle, seed, augment,
@@ -763,7 +523,7 @@ class Trainer:
         accumulate = n_batches if full_batch else self.accumulate
         epoch_batches = n_batches if steps_per_epoch is None else steps_per_epoch
         optimizer_steps = math.ceil(epoch_batches / accumulate)  # per epoch
-        sizes = _batch_sizes(loader)
+        sizes = step_mod.batch_sizes(loader)
         schedule = self._build_schedule(schedule, epochs, optimizer_steps)
 
         self.history = History()
@@ -796,10 +556,10 @@ class Trainer:
                 cbs.on_train_batch_begin(i)
                 # Each micro-batch's mean loss is weighted by its share of the update's
                 # samples, so k accumulated batches equal one step on their union.
-                weight = 1.0 if accumulate == 1 else xb.shape[0] / _group_size(sizes, i, accumulate)
-                self._train_batch(xb, yb, weight, wb)
+                weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
+                step_mod.train_batch(self, xb, yb, weight, wb)
                 if (i + 1) % accumulate == 0 or i + 1 == n_batches:
-                    self._optimizer_step(schedule, epoch * optimizer_steps + step_in_epoch)
+                    step_mod.optimizer_step(self, schedule, epoch * optimizer_steps + step_in_epoch)
                     step_in_epoch += 1
                 cbs.on_train_batch_end(i, _LazyLogs(self, {}))
                 if self.stop_training:
@@ -903,14 +663,14 @@ class Trainer:
         ``steps=n`` evaluates the first n batches only."""
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to evaluate")
-        batch_size = _check_positive_int(batch_size or 256, "batch_size")
+        batch_size = inputs.check_positive_int(batch_size or 256, "batch_size")
         if steps is not None:
-            steps = _check_positive_int(steps, "steps")
-        x, y = self._prepare(x, y, "x")
-        sw = self._check_sample_weight(sample_weight, x, y)
+            steps = inputs.check_positive_int(steps, "steps")
+        x, y = inputs.prepare(x, y, "x")
+        sw = inputs.check_sample_weight(sample_weight, x, y, self._keras_loss)
         self._ready_for_inference(x)
         if y is not None:
-            y = self._check_targets(y)
+            y = inputs.check_targets(self.loss_fn, self._out_shape, y)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
         logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0, sample_weight=sw), cbs,
@@ -930,10 +690,10 @@ class Trainer:
         softmax/sigmoid). ``callbacks`` get the ``on_predict_*`` hooks (batch-end logs:
         ``{'outputs': batch outputs}``, as in Keras). ``steps=n`` predicts the first n
         batches only (Keras's argument order: ``batch_size, verbose, steps, callbacks``)."""
-        batch_size = _check_positive_int(batch_size or 256, "batch_size")
+        batch_size = inputs.check_positive_int(batch_size or 256, "batch_size")
         if steps is not None:
-            steps = _check_positive_int(steps, "steps")
-        x, _ = self._prepare(x, None, "x")
+            steps = inputs.check_positive_int(steps, "steps")
+        x, _ = inputs.prepare(x, None, "x")
         self._ready_for_inference(x)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
@@ -1011,34 +771,3 @@ class Trainer:
         self._set_optimizer_mode(False)
         tensors = {k: v.detach().contiguous().cpu() for k, v in self.module.state_dict().items()}
         atomic_write(path, lambda tmp: save_file(tensors, tmp))
-
-
-def _batch_sizes(loader) -> tuple[int, int, int] | None:
-    """(batch_size, number of batches, size of the last batch) when the loader says."""
-    bs = getattr(loader, "batch_size", None)
-    try:
-        nb = len(loader)
-    except TypeError:
-        return None
-    if bs is None or nb == 0:
-        return None
-    if isinstance(loader, DeviceLoader):
-        n = loader.num_samples
-    else:
-        try:
-            n = len(loader.dataset)
-        except TypeError:
-            return None
-    drop = getattr(loader, "drop_last", False)
-    last = bs if drop or n % bs == 0 else n % bs
-    return bs, nb, last
-
-
-def _group_size(sizes, i: int, k: int) -> int:
-    """Samples in the accumulation group that batch ``i`` belongs to."""
-    if sizes is None:  # unknown sizes: assume full batches (documented approximation)
-        raise ValueError("accumulate: needs a loader with a known length and batch_size")
-    bs, nb, last = sizes
-    start = (i // k) * k
-    end = min(start + k, nb)
-    return (end - start) * bs - ((bs - last) if end == nb else 0)
