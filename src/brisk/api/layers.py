@@ -12,6 +12,17 @@ Each layer is built lazily by ``build(shape)`` from the per-sample input shape i
 PyTorch layout (``(C, H, W)`` for images) and returns its output shape. ``flops(shape)``
 counts floating-point operations per sample (a multiply-add is 2 FLOPs).
 
+A layer called on its own (``Dense(4)(torch.randn(2, 3))``, or inside any torch module)
+builds itself from its first input, as a Keras layer does. It takes the layout it
+computes in: vectors and sequences as in Keras ((N, features), (N, steps, features),
+integer ids for Embedding), but image batches as (N, C, H, W), PyTorch's layout -- only
+``Sequential`` turns Keras's (N, H, W, C) into it. Its weights are float32 on the input's
+device. A layer built this way keeps its weights when added to a ``Sequential`` that
+gives it the same per-sample shape.
+
+Unnamed layers are named as in Keras: the snake_case class name with a per-session
+counter ('dense', 'dense_1', 'conv2d', ...; ``brisk.utils.clear_session()`` resets it).
+
 Example::
 
     import brisk
@@ -33,6 +44,7 @@ from torch import nn
 
 from brisk.api.activations import activation_name, get_activation
 from brisk.engine.freeze import set_trainable
+from brisk.utils import auto_name
 
 Shape = tuple[int, ...]
 
@@ -89,14 +101,42 @@ def _initialize(weight: torch.Tensor, name: str, fan_in: int, fan_out: int) -> N
             )
 
 
+def _build_on_first_call(layer: Layer, args: tuple) -> None:
+    """Forward pre-hook of an unbuilt layer: build it from the first input's per-sample
+    shape (Keras builds a layer on its first call), then the hook removes itself, so a
+    built layer pays nothing per call (nor in torch.compile or torch.fx graphs)."""
+    if not layer.built:
+        x = args[0] if args else None
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            raise TypeError(
+                f"{type(layer).__name__} {layer.name!r}: to build on its first call the layer "
+                "needs a torch.Tensor batch with a leading batch axis, got "
+                f"{type(x).__name__ if not isinstance(x, torch.Tensor) else tuple(x.shape)}")
+        layer._build_for(tuple(x.shape[1:]))
+        layer._built_by_call = True
+        layer.to(x.device)
+    layer._build_hook.remove()
+
+
 class Layer(nn.Module):
-    """Base of brisk layers: lazily built from the input shape (PyTorch layout)."""
+    """Base of brisk layers: lazily built from the input shape (PyTorch layout) by
+    ``Sequential``, or by the first call (see the module docstring for the layouts).
+
+    ``name``: a str; unnamed layers get Keras's automatic name (the snake_case class name
+    and a per-session counter: 'dense', 'dense_1', ...). Raises ``TypeError`` for a name
+    that is not a str, ``ValueError`` for a bad ``input_shape``."""
 
     #: layers that need PyTorch's NCHW image layout (Sequential permutes NHWC input for them)
     spatial = False
+    #: the class name the automatic name is made from (Keras: the layer's class name)
+    _name_class: str | None = None
 
     def __init__(self, input_shape: Shape | None = None, name: str | None = None):
         super().__init__()
+        if name is None:
+            name = auto_name(self._name_class or type(self).__name__)
+        elif not isinstance(name, str) or not name:
+            raise TypeError(f"name: expected a non-empty str, got {name!r}")
         if input_shape is not None:
             if not isinstance(input_shape, (tuple, list)) or not all(
                 isinstance(d, int) and d > 0 for d in input_shape
@@ -110,7 +150,9 @@ class Layer(nn.Module):
         self.name = name
         self.built = False
         self.output_shape: Shape | None = None
+        self._built_for: Shape | None = None  # the per-sample input shape it was built for
         self._trainable = True
+        self._build_hook = self.register_forward_pre_hook(_build_on_first_call)
 
     @property
     def trainable(self) -> bool:
@@ -127,7 +169,23 @@ class Layer(nn.Module):
     def build(self, shape: Shape) -> Shape:
         self.built = True
         self.output_shape = tuple(shape)
+        self._build_hook.remove()  # built: no per-call build check any more
         return self.output_shape
+
+    def _build_for(self, shape: Shape) -> Shape:
+        """Build for per-sample ``shape`` (PyTorch layout) unless already built for it: a
+        built layer keeps its weights, as in Keras. Raises ``ValueError`` when it was built
+        by a call for another shape (its weights would not fit)."""
+        shape = tuple(shape)
+        if self.built and self._built_for == shape:
+            return self.output_shape
+        if self.built and getattr(self, "_built_by_call", False):
+            raise ValueError(
+                f"{type(self).__name__} {self.name!r} was built for per-sample input shape "
+                f"{self._built_for} (PyTorch layout) and is now given {shape}")
+        out = tuple(self.build(shape))
+        self._built_for = shape
+        return out
 
     def flops(self, shape: Shape) -> int:
         return 0
@@ -145,6 +203,8 @@ class Layer(nn.Module):
 
 class Input(Layer):
     """Declares the per-sample input shape (Keras layout, no batch axis)."""
+
+    _name_class = "InputLayer"  # Keras: keras.Input makes an InputLayer, 'input_layer'
 
     def __init__(self, shape: Shape, name: str | None = None):
         if shape is None or not isinstance(shape, (tuple, list)):
@@ -963,6 +1023,8 @@ class BatchNormalization(Layer):
     Keras's ``momentum=0.99`` keeps 99% of the running statistic per step; PyTorch's
     ``momentum`` is the weight of the new batch, so it is ``1 - momentum`` here.
     """
+
+    spatial = True  # images: channels are axis 1 inside the model (NHWC input permuted)
 
     def __init__(
         self,

@@ -30,20 +30,38 @@ from brisk import losses
 from brisk.api import layers as L
 from brisk.engine.checkpoint import atomic_write
 from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_parameters
+from brisk.utils import auto_name
 
 FORMAT = "brisk.Sequential"
 FORMAT_VERSION = 1
 
 
 class Sequential(nn.Module):
-    """A linear stack of layers (brisk layers or any ``nn.Module``)."""
+    """A linear stack of layers (brisk layers, other ``Sequential`` models or any
+    ``nn.Module``).
+
+    ``name``: a str; by default Keras's automatic name, 'sequential', 'sequential_1', ...
+    (a per-session counter, see ``brisk.utils.clear_session``). Raises ``TypeError`` for
+    a name that is not a str.
+
+    A ``Sequential`` used as a layer of another one (Keras's transfer-learning pattern,
+    ``Sequential([Input(shape), base, Dense(1)])``) is built, saved, cloned, counted and
+    listed in ``summary`` as one layer, as in Keras; ``get_weights`` lists its weights in
+    place, flat. The outer model hands it tensors in its internal layout (image batches
+    (N, C, H, W), ``forward(x, nested=True)``); called on its own it still takes Keras's
+    (N, H, W, C).
+    """
 
     def __init__(self, layers: Iterable[nn.Module] | None = None, name: str | None = None):
         super().__init__()
-        self.name = name or "sequential"
+        if name is None:
+            name = auto_name(type(self).__name__)
+        elif not isinstance(name, str) or not name:
+            raise TypeError(f"name: expected a non-empty str, got {name!r}")
+        self.name = name
         self.layers = nn.ModuleList()
         self._keras_input_shape: tuple[int, ...] | None = None
-        self._channels_last = False  # True when NHWC input is permuted to NCHW at entry
+        self._channels_last = False  # images are NCHW inside; Keras shapes are NHWC
         self.built = False
         self._trainer = None
         self._compile_config: dict | None = None
@@ -64,7 +82,19 @@ class Sequential(nn.Module):
                 raise ValueError("add: Input must be the first layer")
             self._keras_input_shape = layer.input_shape
             return
-        if not len(self.layers) and getattr(layer, "input_shape", None) is not None:
+        if layer is self:
+            raise ValueError("layer: a Sequential cannot be a layer of itself")
+        name = getattr(layer, "name", None)
+        if isinstance(name, str) and any(getattr(m, "name", None) == name for m in self.layers):
+            # Keras 3 Sequential.add: names are unique within a model (same message)
+            raise ValueError(
+                "layer: all layers added to a Sequential model should have unique names. "
+                f"Name {name!r} is already the name of a layer in this model. Update the "
+                "`name` argument to pass a unique name.")
+        if isinstance(layer, Sequential):  # Keras: a built nested model gives the input
+            if not len(self.layers) and self._keras_input_shape is None:
+                self._keras_input_shape = layer.sample_shape
+        elif not len(self.layers) and getattr(layer, "input_shape", None) is not None:
             self._keras_input_shape = tuple(layer.input_shape)
         self.layers.append(layer)
         if self.built:
@@ -81,15 +111,29 @@ class Sequential(nn.Module):
             self.build(self._keras_input_shape)
             return
         cur = self._shapes[-1][1] if self._shapes else self._layout(self._keras_input_shape)
-        self._shapes.append((cur, self._build_layer(layer, cur)))
+        self._shapes.append((cur, self._build_layer(layer, cur, self._keras_input_shape)))
 
     def _layout(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (shape[2], shape[0], shape[1]) if self._channels_last else shape
 
-    @staticmethod
-    def _build_layer(layer: nn.Module, cur: tuple[int, ...]) -> tuple[int, ...]:
+    @property
+    def spatial(self) -> bool:
+        """True when a layer needs the NCHW image layout (a nested model counts as its
+        layers), so image input is given as Keras's (N, H, W, C) and permuted once."""
+        return any(getattr(layer, "spatial", False) for layer in self.layers)
+
+    def _images_nchw(self, shape: tuple[int, ...], input_shape: tuple[int, ...]) -> bool:
+        # Rank-3 tensors inside are NCHW images, except in a model whose rank-3 input is
+        # not permuted (no image layer): Reshape((h, w, c)) of a flat input is NCHW too.
+        return len(shape) == 3 and (self._channels_last or len(input_shape) != 3)
+
+    def _build_layer(self, layer: nn.Module, cur: tuple[int, ...],
+                     input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if isinstance(layer, L.Layer):
-            return tuple(layer.build(cur))
+            return tuple(layer._build_for(cur))
+        if isinstance(layer, Sequential):
+            nchw = self._images_nchw(cur, input_shape)
+            return layer._build_nested(cur, (cur[1], cur[2], cur[0]) if nchw else cur, nchw)
         # an arbitrary module: infer its output shape by running it on zeros
         with torch.no_grad():
             modes = [(m, m.training) for m in layer.modules()]
@@ -138,9 +182,10 @@ class Sequential(nn.Module):
         return getattr(layer, "name", None) or f"{type(layer).__name__.lower()}_{i}"
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> nn.Module:
-        """A layer by name or by index (Keras ``Model.get_layer``); names default to
-        '<type>_<index>' as in ``summary()``. Raises ``ValueError`` for an unknown name or
-        index, or when both or neither are given."""
+        """A layer by name or by index (Keras ``Model.get_layer``). Names are the layers'
+        ``name`` (Keras's automatic 'dense', 'dense_1', ... unless given); a torch module
+        without one is '<type>_<index>', as in ``summary()``. Raises ``ValueError`` for an
+        unknown name or index, or when both or neither are given."""
         if (name is None) == (index is None):
             raise ValueError("get_layer: give either name= or index=")
         if index is not None:
@@ -247,7 +292,33 @@ class Sequential(nn.Module):
 
     def build(self, input_shape: Iterable[int]) -> None:
         """Create every layer's parameters for per-sample ``input_shape`` (Keras layout);
-        Keras's ``(None, *sample_shape)`` form is taken too."""
+        Keras's ``(None, *sample_shape)`` form is taken too. Layers already built for
+        their input shape keep their weights (Keras builds a layer once)."""
+        self._build(input_shape, None)
+
+    def _build_nested(self, shape: tuple[int, ...], keras_shape: tuple[int, ...],
+                      nchw: bool) -> tuple[int, ...]:
+        """Build as a layer of another Sequential, whose tensors arrive in its internal
+        layout: per-sample ``shape`` (images NCHW when ``nchw``), ``keras_shape`` in
+        Keras's. A model built before keeps its weights; one built for another input
+        raises ``ValueError``. Returns the output shape, in the same internal layout."""
+        if self.built and self._keras_input_shape != tuple(keras_shape):
+            raise ValueError(
+                f"layer {self.name!r}: this Sequential was built for per-sample input shape "
+                f"{self._keras_input_shape} and is given {tuple(keras_shape)} here")
+        if self.built and self._layout(keras_shape) != tuple(shape):
+            self.built = False  # the outer layout differs: layers whose shape changes rebuild
+        self._build(keras_shape, nchw)
+        return self._shapes[-1][1]
+
+    def flops(self, shape: tuple[int, ...] | None = None) -> int:
+        """Floating-point operations per sample of a forward pass (built model; a
+        multiply-add is 2), summed over the layers as ``summary`` counts them."""
+        self._require_built("flops")
+        return sum(layer.flops(s_in) for layer, (s_in, _) in zip(self.layers, self._shapes, strict=True)
+                   if isinstance(layer, (L.Layer, Sequential)))
+
+    def _build(self, input_shape: Iterable[int], nchw: bool | None) -> None:
         input_shape = tuple(input_shape)
         if input_shape and input_shape[0] is None:
             input_shape = input_shape[1:]
@@ -261,21 +332,18 @@ class Sequential(nn.Module):
             return
         if not len(self.layers):
             raise ValueError("Sequential: the model has no layers; add some before using it")
-        spatial = any(getattr(layer, "spatial", False) for layer in self.layers)
-        self._channels_last = spatial and len(shape) == 3
+        self._channels_last = (self.spatial and len(shape) == 3) if nchw is None else nchw
         cur = self._layout(shape)
         self._shapes = []
         for layer in self.layers:
-            out = self._build_layer(layer, cur)
+            out = self._build_layer(layer, cur, shape)
             self._shapes.append((cur, out))
             cur = out
         self._keras_input_shape = shape
         self.built = True
 
     def _display_shape(self, shape: tuple[int, ...]) -> tuple:
-        # Rank-3 tensors inside are NCHW images, except in a model whose rank-3 input is
-        # not permuted (no image layer): Reshape((h, w, c)) of a flat input is NCHW too.
-        if len(shape) == 3 and (self._channels_last or len(self._keras_input_shape) != 3):
+        if self._images_nchw(shape, self._keras_input_shape):
             shape = (shape[1], shape[2], shape[0])
         return (None, *shape)
 
@@ -295,7 +363,7 @@ class Sequential(nn.Module):
         return act if act in ("softmax", "sigmoid") and hasattr(last, "forward_logits") else None
 
     # ----------------------------------------------------------------- forward
-    def _enter(self, x: torch.Tensor) -> torch.Tensor:
+    def _enter(self, x: torch.Tensor, nested: bool = False) -> torch.Tensor:
         if isinstance(x, np.ndarray):  # Keras models take NumPy arrays too
             if x.dtype == np.float64:
                 x = x.astype(np.float32)
@@ -304,7 +372,7 @@ class Sequential(nn.Module):
         if not self.built:
             self.build(x.shape[1:])
             self.to(x.device)
-        if self._channels_last:
+        if self._channels_last and not nested:
             if x.dim() != 4:
                 raise ValueError(
                     f"x: expected image batches of shape (N, H, W, C), got shape {tuple(x.shape)}"
@@ -312,10 +380,13 @@ class Sequential(nn.Module):
             x = x.permute(0, 3, 1, 2)  # a free view: NHWC memory is channels_last NCHW
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._enter(x)
+    def forward(self, x: torch.Tensor, nested: bool = False) -> torch.Tensor:
+        """The layers in order. ``x``: a batch, (N, H, W, C) for image models as in Keras;
+        with ``nested=True`` (what an outer Sequential passes to a Sequential layer) it is
+        already in this model's internal layout, images (N, C, H, W)."""
+        x = self._enter(x, nested)
         for layer in self.layers:
-            x = layer(x)
+            x = _call(layer, x)
         return x
 
     def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -325,7 +396,7 @@ class Sequential(nn.Module):
         x = self._enter(x)
         *body, last = self.layers
         for layer in body:
-            x = layer(x)
+            x = _call(layer, x)
         return x if isinstance(last, (nn.Softmax, nn.Sigmoid)) else last.forward_logits(x)
 
     # ----------------------------------------------------------------- summary
@@ -351,7 +422,7 @@ class Sequential(nn.Module):
         total_flops = 0
         for i, (layer, (shape_in, shape_out)) in enumerate(zip(self.layers, self._shapes, strict=False)):
             params = _count_weights(layer)
-            flops = layer.flops(shape_in) if isinstance(layer, L.Layer) else 0
+            flops = layer.flops(shape_in) if isinstance(layer, (L.Layer, Sequential)) else 0
             total_flops += flops
             name = self._layer_name(i, layer)
             rows.append(
@@ -440,17 +511,24 @@ class Sequential(nn.Module):
 
     # ----------------------------------------------------------------- saving
     def get_config(self) -> dict:
+        """The architecture as JSON-able dicts: name, input shape (Keras layout), each
+        layer's class, config and ``trainable`` flag (Keras saves it with each layer), a
+        nested ``Sequential`` as its own config, and the compile settings. Raises
+        ``TypeError`` for a layer that is not a brisk layer or ``Sequential``."""
         specs = []
         for layer in self.layers:
-            if not isinstance(layer, L.Layer) or type(layer).__name__ not in L.LAYERS:
+            if isinstance(layer, Sequential):
+                spec = {"class": "Sequential", "config": layer.get_config()}
+                spec["config"].pop("compile", None)  # only the outer model is compiled
+            elif isinstance(layer, L.Layer) and type(layer).__name__ in L.LAYERS:
+                spec = {"class": type(layer).__name__, "config": layer.get_config()}
+            else:
                 raise TypeError(
                     f"save: layer {type(layer).__name__} is not a brisk layer, so the "
                     "architecture cannot be written; save the weights with "
                     "torch.save(model.state_dict(), path) instead"
                 )
-            spec = {"class": type(layer).__name__, "config": layer.get_config()}
-            if not layer.trainable:  # Keras saves the flag with the layer
-                spec["trainable"] = False
+            spec["trainable"] = layer.trainable
             specs.append(spec)
         return {
             "format": FORMAT,
@@ -467,6 +545,16 @@ class Sequential(nn.Module):
         """The architecture of ``get_config()`` with fresh weights (Keras
         ``Sequential.from_config``): built when the config has an input shape, trainable
         flags as saved. Raises ``ValueError`` for a config brisk did not write."""
+        model = cls._architecture(config)
+        if config.get("input_shape"):
+            model.build(tuple(config["input_shape"]))
+        model._restore_flags(config)
+        return model
+
+    @classmethod
+    def _architecture(cls, config: dict) -> Sequential:
+        """The layers of ``config``, names as saved; a nested model is left for the outer
+        one to build, in the outer layout."""
         if not isinstance(config, dict) or config.get("format") != FORMAT:
             raise ValueError("config: expected a dict written by Sequential.get_config()")
         if config.get("version", 0) > FORMAT_VERSION:
@@ -474,22 +562,30 @@ class Sequential(nn.Module):
                              f"reads ({FORMAT_VERSION})")
         model = cls(name=config.get("name"))
         for spec in config["layers"]:
+            if spec.get("class") == "Sequential":
+                model.add(Sequential._architecture(spec["config"]))
+                continue
             layer_cls = L.LAYERS.get(spec.get("class"))
             if layer_cls is None:
                 raise ValueError(f"config: unknown layer class {spec.get('class')!r}; known: "
-                                 f"{', '.join(sorted(L.LAYERS))}")
+                                 f"Sequential, {', '.join(sorted(L.LAYERS))}")
             cfg = dict(spec["config"])
             if "input_shape" in cfg:
                 cfg["input_shape"] = tuple(cfg["input_shape"])
             model.add(layer_cls(**cfg))
-        if config.get("input_shape"):
-            model.build(tuple(config["input_shape"]))
-        for layer, spec in zip(model.layers, config["layers"], strict=True):
-            if spec.get("trainable") is False:
-                layer.trainable = False
-        if config.get("trainable") is False:
-            model.trainable = False
         return model
+
+    def _restore_flags(self, config: dict) -> None:
+        """The saved ``trainable`` flags, outside in: the model's first (it sets every flag
+        below), then each layer's, so a layer re-enabled inside a frozen model stays so."""
+        if config.get("trainable") is False:
+            self.trainable = False
+        for layer, spec in zip(self.layers, config["layers"], strict=True):
+            flag = spec.get("trainable", True)  # older files wrote only False flags
+            if layer.trainable != flag:
+                layer.trainable = flag
+            if isinstance(layer, Sequential):
+                layer._restore_flags(spec["config"])
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights and compile settings to one safetensors file,
@@ -545,6 +641,8 @@ def _keras_layout(layer: nn.Module) -> list:
     order: a Dense kernel is (in, out), a Conv2D kernel (kh, kw, in, out); other weights
     keep torch's layout."""
     same = lambda t: t  # noqa: E731
+    if isinstance(layer, Sequential):  # Keras: a nested model's weights in place, flat
+        return [slot for sub in layer.layers for slot in _keras_layout(sub)]
     if isinstance(layer, L.Dense):
         out = [(layer.linear.weight, lambda t: t.T, lambda t: t.T)]
         bias = layer.linear.bias
@@ -581,6 +679,11 @@ def _keras_layout(layer: nn.Module) -> list:
     return out + ([(bias, same, same)] if bias is not None else [])
 
 
+def _call(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    # a nested Sequential gets x in the outer (internal) layout: no second NHWC permute
+    return layer(x, nested=True) if isinstance(layer, Sequential) else layer(x)
+
+
 def _swap_zr(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Swap the first two of three gate blocks along ``dim`` (its own inverse)."""
     a, b, c = t.chunk(3, dim)
@@ -599,7 +702,10 @@ def _keras_loss(loss: Any) -> Any:
 
 def _weights_of(module: nn.Module) -> list[torch.Tensor]:
     """A module's weights in Keras's order and count: parameters, then floating-point
-    buffers (BatchNorm: gamma, beta, moving mean, moving variance; not num_batches_tracked)."""
+    buffers (BatchNorm: gamma, beta, moving mean, moving variance; not num_batches_tracked);
+    a nested Sequential's layer by layer."""
+    if isinstance(module, Sequential):
+        return [w for layer in module.layers for w in _weights_of(layer)]
     return [*module.parameters(), *(b for b in module.buffers() if b.is_floating_point())]
 
 

@@ -296,7 +296,12 @@ def to_torch(model: nn.Module) -> nn.Sequential:
 
     src = copy_model(model)
     mods: list[nn.Module] = [ChannelsFirst()] if src.data_format == "channels_last" else []
-    for layer, (_, out_shape) in zip(src.layers, src._shapes, strict=True):
+
+    def flat(m: Sequential):  # a nested Sequential's layers in place: one layout inside
+        for layer, (_, out_shape) in zip(m.layers, m._shapes, strict=True):
+            yield from flat(layer) if isinstance(layer, Sequential) else [(layer, out_shape)]
+
+    for layer, out_shape in flat(src):
         rank = len(out_shape)
         if isinstance(layer, L.Input):
             continue
