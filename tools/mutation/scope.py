@@ -13,25 +13,28 @@ from __future__ import annotations
 
 import os
 
-E, OPT = "tests/engine/", "tests/optim/"
+E, OPT, K = "tests/engine/", "tests/optim/", "tests/keras_parity/"
+# the engine's own tests, and the Keras-front tests of what fit does (weights, steps, clipping)
+ENGINE = (E + "test_trainer.py", E + "test_engine_options.py", E + "test_bad_input.py",
+          K + "test_callbacks_contract.py", K + "test_steps.py", K + "test_model_api.py")
 SCOPE: dict[str, tuple[str, ...]] = {
-    "brisk.engine.trainer": (E + "test_trainer.py", E + "test_engine_options.py",
-                             E + "test_bad_input.py"),
+    "brisk.engine.trainer": ENGINE,
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
-    "brisk.engine.inputs": (E + "test_trainer.py", E + "test_engine_options.py",
-                            E + "test_bad_input.py"),
-    "brisk.engine.step": (E + "test_trainer.py", E + "test_engine_options.py",
-                          E + "test_bad_input.py"),
-    "brisk.engine.callbacks": (E + "test_callbacks.py", OPT + "test_schedule"),  # + plateau
+    "brisk.engine.inputs": ENGINE,
+    "brisk.engine.step": ENGINE,
+    "brisk.engine.callbacks": (E + "test_callbacks.py", OPT + "test_schedule",  # + plateau
+                               K + "test_callbacks_contract.py", K + "test_tensorboard.py"),
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
                                 E + "test_trainer.py"),
     "brisk.engine.precision": (E + "test_precision.py",),
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
     "brisk.engine.lr_find": (E + "test_lr_find",),
-    "brisk.engine.freeze": ("tests/keras_parity/test_fidelity.py",),
-    "brisk.losses": ("tests/test_losses.py",),
-    "brisk.metrics": ("tests/test_metrics.py",),
-    "brisk.optim": (OPT,),
+    "brisk.engine.freeze": (K + "test_fidelity.py",),
+    "brisk.losses": ("tests/test_losses.py", K + "test_fidelity.py"),
+    "brisk.metrics": ("tests/test_metrics.py", K + "test_callbacks_contract.py",
+                      K + "test_fidelity.py"),
+    # Keras schedule objects and clipping arguments are tested at the Keras front
+    "brisk.optim": (OPT, K + "test_model_api.py"),
     "brisk.data.loader": ("tests/data/test_data_loader",),  # also test_data_loader_edges.py
     "brisk.compress.fold": ("tests/compress/test_fold.py",),
 }
