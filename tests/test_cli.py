@@ -67,9 +67,21 @@ def test_lr_find_prints_a_suggestion_writes_a_plot_and_rejects_bad_rates(tmp_pat
         assert opt in r.stdout
 
 
-def test_compress_a_model_saved_by_brisk_train_keeps_accuracy_within_max_drop(tmp_path):
+def test_compress_a_model_saved_by_brisk_train_keeps_accuracy_within_max_drop(tmp_path,
+                                                                              monkeypatch):
+    import brisk.cli
+
     run = tmp_path / "run"
+    written = []
+    real = brisk.cli.atomic_write_text
+    monkeypatch.setattr(brisk.cli, "atomic_write_text",
+                        lambda path, text: (written.append(os.path.basename(path)), real(path, text)))
     assert main(["train", "--epochs", "5", "--verbose", "0", "--out", str(run)]) == 0
+    # --out files go through the atomic writer (a kill leaves the old file or the new one)
+    assert written == ["history.csv", "result.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["history.csv", "model.safetensors",
+                                                     "result.json"]
+    assert (run / "history.csv").read_text().splitlines()[0].startswith("epoch,loss")
     r = run_cli("compress", str(run), "--sparsity", "0.8", "--epochs", "2", "--max-drop", "2",
                 "--out", str(tmp_path / "c"), "--quiet")
     assert r.returncode == 0, r.stderr

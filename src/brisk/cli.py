@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import time
 
 from brisk._argtypes import positive_float as _positive_float
 from brisk._argtypes import positive_int as _positive_int
+from brisk.engine.checkpoint import atomic_write_text
 
 MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "mnist", "fashion-mnist")
@@ -124,14 +126,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         os.makedirs(args.out, exist_ok=True)
         model.save(os.path.join(args.out, "model.safetensors"))
-        with open(os.path.join(args.out, "history.csv"), "w", newline="") as f:
-            keys = list(history.history)
-            w = csv.writer(f)
-            w.writerow(["epoch", *keys])
-            for i, epoch in enumerate(history.epoch):
-                w.writerow([epoch + 1, *[history.history[k][i] for k in keys]])
-        with open(os.path.join(args.out, "result.json"), "w") as f:
-            json.dump(result, f, indent=2)
+        # every file through the atomic writer: a kill leaves the old file or the new one
+        keys = list(history.history)
+        rows = io.StringIO()
+        w = csv.writer(rows)
+        w.writerow(["epoch", *keys])
+        for i, epoch in enumerate(history.epoch):
+            w.writerow([epoch + 1, *[history.history[k][i] for k in keys]])
+        atomic_write_text(os.path.join(args.out, "history.csv"), rows.getvalue())
+        atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(result, indent=2))
         print(f"wrote {args.out}/model.safetensors, history.csv, result.json")
     return 0
 

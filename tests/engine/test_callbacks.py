@@ -90,7 +90,7 @@ def test_model_checkpoint_best_only_and_resumable_state(tmp_path):
     again = brisk.load_model(tmp_path / "best.safetensors")
     for k, v in ckpt["model"].items():
         assert torch.equal(again.state_dict()[k], v)
-    assert not list(tmp_path.glob(".brisk-*"))  # no temporary files left behind
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("."))  == []  # no temps
 
 
 class ScriptedMonitor(Callback):
@@ -388,7 +388,7 @@ def test_atomic_write_uses_a_hidden_temporary_file_in_the_same_folder(tmp_path):
 
     atomic_write(tmp_path / "sub" / "file.txt", write)
     assert os.path.dirname(seen[0]) == str(tmp_path / "sub")  # same filesystem: rename is atomic
-    assert os.path.basename(seen[0]).startswith(".brisk-") and seen[0].endswith(".tmp")
+    assert os.path.basename(seen[0]).startswith(".file.txt.") and seen[0].endswith(".brisk-tmp")
     assert (tmp_path / "sub" / "file.txt").read_text() == "ok"
     assert sorted(os.listdir(tmp_path / "sub")) == ["file.txt"]
 
@@ -400,3 +400,23 @@ def test_atomic_write_uses_a_hidden_temporary_file_in_the_same_folder(tmp_path):
         atomic_write(tmp_path / "sub" / "file.txt", fail)
     assert (tmp_path / "sub" / "file.txt").read_text() == "ok"  # the old file is intact
     assert sorted(os.listdir(tmp_path / "sub")) == ["file.txt"]  # and no temp file left
+
+
+def test_atomic_write_removes_stale_temps_of_its_target_and_fsyncs(tmp_path, monkeypatch):
+    import os
+
+    from brisk.engine import checkpoint
+
+    # what kill -9 between mkstemp and the rename leaves: temps of this target, and of another
+    for name in (".a.pt.x1y2.brisk-tmp", ".a.pt.zz.brisk-tmp", ".b.pt.q.brisk-tmp", "a.pt.keep"):
+        (tmp_path / name).write_text("partial")
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode), real_fsync(fd)))
+    checkpoint.atomic_write(tmp_path / "a.pt", lambda tmp: open(tmp, "w").write("new"))
+    assert sorted(os.listdir(tmp_path)) == [".b.pt.q.brisk-tmp", "a.pt", "a.pt.keep"]
+    assert (tmp_path / "a.pt").read_text() == "new"
+    import stat
+
+    # the file's data before the rename, then the folder (the rename itself)
+    assert [stat.S_ISREG(m) for m in synced] == [True, False] and stat.S_ISDIR(synced[1])

@@ -68,6 +68,7 @@ import torch.nn.utils.prune as tprune
 from torch.nn.utils import parametrize
 
 from brisk.compress.prune import _choice, _targets, copy_model, is_pruned, make_permanent
+from brisk.engine.checkpoint import atomic_write
 
 __all__ = ["SharedWeights", "kmeans_1d", "load", "save", "share_weights", "size_report"]
 
@@ -499,16 +500,12 @@ def save(
     blob = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.getvalue()
 
     path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
+
+    def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)  # atomic: readers see the old file or the new one
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)  # readers see the old file or the new one, never a part
     return {
         "path": path,
         "bytes": len(blob),

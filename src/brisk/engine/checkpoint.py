@@ -13,26 +13,89 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 
 import torch
 
+_TMP_SUFFIX = ".brisk-tmp"
+
+
+def _tmp_prefix(path: str) -> str:
+    """Temp files of ``path`` are ``.<name>.<random>.brisk-tmp`` in its folder: same
+    filesystem (the rename is atomic), hidden, and findable as stale leftovers."""
+    return f".{os.path.basename(path)}."
+
+
+def _fsync_dir(folder: str) -> None:
+    """Make a rename in ``folder`` durable (POSIX); a no-op where directories cannot be
+    opened (Windows)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on a directory
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temps(path: str | os.PathLike) -> list[str]:
+    """Delete the temp files that interrupted writes of ``path`` left behind (a process
+    killed between creating its temp file and the rename); returns their paths. Only one
+    process writes a given target (rank zero), so every such file is stale."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = _tmp_prefix(path)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(prefix) and name.endswith(_TMP_SUFFIX):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+    return removed
+
 
 def atomic_write(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` then rename the result over ``path``."""
+    """Write ``path`` so that a crash at any moment leaves either the old file or the new
+    one, complete: ``write(tmp_path)`` fills a temp file in the same folder, which is
+    fsynced, renamed over ``path`` (``os.replace``) and made durable by an fsync of the
+    folder. Temp files left by earlier interrupted writes of ``path`` are removed first;
+    on an exception the temp file is removed and the exception propagates (the old file
+    is untouched)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".brisk-", suffix=".tmp")
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=_tmp_prefix(path), suffix=_TMP_SUFFIX)
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:  # the data must be on disk before the rename points at it
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    _fsync_dir(folder)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """``atomic_write`` of a UTF-8 text file (``brisk train --out`` history and result)."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+
+    atomic_write(path, write)
 
 
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
