@@ -111,3 +111,17 @@ def test_train_recipe_and_bench_from_the_command_line(tmp_path, data_dir):
     files = sorted(p.suffix for p in (tmp_path / "b").iterdir())
     assert {".json", ".md", ".png"} <= set(files)
     assert run_cli("bench", "mnist-mlp", "--runs", "0").returncode == 2
+
+
+def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypatch):
+    import brisk.cli
+
+    trained = []
+    monkeypatch.setattr(brisk.cli, "_data_and_model", lambda args: trained.append(1))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["train", "--out", str(blocker / "run")]) == 2  # a file where a folder must be
+    assert "--out: cannot create the folder" in capsys.readouterr().err
+    assert main(["train", "--out", str(blocker)]) == 2
+    assert "(File exists)" in capsys.readouterr().err
+    assert trained == []  # refused before any data was read or model trained

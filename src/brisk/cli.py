@@ -95,7 +95,20 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_dir(out: str | None) -> None:
+    """``--out`` must be a writable folder before anything trains (not after)."""
+    if out is None:
+        return
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"--out: cannot create the folder {out!r} ({e.strerror or e})") from e
+    if not os.path.isdir(out) or not os.access(out, os.W_OK | os.X_OK):
+        raise ValueError(f"--out: {out!r} is not a writable folder")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _check_out_dir(args.out)
     if args.recipe is not None:
         from brisk.recipes.cli import run_recipe_from_args
 

@@ -24,12 +24,15 @@ def set_random_seed(seed: int) -> None:
     """Seed Python's ``random``, NumPy and torch (CPU and every CUDA device), as
     ``keras.utils.set_random_seed`` does. Call it before building a model whose weights
     must be reproducible: a model with a known input shape is built (and its weights drawn)
-    at construction. Raises ``TypeError`` for a non-int seed."""
+    at construction. Raises ``TypeError`` for a non-int seed, ``ValueError`` for one
+    outside [0, 2**32 - 1] (Keras's range: NumPy's seed)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed: expected an int, got {seed!r}")
     seed = int(seed)
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed: expected an int in [0, 2**32 - 1] (as Keras), got {seed}")
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed)
     torch.manual_seed(seed)  # also seeds every CUDA device
 
 

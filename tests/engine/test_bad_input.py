@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 import brisk
 from brisk.layers import Dense
@@ -95,3 +96,59 @@ def test_module_type_and_uncompiled_fit(monkeypatch):
         brisk.Trainer(torch.nn.Linear(2, 2), device="cuda")
     with pytest.raises(ValueError, match="device: expected 'cpu', 'cuda'"):
         brisk.Trainer(torch.nn.Linear(2, 2), device="gpu0")
+
+
+# ---------------------------------------------------------------------- issue 12's known cases
+
+
+def _fitted_mlp():
+    from brisk.layers import Dense, Input
+
+    m = brisk.Sequential([Input((4,)), Dense(3)])
+    m.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    m.fit(np.zeros((8, 4), "float32"), np.zeros(8, "int64"), verbose=0)
+    return m
+
+
+def test_known_bad_inputs_get_a_clear_error_naming_the_argument():
+    m = _fitted_mlp()
+    x5, y = np.zeros((3, 5), "float32"), np.zeros(3, "int64")
+    cases = [
+        (lambda: m.predict(x5), ValueError,
+         "x: per-sample input shape (5,) does not fit the model, which expects (4,)"),
+        (lambda: m.evaluate(x5, y), ValueError,
+         "x: per-sample input shape (5,) does not fit the model, which expects (4,)"),
+        (lambda: m.fit(np.zeros((3, 4), "float32"), y, validation_data=(x5, y), verbose=0),
+         ValueError, "validation_data: per-sample input shape (5,) does not fit the model, "
+         "which expects (4,)"),
+        (lambda: m.fit(np.zeros((3, 4), "float32"), None, verbose=0), ValueError,
+         "y: sparse_categorical_crossentropy needs targets; got y=None (pass the labels, or a "
+         "Dataset that yields (x, y))"),
+        (lambda: m.evaluate(np.zeros((3, 4), "float32"), y, batch_size=0), ValueError,
+         "batch_size: expected a positive integer, got 0"),
+        (lambda: m.predict(np.zeros((3, 4), "float32"), batch_size=0), ValueError,
+         "batch_size: expected a positive integer, got 0"),
+        (lambda: brisk.Trainer(nn.Linear(4, 3), loss="mse", warmup=2.7), ValueError,
+         "warmup: expected a number of optimizer steps (an int >= 0), got 2.7"),
+        (lambda: m.fit(np.zeros((3, 4), "float32"), y, shuffle="no", verbose=0), TypeError,
+         "shuffle: expected True or False, got 'no'"),
+        (lambda: brisk.Trainer(nn.Linear(4, 3), loss="mse", seed=2**70), ValueError,
+         "seed: expected an int in [0, 2**32 - 1] (as Keras), got 1180591620717411303424"),
+        (lambda: brisk.utils.set_random_seed(-1), ValueError,
+         "seed: expected an int in [0, 2**32 - 1] (as Keras), got -1"),
+    ]
+    before = [w.copy() for w in m.get_weights()]
+    for fn, kind, msg in cases:
+        with pytest.raises(kind) as e:
+            fn()
+        assert str(e.value) == msg
+    for a, b in zip(m.get_weights(), before, strict=True):  # nothing trained on the way
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_plain_module_still_takes_other_input_sizes_after_fit():
+    # only a declared input shape is enforced: a fully convolutional net takes any size
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    t = brisk.Trainer(net, loss="mse")
+    t.fit(torch.zeros(4, 1, 8, 8), torch.zeros(4, 2), verbose=0)
+    assert t.predict(torch.zeros(2, 1, 12, 12)).shape == (2, 2)

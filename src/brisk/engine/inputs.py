@@ -170,7 +170,7 @@ def class_weight_table(class_weight, keras_loss: bool, out: tuple[int, ...],
     return table
 
 
-def check_fit_arguments(*, batch_size, epochs, initial_epoch, validation_split, validation_data,
+def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validation_split, validation_data,
                         validation_freq, steps_per_epoch, validation_steps, class_weight,
                         sample_weight, full_batch: bool, accumulate: int
                         ) -> tuple[int, int, int | None, int | None]:
@@ -181,6 +181,8 @@ def check_fit_arguments(*, batch_size, epochs, initial_epoch, validation_split, 
         batch_size = 4096 if full_batch else 32
     batch_size = check_positive_int(batch_size, "batch_size")
     epochs = check_positive_int(epochs, "epochs")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
     if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch < epochs:
         raise ValueError(f"initial_epoch: expected an int in [0, epochs), got {initial_epoch!r}")
     if not isinstance(validation_split, (int, float)) or not (

@@ -150,6 +150,9 @@ class Trainer:
             raise ValueError(f"compile: expected a bool or a torch.compile mode, got {compile!r}")
         self.compile = compile
         self.schedule = schedule
+        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) or warmup < 0:
+            raise ValueError(f"warmup: expected a number of optimizer steps (an int >= 0), "
+                             f"got {warmup!r}")
         self.warmup = int(warmup)
         self.accumulate = inputs.check_positive_int(accumulate, "accumulate")
         for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
@@ -477,7 +480,7 @@ class Trainer:
             raise ValueError("loss: this Trainer has no loss; pass loss= to train")
         full_batch = bool(getattr(self.optimizer_spec, "full_batch", False))
         batch_size, epochs, steps_per_epoch, validation_steps = inputs.check_fit_arguments(
-            batch_size=batch_size, epochs=epochs, initial_epoch=initial_epoch,
+            batch_size=batch_size, epochs=epochs, shuffle=shuffle, initial_epoch=initial_epoch,
             validation_split=validation_split, validation_data=validation_data,
             validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, class_weight=class_weight,
@@ -494,6 +497,11 @@ class Trainer:
         self._setup_module(sample)
         if y is not None:
             y = inputs.check_targets(self.loss_fn, self._out_shape, y)
+        elif torch.is_tensor(x) and getattr(self.loss_fn, "target", None) is not None:
+            raise ValueError(f"y: {getattr(self.loss_fn, 'name', 'the loss')} needs targets; "
+                             "got y=None (pass the labels, or a Dataset that yields (x, y))")
+        if val is not None:
+            self._check_sample_shape(val[0], "validation_data")
         if val is not None and val[1] is not None:
             val = (val[0], inputs.check_targets(self.loss_fn, self._out_shape, val[1], "validation_data labels"))
         self._ensure_optimizer()
@@ -641,10 +649,21 @@ class Trainer:
         cbs.on_test_end(dict(logs))
         return logs
 
-    def _ready_for_inference(self, x) -> None:
+    def _ready_for_inference(self, x, name: str = "x") -> None:
         if self._fwd is None or self._params_key is None and not getattr(self.module, "built", True):
             sample = x[:2] if torch.is_tensor(x) else next(iter(self._batches(self._loader(x, None, 2, False, 0))))[0]
             self._setup_module(sample)
+        else:
+            self._check_sample_shape(x, name)
+
+    def _check_sample_shape(self, x, name: str) -> None:
+        """Arrays for a model with a declared per-sample input shape (a built Sequential)
+        must have it: a clear error instead of a matmul error from inside the model. Plain
+        torch modules may take several shapes (fully convolutional nets) and are not checked."""
+        want = getattr(self.module, "sample_shape", None)
+        if torch.is_tensor(x) and want is not None and tuple(x.shape[1:]) != tuple(want):
+            raise ValueError(f"{name}: per-sample input shape {tuple(x.shape[1:])} does not fit "
+                             f"the model, which expects {tuple(want)}")
 
     def evaluate(
         self,
@@ -663,7 +682,7 @@ class Trainer:
         ``steps=n`` evaluates the first n batches only."""
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to evaluate")
-        batch_size = inputs.check_positive_int(batch_size or 256, "batch_size")
+        batch_size = inputs.check_positive_int(256 if batch_size is None else batch_size, "batch_size")
         if steps is not None:
             steps = inputs.check_positive_int(steps, "steps")
         x, y = inputs.prepare(x, y, "x")
@@ -690,7 +709,7 @@ class Trainer:
         softmax/sigmoid). ``callbacks`` get the ``on_predict_*`` hooks (batch-end logs:
         ``{'outputs': batch outputs}``, as in Keras). ``steps=n`` predicts the first n
         batches only (Keras's argument order: ``batch_size, verbose, steps, callbacks``)."""
-        batch_size = inputs.check_positive_int(batch_size or 256, "batch_size")
+        batch_size = inputs.check_positive_int(256 if batch_size is None else batch_size, "batch_size")
         if steps is not None:
             steps = inputs.check_positive_int(steps, "steps")
         x, _ = inputs.prepare(x, None, "x")
