@@ -16,7 +16,8 @@ import os
 E, OPT, K = "tests/engine/", "tests/optim/", "tests/keras_parity/"
 # the engine's own tests, and the Keras-front tests of what fit does (weights, steps, clipping)
 ENGINE = (E + "test_trainer.py", E + "test_engine_options.py", E + "test_bad_input.py",
-          K + "test_callbacks_contract.py", K + "test_steps.py", K + "test_model_api.py")
+          K + "test_callbacks_contract.py", K + "test_steps.py", K + "test_model_api.py",
+          K + "test_fidelity.py")
 SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.trainer": ENGINE,
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
