@@ -1,8 +1,12 @@
 """Keras callbacks: EarlyStopping and ModelCheckpoint."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
+from torch import nn
 
 import brisk
 from brisk.callbacks import Callback, EarlyStopping, ModelCheckpoint
@@ -420,3 +424,36 @@ def test_atomic_write_removes_stale_temps_of_its_target_and_fsyncs(tmp_path, mon
 
     # the file's data before the rename, then the folder (the rename itself)
     assert [stat.S_ISREG(m) for m in synced] == [True, False] and stat.S_ISDIR(synced[1])
+
+
+def test_a_diverging_run_stops_and_never_checkpoints_nan_weights(tmp_path):
+    # MSE regression at a learning rate that diverges: the loss overflows to inf/NaN
+    x = torch.linspace(-1, 1, 64).reshape(64, 1) * 100
+    y = 3 * x
+    net = nn.Linear(1, 1)
+    t = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=10.0), loss="mse", seed=0)
+    last = tmp_path / "last.safetensors"
+    best = tmp_path / "best.safetensors"
+    cbs = [ModelCheckpoint(str(last), monitor="loss"),
+           ModelCheckpoint(str(best), monitor="loss", save_best_only=True)]
+    with pytest.warns(UserWarning) as w:
+        h = t.fit(x, y, epochs=20, batch_size=64, callbacks=cbs, verbose=0)
+    losses = h.history["loss"]
+    assert not math.isfinite(losses[-1]) and all(math.isfinite(v) for v in losses[:-1])
+    assert len(losses) < 20  # stopped after the first non-finite epoch
+    assert any("training stops (on_nan='stop'" in str(m.message) for m in w)
+    for path in (last, best):  # the files hold the last finite weights
+        saved = load_file(path)
+        assert all(torch.isfinite(v).all() for v in saved.values())
+    # on_nan=None trains on, as Keras does, until the weights are NaN too: the checkpoint
+    # keeps the last finite weights, with a warning for each refused save
+    t2 = brisk.Trainer(nn.Linear(1, 1), optimizer=brisk.optimizers.SGD(learning_rate=10.0),
+                       loss="mse", seed=0)
+    kept = tmp_path / "kept.safetensors"
+    with pytest.warns(UserWarning, match="the weights are not finite"):
+        h2 = t2.fit(x, y, epochs=20, batch_size=64, verbose=0, on_nan=None,
+                    callbacks=[ModelCheckpoint(str(kept), monitor="loss")])
+    assert len(h2.history["loss"]) == 20 and not torch.isfinite(t2.module.weight).all()
+    assert all(torch.isfinite(v).all() for v in load_file(kept).values())
+    with pytest.raises(ValueError, match="on_nan: expected 'stop' or None, got 'halt'"):
+        t2.fit(x, y, on_nan="halt", verbose=0)

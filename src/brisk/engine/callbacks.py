@@ -228,6 +228,12 @@ class EarlyStopping(Callback):
             self.model.load_state_dict(self._best_state)
 
 
+def _weights_finite(module: torch.nn.Module) -> bool:
+    """Every floating-point weight and buffer finite (one host sync)."""
+    ts = [t for t in module.state_dict().values() if torch.is_tensor(t) and t.is_floating_point()]
+    return not ts or bool(torch.stack([torch.isfinite(t).all() for t in ts]).all())
+
+
 class ModelCheckpoint(Callback):
     """Write the model each epoch (or only when ``monitor`` improves), atomically.
 
@@ -292,8 +298,9 @@ class ModelCheckpoint(Callback):
                                  f"(available: {', '.join(logs) or 'none'})")
             current = float(logs[self.monitor])
             best = "None" if self.best is None else f"{self.best:.5f}"
-            if self.best is not None and not (current > self.best if self._maximize
-                                              else current < self.best):
+            # a NaN/inf monitor is never an improvement (else a NaN best blocks every later one)
+            if not math.isfinite(current) or self.best is not None and not (
+                    current > self.best if self._maximize else current < self.best):
                 if self.verbose > 0:
                     print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                 return
@@ -303,6 +310,11 @@ class ModelCheckpoint(Callback):
             self.best = current
         elif self.verbose > 0:
             print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        if not _weights_finite(self.trainer.module):
+            # a diverged model never replaces a good file (issue 12's NaN policy)
+            warnings.warn(f"ModelCheckpoint: the weights are not finite (NaN or inf) at epoch "
+                          f"{epoch + 1}; {path} was not written", stacklevel=2)
+            return
         if path.endswith(".pt"):
             self.trainer.save_checkpoint(path)
         elif self.save_weights_only:

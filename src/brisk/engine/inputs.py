@@ -172,7 +172,7 @@ def class_weight_table(class_weight, keras_loss: bool, out: tuple[int, ...],
 
 def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validation_split, validation_data,
                         validation_freq, steps_per_epoch, validation_steps, class_weight,
-                        sample_weight, full_batch: bool, accumulate: int
+                        sample_weight, full_batch: bool, accumulate: int, on_nan=None
                         ) -> tuple[int, int, int | None, int | None]:
     """``fit``'s arguments, checked before any data is touched (Keras's meanings).
     Returns ``(batch_size, epochs, steps_per_epoch, validation_steps)`` with the default
@@ -204,6 +204,8 @@ def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validatio
         raise ValueError("validation_split: give either validation_split or validation_data")
     if class_weight is not None and sample_weight is not None:
         raise ValueError("class_weight: give class_weight or sample_weight, not both (Keras)")
+    if on_nan not in ("stop", None):
+        raise ValueError(f"on_nan: expected 'stop' or None, got {on_nan!r}")
     return batch_size, epochs, steps_per_epoch, validation_steps
 
 

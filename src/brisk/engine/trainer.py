@@ -458,6 +458,7 @@ class Trainer:
         sample_weight: Any = None,
         steps_per_epoch: int | None = None,
         validation_steps: int | None = None,
+        on_nan: str | None = "stop",
     ) -> History:
         """Train for ``epochs`` epochs (Keras signature); returns a ``History``.
 
@@ -467,6 +468,10 @@ class Trainer:
         epoch that reaches the end of the data stops there (with a warning if it ran fewer
         than n batches); the next epoch starts a new, reshuffled pass.
         ``validation_steps=n`` validates on the first n batches only (Keras).
+        ``on_nan='stop'`` (default) ends training after an epoch whose loss is NaN or
+        infinite, with a warning (read at the epoch end: no per-step cost); ModelCheckpoint
+        never writes non-finite weights. ``on_nan=None`` trains on, as Keras does (its
+        ``TerminateOnNaN`` callback stops at the batch).
         ``class_weight={class: weight}`` weighs each training sample's loss by its class
         (Keras; classes not named weigh 1; validation is unweighted). ``sample_weight``
         (N,) weighs each sample's loss (Keras: weighted sum over the batch size; split with
@@ -484,7 +489,8 @@ class Trainer:
             validation_split=validation_split, validation_data=validation_data,
             validation_freq=validation_freq, steps_per_epoch=steps_per_epoch,
             validation_steps=validation_steps, class_weight=class_weight,
-            sample_weight=sample_weight, full_batch=full_batch, accumulate=self.accumulate)
+            sample_weight=sample_weight, full_batch=full_batch, accumulate=self.accumulate,
+            on_nan=on_nan)
         verbose = resolve_verbose(verbose)
 
         # Data: validate, split (Keras takes the *last* fraction, before shuffling).
@@ -590,6 +596,11 @@ class Trainer:
                 # object given as the optimizer's learning_rate logs nothing, as in Keras)
                 if self.optimizer is not None:
                     logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+            if on_nan == "stop" and not math.isfinite(logs.get("loss", 0.0)):
+                warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; training "
+                              "stops (on_nan='stop'; on_nan=None trains on, as Keras)",
+                              stacklevel=2)
+                self.stop_training = True
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
