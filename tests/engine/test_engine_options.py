@@ -1037,8 +1037,9 @@ def test_load_checkpoint_unpickles_plain_data_only_whatever_the_environment(tmp_
     assert isinstance(torch.load(tmp_path / "c.pt", weights_only=False)["obj"], Opaque)
     # torch's opt-out of its weights_only default must not reach brisk's loader
     monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(ValueError, match="corrupt, truncated or not a checkpoint") as e:
         load_checkpoint(tmp_path / "c.pt")
+    assert isinstance(e.value.__cause__, pickle.UnpicklingError)  # refused, never run
 
 
 def test_trainer_load_checkpoint_maps_the_file_onto_the_trainer_device(tmp_path, monkeypatch):
@@ -1061,3 +1062,57 @@ def test_trainer_load_checkpoint_maps_the_file_onto_the_trainer_device(tmp_path,
     assert isinstance(seen[0], torch.device) and seen[0] == b.device
     assert_same_weights(net, a.module, atol=0)
     assert b.global_step == a.global_step == 1
+
+
+def _mlp_trainer(input_shape=True):
+    from brisk.layers import Dense, Input
+
+    layers = [Input((5,))] if input_shape else []
+    m = brisk.Sequential([*layers, Dense(4, activation="relu"), Dense(3, activation="softmax")])
+    m.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    return m
+
+
+def test_a_fresh_unbuilt_model_loads_a_checkpoint(tmp_path):
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    a = _mlp_trainer()
+    a.fit(x, y, epochs=2, verbose=0)
+    a.trainer.save_checkpoint(tmp_path / "c.pt")
+    b = _mlp_trainer(input_shape=False)  # no input shape: not built yet
+    assert not b.built
+    b.trainer.load_checkpoint(tmp_path / "c.pt")
+    np.testing.assert_array_equal(b.predict(x), a.predict(x))
+    assert b.trainer.global_step == a.trainer.global_step == 2
+
+
+def test_bad_checkpoints_are_refused_naming_the_file_before_anything_changes(tmp_path):
+    x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+    a = _mlp_trainer()
+    a.fit(x, y, epochs=1, verbose=0)
+    a.trainer.save_checkpoint(tmp_path / "c.pt")
+    a.save(tmp_path / "w.safetensors")
+    good = (tmp_path / "c.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(good[: len(good) // 2])
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    del state["global_step"]
+    torch.save(state, tmp_path / "nostep.pt")
+    other = _mlp_trainer()
+    other.trainer.save_checkpoint(tmp_path / "other.pt")  # never fitted: no optimizer state
+    wide = brisk.Sequential([brisk.layers.Input((6,)), brisk.layers.Dense(4), brisk.layers.Dense(3)])
+    wide.compile(optimizer="adam", loss="mse")
+    wide.trainer.save_checkpoint(tmp_path / "wide.pt")
+
+    b = _mlp_trainer()
+    before = {k: v.clone() for k, v in b.state_dict().items()}
+    for name, msg in [
+        ("w.safetensors", "a safetensors weights file, not a checkpoint"),
+        ("cut.pt", "corrupt, truncated or not a checkpoint"),
+        ("nostep.pt", "not a complete brisk checkpoint, missing ['global_step']"),
+        ("wide.pt", "weight 'layers.0.linear.weight' is (4, 6), the model's is (4, 5)"),
+    ]:
+        with pytest.raises(ValueError) as e:
+            b.trainer.load_checkpoint(tmp_path / name)
+        assert f"checkpoint '{tmp_path / name}': " in str(e.value) and msg in str(e.value), name
+        for k, v in b.state_dict().items():  # nothing was replaced
+            assert torch.equal(v, before[k]), (name, k)
+    assert b.trainer.global_step == 0

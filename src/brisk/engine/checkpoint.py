@@ -103,6 +103,33 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """The payload of a checkpoint file, tensors on ``map_location`` (CPU by default),
+    unpickled with ``weights_only=True`` (plain data only: a crafted pickle cannot run
+    code). Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the
+    file for anything that is not a checkpoint (a truncated or corrupt file, a
+    .safetensors weights file, a pickle of other objects)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint: no such file {os.fspath(path)!r}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if _is_safetensors(path):  # torch.load reads these too, as a bare dict of weights
+        raise ValueError(f"checkpoint {os.fspath(path)!r}: a safetensors weights file, not a "
+                         "checkpoint (load it with load_model or load_weights)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises many kinds for a file it cannot read
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ValueError(f"checkpoint {os.fspath(path)!r}: corrupt, truncated or not a "
+                         f"checkpoint ({type(e).__name__}: {first})") from e
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint {os.fspath(path)!r}: expected a dict payload, got "
+                         f"{type(state).__name__}")
+    return state
+
+
+def _is_safetensors(path: str | os.PathLike) -> bool:
+    """A safetensors file starts with its header length (8 bytes) and then a JSON '{'."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{"

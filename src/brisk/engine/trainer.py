@@ -19,6 +19,7 @@ import contextlib
 import copy
 import itertools
 import math
+import os
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -765,13 +766,53 @@ class Trainer:
             "precision": self.precision.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
         }
+        shape = getattr(self.module, "sample_shape", None)
+        if shape is not None:  # lets a fresh, unbuilt Sequential be built by load_checkpoint
+            state["sample_shape"] = list(shape)
         if self.optimizer is not None:
             state["optimizer"] = self.optimizer.state_dict()
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def load_state_dict(self, state: dict) -> None:
+    def _check_state(self, state: Any, source: str) -> None:
+        """Everything ``load_state_dict`` needs, checked before anything is modified: a
+        checkpoint that does not fit raises ``ValueError`` and leaves the trainer as it was."""
+        if not isinstance(state, dict):
+            raise ValueError(f"{source}: expected a checkpoint dict, got {type(state).__name__}")
+        missing = [k for k in ("model", "global_step", "epoch", "precision", "rng") if k not in state]
+        if missing:
+            raise ValueError(f"{source}: not a complete brisk checkpoint, missing {missing}")
+        theirs, ours = state["model"], self.module.state_dict()
+        if not isinstance(theirs, dict):
+            raise ValueError(f"{source}: 'model' is not a state dict")
+        extra, lacking = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+        if extra or lacking:
+            raise ValueError(f"{source}: the weights do not fit this model (missing keys "
+                             f"{lacking[:5]}, unexpected keys {extra[:5]})")
+        for k, v in theirs.items():
+            if not torch.is_tensor(v) or v.shape != ours[k].shape:
+                got = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
+                raise ValueError(f"{source}: weight {k!r} is {got}, the model's is "
+                                 f"{tuple(ours[k].shape)}")
+        for k in ("global_step", "epoch"):
+            if isinstance(state[k], bool) or not isinstance(state[k], int) or state[k] < 0:
+                raise ValueError(f"{source}: {k} must be an int >= 0, got {state[k]!r}")
+        if not isinstance(state["rng"], dict) or not torch.is_tensor(state["rng"].get("torch")):
+            raise ValueError(f"{source}: 'rng' must hold the torch generator state")
+        if "optimizer" in state and not (isinstance(state["optimizer"], dict)
+                                         and {"state", "param_groups"} <= set(state["optimizer"])):
+            raise ValueError(f"{source}: 'optimizer' is not an optimizer state dict")
+
+    def load_state_dict(self, state: dict, source: str = "state") -> None:
+        """Restore ``state_dict()``'s payload (checked first: ``ValueError`` before anything
+        changes). An unbuilt ``Sequential`` is built from the input shape the checkpoint
+        records."""
+        m = self.module
+        shape = state.get("sample_shape") if isinstance(state, dict) else None
+        if shape is not None and hasattr(m, "build") and not getattr(m, "built", True):
+            m.build(tuple(int(d) for d in shape))  # a fresh model: built as when it was saved
+        self._check_state(state, source)
         self.module.load_state_dict(state["model"])
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
@@ -789,7 +830,10 @@ class Trainer:
         save_checkpoint(path, self.state_dict())
 
     def load_checkpoint(self, path) -> None:
-        self.load_state_dict(load_checkpoint(path, map_location=self.device))
+        """Restore a ``save_checkpoint`` file; ``ValueError`` naming the file when it is not
+        one or does not fit this model, before anything is modified."""
+        self.load_state_dict(load_checkpoint(path, map_location=self.device),
+                             source=f"checkpoint {os.fspath(path)!r}")
 
     def save(self, path) -> None:
         """Save the module's weights (safetensors). Compiled or not, keys carry no
