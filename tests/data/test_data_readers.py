@@ -412,6 +412,20 @@ def test_cifar_truncated_bin_batch(tmp_path):
         ds.load_cifar10(tmp_path, download=False)
 
 
+@pytest.mark.parametrize("name", ["data_batch_2.bin", "test_batch.bin"])
+def test_cifar_bin_batch_cut_on_a_record_boundary(tmp_path, name):
+    # a whole number of records, one short: the byte count alone cannot tell
+    b = cifar_batches(n=4)
+    folder = tmp_path / "cifar-10-batches-bin"
+    write_cifar(folder, b, "bin")
+    p = folder / name
+    p.write_bytes(p.read_bytes()[: -(1 + 32 * 32 * 3)])
+    with pytest.raises(ValueError) as e:
+        ds.load_cifar10(tmp_path, download=False)
+    assert str(e.value) == (f"{p}: 3 records where the other CIFAR-10 batches hold 4; "
+                            "truncated or corrupt file")
+
+
 def test_cifar_truncated_pickle(tmp_path):
     b = cifar_batches()
     folder = tmp_path / "cifar-10-batches-py"

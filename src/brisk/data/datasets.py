@@ -492,6 +492,17 @@ def _parse_cifar_pickle(data: bytes, name: str) -> tuple[np.ndarray, np.ndarray]
     return x.reshape(-1, 3, 32, 32), y
 
 
+def _check_cifar_counts(parts: list[tuple[np.ndarray, np.ndarray]], names: list[str]) -> None:
+    """The six batches of a CIFAR-10 copy hold the same number of records (10,000 in the
+    official files): a file cut short on a record boundary has fewer, and says so."""
+    counts = [len(p[1]) for p in parts]
+    want = max(set(counts), key=counts.count)  # the count most batches agree on
+    for n, name in zip(counts, names, strict=True):
+        if n != want:
+            raise ValueError(f"{name}: {n} records where the other CIFAR-10 batches hold "
+                             f"{want}; truncated or corrupt file")
+
+
 def _cifar_split(parts: list[tuple[np.ndarray, np.ndarray]], names: list[str]):
     x = np.concatenate([p[0] for p in parts])
     y = np.concatenate([p[1] for p in parts])
@@ -506,13 +517,11 @@ def _cifar_split(parts: list[tuple[np.ndarray, np.ndarray]], names: list[str]):
 def _read_cifar_dir(d: Path, kind: str):
     parse = _parse_cifar_pickle if kind == "py" else _parse_cifar_bin
     suffix = "" if kind == "py" else ".bin"
-    out = []
-    for names in (_CIFAR_TRAIN, _CIFAR_TEST):
-        paths = [d / (n + suffix) for n in names]
-        out.append(
-            _cifar_split([parse(p.read_bytes(), str(p)) for p in paths], [str(p) for p in paths])
-        )
-    return tuple(out)
+    paths = [d / (n + suffix) for n in _CIFAR_TRAIN + _CIFAR_TEST]
+    parts = [parse(p.read_bytes(), str(p)) for p in paths]
+    names = [str(p) for p in paths]
+    _check_cifar_counts(parts, names)
+    return _cifar_split(parts[:5], names[:5]), _cifar_split(parts[5:], names[5:])
 
 
 def _read_cifar_tar(path: Path, kind: str):
@@ -522,19 +531,18 @@ def _read_cifar_tar(path: Path, kind: str):
         with tarfile.open(path, "r:gz") as tf:
             # Members are read into memory by name, never extracted: no path-traversal risk.
             members = {Path(m.name).name: m for m in tf.getmembers() if m.isfile()}
-            out = []
-            for names in (_CIFAR_TRAIN, _CIFAR_TEST):
-                parts = []
-                for n in names:
-                    m = members.get(n + suffix)
-                    if m is None:
-                        raise ValueError(f"{path}: archive has no member '{n + suffix}'")
-                    f = tf.extractfile(m)
-                    parts.append(parse(f.read(), f"{path}:{m.name}"))
-                out.append(_cifar_split(parts, [f"{path}:{n}" for n in names]))
+            parts = []
+            for n in _CIFAR_TRAIN + _CIFAR_TEST:
+                m = members.get(n + suffix)
+                if m is None:
+                    raise ValueError(f"{path}: archive has no member '{n + suffix}'")
+                f = tf.extractfile(m)
+                parts.append(parse(f.read(), f"{path}:{m.name}"))
     except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
         raise ValueError(f"{path}: corrupt or truncated archive ({e})") from e
-    return tuple(out)
+    names = [f"{path}:{n}" for n in _CIFAR_TRAIN + _CIFAR_TEST]
+    _check_cifar_counts(parts, names)
+    return _cifar_split(parts[:5], names[:5]), _cifar_split(parts[5:], names[5:])
 
 
 def _find_cifar(dirs: list[Path]):
