@@ -320,3 +320,30 @@ def test_gradual_pruning_with_the_brisk_trainer():
     make_permanent(model)
     for z, w in zip(zero, weights(model), strict=True):
         assert torch.equal(w == 0, z)
+
+
+def test_a_model_saved_while_pruning_masks_are_attached_loads_as_a_plain_model(tmp_path):
+    # issue 12: the files held weight_orig/weight_mask and load_model failed on "Missing key(s)"
+    import brisk
+    from brisk.compress import prune
+    from brisk.layers import Dense, Input
+
+    m = brisk.Sequential([Input((5,)), Dense(8, activation="relu"), Dense(3)])
+    prune(m, 0.5)
+    assert "layers.0.linear.weight_mask" in m.state_dict()  # masks attached
+    m.save(tmp_path / "m.safetensors")
+    m.save_weights(tmp_path / "w.safetensors")
+    m.compile(loss="mse")
+    m.trainer.save(tmp_path / "t.safetensors")
+    x = torch.randn(6, 5)
+    loaded = brisk.load_model(tmp_path / "m.safetensors")
+    assert torch.equal(loaded(x), m(x))
+    assert float((loaded.layers[0].linear.weight == 0).float().mean()) == 0.5
+    fresh = brisk.Sequential([Input((5,)), Dense(8, activation="relu"), Dense(3)])
+    fresh.load_weights(tmp_path / "w.safetensors")
+    assert torch.equal(fresh(x), m(x))
+    from safetensors.torch import load_file
+
+    plain = load_file(tmp_path / "t.safetensors")
+    assert sorted(plain) == sorted(fresh.state_dict())
+    assert torch.equal(plain["layers.0.linear.weight"], m.layers[0].linear.weight)

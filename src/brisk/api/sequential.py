@@ -28,7 +28,7 @@ from torch import nn
 
 from brisk import losses
 from brisk.api import layers as L
-from brisk.engine.checkpoint import atomic_write
+from brisk.engine.checkpoint import atomic_write, plain_state_dict
 from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_parameters
 from brisk.utils import auto_name
 
@@ -262,7 +262,7 @@ class Sequential(nn.Module):
         from safetensors.torch import save_file
 
         self._require_built("save_weights")
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tensors = plain_state_dict(self)  # pruning masks folded in: loads as a plain model
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": "weights"}))
 
     def load_weights(self, path: str | os.PathLike) -> None:
@@ -595,7 +595,7 @@ class Sequential(nn.Module):
         if not self.built:
             raise ValueError("save: the model is not built yet; train it or call build() first")
         config = self.get_config()
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        tensors = plain_state_dict(self)  # pruning masks folded in: loads as a plain model
         atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": json.dumps(config)}))
 
 

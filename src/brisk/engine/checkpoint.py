@@ -98,6 +98,24 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, write)
 
 
+def plain_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``module.state_dict()`` as detached, contiguous CPU tensors, with pruning masks
+    folded in: ``torch.nn.utils.prune`` keeps ``<name>_orig`` and ``<name>_mask``; a
+    weights file stores their product as ``<name>``, so the file loads into the plain
+    (unpruned) architecture, with the pruned weights exactly zero."""
+    sd = module.state_dict()
+    out = {}
+    for k, v in sd.items():
+        base = k[:-5]
+        if k.endswith("_orig") and base + "_mask" in sd:
+            v = v * sd[base + "_mask"]
+            k = base
+        elif k.endswith("_mask") and base + "_orig" in sd:
+            continue
+        out[k] = v.detach().contiguous().cpu()
+    return out
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 

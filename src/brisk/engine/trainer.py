@@ -34,7 +34,7 @@ from brisk.data.loader import DeviceLoader
 from brisk.engine import inputs
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList, History
-from brisk.engine.checkpoint import load_checkpoint, save_checkpoint
+from brisk.engine.checkpoint import load_checkpoint, plain_state_dict, save_checkpoint
 from brisk.engine.freeze import apply_trainable, frozen_batchnorm_eval
 from brisk.engine.precision import Precision
 from brisk.engine.progress import ProgressBar, resolve_verbose
@@ -843,5 +843,5 @@ class Trainer:
         from brisk.engine.checkpoint import atomic_write
 
         self._set_optimizer_mode(False)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.module.state_dict().items()}
+        tensors = plain_state_dict(self.module)  # pruning masks folded in
         atomic_write(path, lambda tmp: save_file(tensors, tmp))
