@@ -305,3 +305,43 @@ def test_random_flip_flips_in_training_only(mode):
     assert torch.equal(m(x.permute(0, 2, 3, 1)), x)  # inference: identity, as Keras
     with pytest.raises(ValueError, match="mode: expected one of"):
         RandomFlip("diagonal")
+
+
+def test_load_model_refuses_crafted_configs_before_allocating(tmp_path):
+    # issue 12: a tiny file asked for 160 GB, or failed with KeyError/TypeError
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    m = brisk.Sequential([Input((4,)), Dense(3, name="d")])
+    m.save(tmp_path / "ok.safetensors")
+    tensors = load_file(tmp_path / "ok.safetensors")
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "ok.safetensors", framework="pt") as f:
+        config = json.loads(f.metadata()["brisk"])
+
+    def crafted(name, cfg):
+        path = tmp_path / name
+        save_file(tensors, path, metadata={"brisk": cfg if isinstance(cfg, str) else json.dumps(cfg)})
+        return path
+
+    huge = json.loads(json.dumps(config))
+    huge["layers"][0]["config"]["units"] = 40_000_000_000  # 160 GB of float32 for (4, units)
+    evil = json.loads(json.dumps(config))
+    evil["layers"][0]["class"] = "os.system"
+    nolist = dict(config, layers="Dense")
+    cases = [
+        (crafted("huge", huge), "the config does not match the weights in the file"),
+        (crafted("evil", evil), "has an invalid model config (ValueError: config: unknown layer "
+                                "class 'os.system'"),
+        (crafted("nolist", nolist), "has an invalid model config"),
+        (crafted("json", "{not json"), "has a corrupt model config"),
+        (crafted("list", "[1, 2]"), "has unsupported format 'list'"),
+    ]
+    for path, msg in cases:
+        with pytest.raises(ValueError) as e:
+            brisk.load_model(path)
+        assert str(e.value).startswith(f"load_model: {str(path)!r}") and msg in str(e.value), str(e.value)
+    assert torch.equal(brisk.load_model(tmp_path / "ok.safetensors").layers[0].linear.weight,
+                       m.layers[0].linear.weight)

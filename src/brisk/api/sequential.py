@@ -767,19 +767,47 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
         raise ValueError(f"load_model: {path!r} is not a brisk model file ({e})") from e
     if "brisk" not in meta:
         raise ValueError(f"load_model: {path!r} has no brisk model config")
-    config = json.loads(meta["brisk"])
-    if config.get("format") != FORMAT or config.get("version", 0) > FORMAT_VERSION:
-        raise ValueError(f"load_model: {path!r} has unsupported format {config.get('format')!r}")
-    model = Sequential.from_config(config)
-    model.load_state_dict(load_file(path))
+    try:
+        config = json.loads(meta["brisk"])
+    except ValueError as e:
+        raise ValueError(f"load_model: {path!r} has a corrupt model config ({e})") from e
+    if not isinstance(config, dict) or config.get("format") != FORMAT or not isinstance(
+            config.get("version", 0), int) or config.get("version", 0) > FORMAT_VERSION:
+        fmt = config.get("format") if isinstance(config, dict) else type(config).__name__
+        raise ValueError(f"load_model: {path!r} has unsupported format {fmt!r}")
+    # The config is checked against the file before any weight is allocated: built on the
+    # meta device (no memory), its weight shapes must be exactly the file's, which the
+    # file's own size bounds (safetensors checks the header's offsets against it).
+    try:
+        with torch.device("meta"):
+            skeleton = Sequential.from_config(config)
+        want = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
+        raise ValueError(f"load_model: {path!r} has an invalid model config "
+                         f"({type(e).__name__}: {e})") from e
+    with safe_open(path, framework="pt") as f:
+        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    if want != have:
+        bad = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
+        raise ValueError(f"load_model: {path!r}: the config does not match the weights in the "
+                         f"file (first differences: {bad[:3]})")
+    try:
+        model = Sequential.from_config(config)
+        model.load_state_dict(load_file(path))
+    except Exception as e:  # safetensors raises its own types for corrupt data
+        raise ValueError(f"load_model: {path!r}: corrupt weights ({type(e).__name__}: {e})") from e
     comp = config.get("compile")
-    if compile and comp and comp.get("loss"):
-        opt = comp["optimizer"]
-        if isinstance(opt, dict):
-            from brisk.optim import registry
+    if compile and comp and isinstance(comp, dict) and comp.get("loss"):
+        try:
+            opt = comp["optimizer"]
+            if isinstance(opt, dict):
+                from brisk.optim import registry
 
-            opt = registry.get(opt["config"])  # the config names its optimizer
-        model.compile(optimizer=opt, loss=comp["loss"], metrics=comp.get("metrics"))
+                opt = registry.get(opt["config"])  # the config names its optimizer
+            model.compile(optimizer=opt, loss=comp["loss"], metrics=comp.get("metrics"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"load_model: {path!r} has invalid compile settings "
+                             f"({type(e).__name__}: {e})") from e
     return model
 
 
