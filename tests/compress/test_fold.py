@@ -464,7 +464,7 @@ def test_to_torch_softmax_axis_follows_the_per_sample_rank():
 
 
 def test_to_torch_pooling_flatten_and_foreign_modules():
-    from brisk.compress.fold import ChannelsFirst
+    from brisk.compress.fold import ChannelsFirst, ChannelsLast
     from brisk.layers import AveragePooling2D, Dense, Flatten, MaxPooling2D
 
     model = built([
@@ -480,7 +480,7 @@ def test_to_torch_pooling_flatten_and_foreign_modules():
     plain = same_outputs(model, x)
     assert [type(m) for m in plain] == [
         ChannelsFirst, nn.ConstantPad2d, nn.MaxPool2d, nn.AvgPool2d, AveragePooling2D,
-        nn.Flatten, nn.Tanh, nn.Linear, nn.Softmax,
+        ChannelsLast, nn.Flatten, nn.Tanh, nn.Linear, nn.Softmax,  # Keras's (H, W, C) order
     ]
     # MaxPooling2D's output by hand: -inf padding (left 0, right 1, top 1, bottom 1)
     xc = x.permute(0, 3, 1, 2)

@@ -345,3 +345,46 @@ def test_load_model_refuses_crafted_configs_before_allocating(tmp_path):
         assert str(e.value).startswith(f"load_model: {str(path)!r}") and msg in str(e.value), str(e.value)
     assert torch.equal(brisk.load_model(tmp_path / "ok.safetensors").layers[0].linear.weight,
                        m.layers[0].linear.weight)
+
+
+def test_flatten_reads_images_in_keras_order_so_keras_weights_fit():
+    # Keras 3.15.1, torch backend (tools/keras_oracle/flatten_order.py)
+    from brisk.layers import MaxPooling2D
+
+    x = np.arange(8, dtype="float32").reshape(1, 2, 2, 2)
+    for layers in ([MaxPooling2D(1), Flatten()], [Flatten()]):
+        m = brisk.Sequential([Input((2, 2, 2)), *layers])
+        assert m.predict(x).tolist() == [[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]]
+    m = brisk.Sequential([Input((4, 4, 2)), Conv2D(3, 2), Flatten(), Dense(2)])
+    ws = [np.sin(np.arange(np.prod(w.shape)) * 0.37 + i).reshape(w.shape).astype("float32")
+          for i, w in enumerate(m.get_weights())]
+    m.set_weights(ws)
+    xi = np.cos(np.arange(2 * 4 * 4 * 2) * 0.11).reshape(2, 4, 4, 2).astype("float32")
+    np.testing.assert_allclose(m.predict(xi), [[0.004992, -1.204775], [2.522166, 2.163803]],
+                               atol=2e-6)
+    # compress.fold's plain torch copy computes the same
+    from brisk.compress.fold import to_torch
+
+    np.testing.assert_allclose(to_torch(m).eval()(torch.tensor(xi))
+                               .detach().numpy(), m.predict(xi), atol=1e-6)
+
+
+def test_files_saved_before_the_keras_flatten_order_still_compute_what_they_did(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    m = brisk.Sequential([Input((4, 4, 2)), Conv2D(3, 2), Flatten(), Dense(2)])
+    x = torch.randn(3, 4, 4, 2)
+    m.save(tmp_path / "new.safetensors")
+    with safe_open(tmp_path / "new.safetensors", framework="pt") as f:
+        config = json.loads(f.metadata()["brisk"])
+    config["version"] = 1  # as brisk wrote it before: Flatten in NCHW order
+    save_file(load_file(tmp_path / "new.safetensors"), tmp_path / "old.safetensors",
+              metadata={"brisk": json.dumps(config)})
+    old = brisk.load_model(tmp_path / "old.safetensors")
+    feats = m.layers[0](x.permute(0, 3, 1, 2)).flatten(1)  # the NCHW order of version 1
+    torch.testing.assert_close(old(x), m.layers[2](feats))
+    old.save(tmp_path / "again.safetensors")  # re-saved: the order is kept in the config
+    torch.testing.assert_close(brisk.load_model(tmp_path / "again.safetensors")(x), old(x))

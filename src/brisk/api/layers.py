@@ -992,13 +992,38 @@ class Rescaling(Layer):
 
 
 class Flatten(Layer):
-    """Flattens each sample to a vector."""
+    """Flattens each sample to a vector, in Keras's order: an image is read as
+    (height, width, channels), so a Dense after it takes Keras's weights as they are.
+
+    Inside the model images are NCHW; Flatten views them as NHWC first (free for the
+    NHWC input Sequential permuted, which is channels_last in memory; one copy otherwise).
+    ``order='chw'`` (set only for files saved by brisk before format version 2) keeps the
+    old NCHW order those files' Dense weights were trained with."""
+
+    spatial = True  # an image input is permuted to NCHW, and Flatten reads it back as NHWC
+
+    def __init__(self, input_shape: Shape | None = None, name: str | None = None,
+                 order: str = "hwc"):
+        super().__init__(input_shape, name)
+        if order not in ("hwc", "chw"):
+            raise ValueError(f"order: expected 'hwc' (Keras) or 'chw', got {order!r}")
+        self.order = order
+        self._to_hwc = False
 
     def build(self, shape: Shape) -> Shape:
+        self._to_hwc = len(shape) == 3 and self.order == "hwc"  # images: (C, H, W) here
         return super().build((math.prod(shape),))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._to_hwc:  # a Python flag set at build: no branch on the tensor (fx traces it)
+            x = x.permute(0, 2, 3, 1)
         return x.flatten(1)
+
+    def get_config(self) -> dict:
+        cfg = super().get_config()
+        if self.order != "hwc":
+            cfg["order"] = self.order
+        return cfg
 
 
 class Dropout(Layer):

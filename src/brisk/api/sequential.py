@@ -33,7 +33,7 @@ from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_
 from brisk.utils import auto_name
 
 FORMAT = "brisk.Sequential"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: Flatten reads images in Keras's (H, W, C) order
 
 
 class Sequential(nn.Module):
@@ -570,6 +570,8 @@ class Sequential(nn.Module):
                 raise ValueError(f"config: unknown layer class {spec.get('class')!r}; known: "
                                  f"Sequential, {', '.join(sorted(L.LAYERS))}")
             cfg = dict(spec["config"])
+            if layer_cls is L.Flatten and config.get("version", 1) < 2:
+                cfg["order"] = "chw"  # its Dense weights were trained on NCHW order
             if "input_shape" in cfg:
                 cfg["input_shape"] = tuple(cfg["input_shape"])
             model.add(layer_cls(**cfg))

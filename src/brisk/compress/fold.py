@@ -265,6 +265,13 @@ def _activation_module(name: str, out_rank: int) -> nn.Module | None:
     return table[name]()
 
 
+class ChannelsLast(nn.Module):
+    """(N, C, H, W) -> (N, H, W, C), as brisk's Flatten reads an image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
 def to_torch(model: nn.Module) -> nn.Sequential:
     """A plain ``torch.nn.Sequential`` computing the same function as a built
     ``brisk.Sequential`` (same input layout, same outputs, softmax included): each Keras
@@ -327,6 +334,8 @@ def to_torch(model: nn.Module) -> nn.Sequential:
             mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
             act = None
         elif isinstance(layer, L.Flatten):
+            if layer._to_hwc:  # Keras's (H, W, C) order for an image
+                mods.append(ChannelsLast())
             mods.append(nn.Flatten())
             act = None
         elif isinstance(layer, L.Dropout):
