@@ -609,3 +609,16 @@ def test_without_any_flag_a_torch_batchnorm_trains_and_odd_attributes_are_ignore
     brisk.Trainer(net, optimizer="sgd", loss="mse").fit(X4, Y1, epochs=1, verbose=0)
     assert not torch.equal(net[1].running_mean, torch.zeros(8))  # batch statistics were used
     assert net[1].weight.requires_grad and int(net[1].num_batches_tracked) == 2
+
+
+def test_accuracy_of_a_model_that_outputs_logits_thresholds_the_output_as_keras():
+    # Keras 3.15.1, torch backend (tools/keras_oracle/binary_accuracy_logits.py): accuracy
+    # 0.75, loss 0.439273 (the metric sees the raw outputs, the loss takes them as logits)
+    x = np.array([[0.2], [0.7], [-0.3], [1.5]], "float32")
+    y = np.array([1, 1, 0, 1], "float32")
+    m = brisk.Sequential([Input((1,)), Dense(1, use_bias=False)])
+    m.set_weights([np.ones((1, 1), "float32")])
+    m.compile(loss=brisk.losses.BinaryCrossentropy(from_logits=True), metrics=["accuracy"])
+    logs = m.evaluate(x, y, return_dict=True)
+    assert logs["accuracy"] == pytest.approx(0.75)
+    assert logs["loss"] == pytest.approx(0.439273, abs=1e-6)

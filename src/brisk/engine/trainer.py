@@ -20,6 +20,7 @@ import copy
 import itertools
 import math
 import os
+import random
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -30,7 +31,7 @@ from torch import nn
 
 from brisk import losses as losses_mod
 from brisk import metrics as metrics_mod
-from brisk.data.loader import DeviceLoader
+from brisk.data.loader import DeviceLoader, _mix
 from brisk.engine import inputs
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList, History
@@ -88,6 +89,32 @@ class _LazyLogs(Mapping):
 
     def __len__(self):
         return len(self._load())
+
+
+def _numpy_rng_state() -> list:
+    """numpy's global generator state as plain data (the key array as a tensor)."""
+    name, keys, at, has_gauss, gauss = np.random.get_state()
+    return [name, torch.from_numpy(keys.astype(np.int64)), int(at), int(has_gauss), float(gauss)]
+
+
+def _python_rng_state() -> list:
+    """python ``random``'s state as plain data (its 625 words as a tensor)."""
+    version, internal, gauss_next = random.getstate()
+    return [version, torch.tensor(internal, dtype=torch.int64), gauss_next]
+
+
+def _stateful_callbacks(callbacks) -> dict[str, Callback]:
+    """The callbacks that save state (``state_dict``/``load_state_dict``), keyed by class
+    name, ``Name_1``, ``Name_2``... for later ones of the same class."""
+    out: dict[str, Callback] = {}
+    counts: dict[str, int] = {}
+    for cb in callbacks:
+        if callable(getattr(cb, "state_dict", None)) and callable(getattr(cb, "load_state_dict", None)):
+            name = type(cb).__name__
+            n = counts.get(name, 0)
+            counts[name] = n + 1
+            out[name if n == 0 else f"{name}_{n}"] = cb
+    return out
 
 
 class Trainer:
@@ -179,6 +206,15 @@ class Trainer:
         self.epoch = 0
         self.stop_training = False
         self.history: History | None = None
+        # Where training stands (saved in checkpoints, see ``state_dict``): the epoch in
+        # progress, batches trained in it, the data pass and batches drawn from it (they
+        # differ with steps_per_epoch), the shuffle seed fit used, batches per epoch.
+        self._position: dict[str, Any] = {"epoch": 0, "batch": 0, "pass": 0, "drawn": 0,
+                                          "seed": None, "batches": None}
+        self._callback_states: dict[str, Any] | None = None  # loaded, applied by fit
+        self._callbacks: list[Callback] = []  # those of the fit in progress (checkpointed)
+        self._loads = 0  # load_state_dict calls: fit sees a restore during on_train_begin
+        self.stopped_for_nan = False  # set by fit(on_nan='stop'); BackupAndRestore reads it
         self._stats: list[torch.Tensor] | None = None
         self._counts: list[int] = []
 
@@ -327,10 +363,14 @@ class Trainer:
             return x  # the user's loader decides batching, order and normalisation
         if isinstance(x, torch.utils.data.Dataset):
             g = torch.Generator().manual_seed(seed)
-            return torch.utils.data.DataLoader(
+            loader = torch.utils.data.DataLoader(
                 x, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
                 pin_memory=self.device.type == "cuda",
             )
+            # fit reseeds the generator per pass from (seed, pass), as DeviceLoader orders
+            # its epochs, so a resumed run replays the same order (_epoch_batches)
+            loader._brisk_pass_seeded = True
+            return loader
         return DeviceLoader(
             x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
             device=self.device, seed=seed, transform=transform, sample_weight=sample_weight,
@@ -514,7 +554,15 @@ class Trainer:
         self._ensure_optimizer()
         self._cw_table = inputs.class_weight_table(class_weight, self._keras_loss, self._out_shape,
                                                    self.device)
-        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+        # Resuming: fit continues the trainer's position (restored by load_checkpoint, or
+        # where an earlier fit stopped) when initial_epoch is the epoch it points to: the
+        # same shuffle seed, and the batches already trained in that epoch are skipped.
+        start = self._continuation(initial_epoch, steps_per_epoch)
+        if start is not None:
+            seed = start["seed"]  # no draw: the restored RNG state stays as it was saved
+        else:
+            seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
+            start = {"epoch": initial_epoch, "batch": 0, "pass": initial_epoch, "drawn": 0}
         augment = self._augment_transform(augment)
         loader = self._loader(x, y, batch_size, shuffle, seed, augment,
                               drop_last=bool(self.compile) and torch.is_tensor(x) and len(x) >= batch_size,
@@ -543,31 +591,64 @@ class Trainer:
 
         self.history = History()
         # Keras's order: the user's callbacks, then History, then the progress bar, so the
-        # history records what callbacks added to the logs (e.g. 'learning_rate')
-        cbs = CallbackList([*CallbackList(callbacks).callbacks, self.history])
+        # history records what callbacks added to the logs (e.g. 'learning_rate'); a
+        # BackupAndRestore comes after History, so its backup holds the epoch's history.
+        user = CallbackList(callbacks).callbacks
+        backups = [cb for cb in user if getattr(cb, "_after_history", False)]
+        cbs = CallbackList([*[cb for cb in user if cb not in backups], self.history, *backups])
         if verbose:
             cbs.append(ProgressBar(verbose))
         cbs.set_trainer(self)
         cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
-        self.stop_training = False
+        self._callbacks = cbs.callbacks
+        self.stop_training = self.stopped_for_nan = False
+        loads = self._loads
         cbs.on_train_begin()
+        if self._loads != loads:  # a callback (BackupAndRestore) restored a checkpoint:
+            # continue where it was, whatever initial_epoch says (Keras sets the initial epoch)
+            start = self._continuation(self._position["epoch"], steps_per_epoch, restored=True)
+            seed = start["seed"] if start is not None else seed
+            start = start or {"epoch": self._position["epoch"], "batch": 0,
+                              "pass": self._position["epoch"], "drawn": 0}
+            if isinstance(loader, DeviceLoader) and torch.is_tensor(x):
+                loader.seed = seed  # fit's own loader: the backup's order and augmentation
+        self._apply_callback_states()
+        self._position.update(seed=seed, batches=n_batches)
         logs: dict = {}
-        # steps_per_epoch: the pass in progress (its batches, its index, batches drawn)
-        stream, passes, drawn = None, initial_epoch, 0
-        for epoch in range(initial_epoch, epochs):
+        # The pass over the data in progress: its batches, its index, batches drawn from it
+        # (with steps_per_epoch one pass spans epochs); `skip` batches of the first epoch and
+        # `replay` of its pass were trained before a resume.
+        stream, passes, drawn = None, start["pass"], 0
+        skip, replay = start["batch"], start["drawn"]
+        if skip and (skip > epoch_batches or start.get("batches") not in (None, n_batches)):
+            raise ValueError(f"initial_epoch: the checkpoint was taken after {skip} batches of "
+                             f"epoch {start['epoch'] + 1} of {start.get('batches')} batches, "
+                             f"but this fit's data gives {n_batches}; resume with the same "
+                             "data and batch_size")
+        for epoch in range(start["epoch"], epochs):
             self.epoch = epoch
             self.module.train()
             frozen_batchnorm_eval(self.module)  # Keras: a frozen BatchNorm is in inference mode
             self._set_optimizer_mode(True)
             self._reset_stats()
+            if skip:
+                self._restore_epoch_stats(start)  # the epoch's running loss and metrics
             cbs.on_epoch_begin(epoch)
-            step_in_epoch = 0
+            step_in_epoch = skip // accumulate  # optimizer steps already taken in this epoch
             if stream is None:  # a new pass over the data (every epoch without steps_per_epoch)
                 stream = self._epoch_batches(loader, batch_augment, seed, passes)
                 passes, drawn = passes + 1, 0
-            take = n_batches if steps_per_epoch is None else min(steps_per_epoch, n_batches - drawn)
-            i = -1
-            for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take)):
+                if replay:  # the same order and augmentation draws: replay, discard
+                    for _ in itertools.islice(stream, replay):
+                        pass
+                    drawn, replay = replay, 0
+            pos = self._position
+            pos.update(epoch=epoch, batch=skip, drawn=drawn)
+            pos["pass"] = passes - 1
+            take = n_batches - drawn if steps_per_epoch is None else min(steps_per_epoch - skip,
+                                                                       n_batches - drawn)
+            i = skip - 1
+            for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take), start=skip):
                 cbs.on_train_batch_begin(i)
                 # Each micro-batch's mean loss is weighted by its share of the update's
                 # samples, so k accumulated batches equal one step on their union.
@@ -576,11 +657,13 @@ class Trainer:
                 if (i + 1) % accumulate == 0 or i + 1 == n_batches:
                     step_mod.optimizer_step(self, schedule, epoch * optimizer_steps + step_in_epoch)
                     step_in_epoch += 1
+                pos["batch"], pos["drawn"] = i + 1, drawn + i + 1 - skip
                 cbs.on_train_batch_end(i, _LazyLogs(self, {}))
                 if self.stop_training:
                     break
-            drawn += i + 1
-            if drawn >= n_batches or i + 1 < take or steps_per_epoch is None:
+            ran = i + 1 - skip
+            drawn += ran
+            if drawn >= n_batches or ran < take or steps_per_epoch is None:
                 stream.close()
                 stream = None
                 if steps_per_epoch is not None and i + 1 < steps_per_epoch and not self.stop_training:
@@ -588,6 +671,11 @@ class Trainer:
                         f"steps_per_epoch: the data ran out after {i + 1} of {steps_per_epoch} "
                         f"batches in epoch {epoch + 1}; the next epoch starts a new pass over "
                         f"the {n_batches} batches", stacklevel=2)
+            if ran == take:  # the epoch's batches are done: a checkpoint from here on
+                # resumes at the next epoch (a stop mid-epoch resumes inside this one)
+                pos.update(epoch=epoch + 1, batch=0, drawn=0 if stream is None else drawn)
+                pos["pass"] = passes if stream is None else passes - 1
+            skip = 0
             logs = self._read_stats()
             if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
                 val_logs = self._evaluate_loader(val_loader, cbs, validation_steps)
@@ -601,20 +689,64 @@ class Trainer:
                 warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; training "
                               "stops (on_nan='stop'; on_nan=None trains on, as Keras)",
                               stacklevel=2)
-                self.stop_training = True
+                self.stop_training = self.stopped_for_nan = True
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
         self._set_optimizer_mode(False)
         self._cw_table = None  # class weights belong to this fit only
         cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
+        self._callbacks = []
         return self.history
+
+    def _continuation(self, initial_epoch: int, steps_per_epoch, restored: bool = False):
+        """The position fit continues from, or None for a fresh start: the trainer's position
+        when ``initial_epoch`` is its epoch and a fit has run (or a checkpoint was loaded).
+        A position at the end of an epoch's batches (a checkpoint after its last batch)
+        also continues as the start of the next epoch (Keras's habit: initial_epoch = the
+        number of epochs done)."""
+        p = dict(self._position)
+        if p["seed"] is None:
+            return None
+        if p["batch"] and "stats" not in p:  # in-process: the epoch's sums so far
+            p["stats"] = self._epoch_stats()
+        if (steps_per_epoch is None and p["batches"] and p["batch"] >= p["batches"]
+                and initial_epoch == p["epoch"] + 1):
+            p.update(epoch=p["epoch"] + 1, batch=0, drawn=0, stats=None)
+            p["pass"] = p["epoch"]
+        return p if restored or initial_epoch == p["epoch"] else None
+
+    def _restore_epoch_stats(self, start: dict) -> None:
+        """The running loss and metric sums of a resumed epoch, as they were saved."""
+        stats = start.get("stats")
+        if not stats:
+            return
+        for t, v in zip(self._stats, stats["sums"], strict=True):
+            t.copy_(v)
+        self._counts = [int(c) for c in stats["counts"]]
+        for m, st in zip(self.metrics, stats["metric_states"], strict=True):
+            if m.keras_protocol and st is not None:
+                m._restore([v.to(self.device) for v in st])
+
+    def _apply_callback_states(self) -> None:
+        """Give each callback of this fit the state a loaded checkpoint holds for it (after
+        ``on_train_begin``, which resets them, as Keras does)."""
+        states, self._callback_states = self._callback_states, None
+        if not states:
+            return
+        for key, cb in _stateful_callbacks(self._callbacks).items():
+            if key in states:
+                cb.load_state_dict(states[key])
+                if hasattr(cb, "_restored"):
+                    cb._restored = False  # applied after its on_train_begin: nothing to skip
 
     def _epoch_batches(self, loader, batch_augment, seed: int, index: int):
         """Pass ``index`` over ``loader``: (x, y, weights) batches on the device, reshuffled
         per pass (``set_epoch``), augmented with a generator seeded per pass."""
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(index)
+        if getattr(loader, "_brisk_pass_seeded", False):
+            loader.generator.manual_seed(_mix(seed, index))
         gen = None
         if batch_augment is not None:
             gen = torch.Generator(device=self.device).manual_seed(seed * 1000003 + index)
@@ -757,15 +889,43 @@ class Trainer:
         return lr_find(self, x, y, **kwargs)
 
     # ------------------------------------------------------------------ state
+    def _epoch_stats(self) -> dict | None:
+        """The running sums of the epoch in progress (plain tensors and ints)."""
+        if self._stats is None:
+            return None
+        return {"sums": [t.detach().clone() for t in self._stats],
+                "counts": list(self._counts),
+                "metric_states": [m._snapshot() if m.keras_protocol else None
+                                  for m in self.metrics]}
+
     def state_dict(self) -> dict:
-        """Everything needed to resume exactly: one plain payload (no pickled objects)."""
+        """Everything the next step depends on, as one plain payload (tensors, numbers,
+        strings, lists, dicts: ``torch.load(weights_only=True)`` reads it).
+
+        Keys: ``model``, ``optimizer`` (with the schedule's base rates), ``precision``
+        (GradScaler), ``global_step`` (optimizer steps: the schedule's position), ``epoch``
+        (the epoch in progress), ``sample_shape``; ``position``: where training resumes
+        (``epoch``, ``batch`` = batches already trained in it, the data ``pass`` and the
+        batches ``drawn`` from it, the shuffle ``seed`` fit used, ``batches`` per epoch,
+        and mid-epoch the running loss/metric sums); ``rng``: torch CPU (and CUDA), numpy
+        and python ``random`` states; ``callbacks``: the state of the stateful callbacks
+        of the fit in progress (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint,
+        BackupAndRestore, History), by class name (``EarlyStopping_1`` for a second one);
+        ``grads``: gradients accumulated in an unfinished ``accumulate`` group. The
+        augmentation generators need no state: they are reseeded per pass from the seed
+        and replayed up to the position.
+        """
         state = {
             "model": self.module.state_dict(),
             "global_step": self.global_step,
             "epoch": self.epoch,
             "precision": self.precision.state_dict(),
-            "rng": {"torch": torch.get_rng_state()},
+            "rng": {"torch": torch.get_rng_state(), "numpy": _numpy_rng_state(),
+                    "python": _python_rng_state()},
+            "position": {k: v for k, v in self._position.items() if k != "stats"},
         }
+        if self._position["batch"] and self._stats is not None:
+            state["position"]["stats"] = self._epoch_stats()
         shape = getattr(self.module, "sample_shape", None)
         if shape is not None:  # lets a fresh, unbuilt Sequential be built by load_checkpoint
             state["sample_shape"] = list(shape)
@@ -773,6 +933,13 @@ class Trainer:
             state["optimizer"] = self.optimizer.state_dict()
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
+        callbacks = {k: cb.state_dict() for k, cb in _stateful_callbacks(self._callbacks).items()}
+        if callbacks:
+            state["callbacks"] = callbacks
+        grads = {n: p.grad.detach().clone() for n, p in self.module.named_parameters()
+                 if p.grad is not None}
+        if grads:  # mid accumulation group: the next optimizer step needs them
+            state["grads"] = grads
         return state
 
     def _check_state(self, state: Any, source: str) -> None:
@@ -803,6 +970,48 @@ class Trainer:
         if "optimizer" in state and not (isinstance(state["optimizer"], dict)
                                          and {"state", "param_groups"} <= set(state["optimizer"])):
             raise ValueError(f"{source}: 'optimizer' is not an optimizer state dict")
+        # Keys added for mid-epoch resume: optional (older checkpoints load), checked if there
+        rng = state["rng"]
+        np_state = rng.get("numpy")
+        if np_state is not None and not (isinstance(np_state, (list, tuple)) and len(np_state) == 5
+                                         and torch.is_tensor(np_state[1])
+                                         and np_state[1].numel() == 624):
+            raise ValueError(f"{source}: rng 'numpy' is not a numpy generator state")
+        py_state = rng.get("python")
+        if py_state is not None and not (isinstance(py_state, (list, tuple)) and len(py_state) == 3
+                                         and torch.is_tensor(py_state[1])
+                                         and py_state[1].numel() == 625):
+            raise ValueError(f"{source}: rng 'python' is not a python random state")
+        pos = state.get("position")
+        if pos is not None:
+            if not isinstance(pos, dict):
+                raise ValueError(f"{source}: 'position' must be a dict")
+            for k in ("epoch", "batch", "pass", "drawn"):
+                v = pos.get(k)
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise ValueError(f"{source}: position[{k!r}] must be an int >= 0, got {v!r}")
+            for k in ("seed", "batches"):
+                v = pos.get(k)
+                if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                    raise ValueError(f"{source}: position[{k!r}] must be an int >= 0 or None, "
+                                     f"got {v!r}")
+            stats = pos.get("stats")
+            if stats is not None and not (
+                    isinstance(stats, dict) and len(stats.get("sums", ())) == 1 + len(self.metrics)
+                    and len(stats.get("counts", ())) == 1 + len(self.metrics)
+                    and len(stats.get("metric_states", ())) == len(self.metrics)):
+                raise ValueError(f"{source}: position['stats'] does not fit this trainer's "
+                                 f"{len(self.metrics)} metrics")
+        if "callbacks" in state and not (isinstance(state["callbacks"], dict)
+                                         and all(isinstance(v, dict) for v in state["callbacks"].values())):
+            raise ValueError(f"{source}: 'callbacks' must map callback names to state dicts")
+        grads = state.get("grads")
+        if grads is not None:
+            params = dict(self.module.named_parameters())
+            if not isinstance(grads, dict) or any(
+                    k not in params or not torch.is_tensor(v) or v.shape != params[k].shape
+                    for k, v in grads.items()):
+                raise ValueError(f"{source}: 'grads' do not fit this model's parameters")
 
     def load_state_dict(self, state: dict, source: str = "state") -> None:
         """Restore ``state_dict()``'s payload (checked first: ``ValueError`` before anything
@@ -823,11 +1032,38 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
+        if state["rng"].get("numpy") is not None:
+            name, keys, at, has_gauss, gauss = state["rng"]["numpy"]
+            np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), at, has_gauss, gauss))
+        if state["rng"].get("python") is not None:
+            version, internal, gauss_next = state["rng"]["python"]
+            random.setstate((version, tuple(internal.tolist()), gauss_next))
+        pos = state.get("position")
+        if pos is not None:
+            self._position = {k: pos.get(k) for k in ("epoch", "batch", "pass", "drawn", "seed",
+                                                      "batches")}
+            if pos.get("stats") is not None:
+                self._position["stats"] = pos["stats"]
+        else:  # an older checkpoint: a fresh start at its epoch (no seed saved)
+            self._position = {"epoch": self.epoch, "batch": 0, "pass": self.epoch, "drawn": 0,
+                              "seed": None, "batches": None}
+        self._callback_states = state.get("callbacks")
+        params = dict(self.module.named_parameters())
+        for n, p in params.items():
+            g = (state.get("grads") or {}).get(n)
+            p.grad = None if g is None else g.to(p.device, p.dtype).clone()
+        self._loads += 1
 
     def save_checkpoint(self, path) -> None:
-        """Atomically write ``state_dict()``; loads with ``weights_only=True``."""
+        """Atomically write ``state_dict()``; loads with ``weights_only=True``. Mid-training
+        (a callback), a schedule-free optimizer goes back to its training mode afterwards."""
+        training = getattr(self, "_optimizer_training", False)
         self._set_optimizer_mode(False)
-        save_checkpoint(path, self.state_dict())
+        try:
+            save_checkpoint(path, self.state_dict())
+        finally:
+            if training:
+                self._set_optimizer_mode(True)
 
     def load_checkpoint(self, path) -> None:
         """Restore a ``save_checkpoint`` file; ``ValueError`` naming the file when it is not
