@@ -261,3 +261,24 @@ def test_embedding_and_rnn_learn_a_toy_task(rnn, seed):
     m.fit(x[:512], y[:512], epochs=5, batch_size=32, verbose=0)
     _, acc = m.evaluate(x[512:], y[512:], verbose=0)
     assert acc > 0.95
+
+
+def test_sparse_loss_and_accuracy_per_time_step_as_keras():
+    # Keras 3.15.1, torch backend (tools/keras_oracle/sequence_sparse_loss.py): outputs
+    # (N, T, C), labels (N, T) or (N, T, 1): loss 1.486917, accuracy 1/6
+    m = brisk.Sequential([Input((4,)), Embedding(5, 3), Dense(4, activation="softmax")])
+    ws = [np.sin(np.arange(np.prod(w.shape)) * 0.7 + i).reshape(w.shape).astype("float32")
+          for i, w in enumerate(m.get_weights())]
+    m.set_weights(ws)
+    m.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    x = np.array([[0, 1, 2, 3], [4, 3, 2, 1], [1, 1, 0, 4]])
+    y = np.array([[0, 1, 2, 3], [3, 2, 1, 0], [1, 1, 1, 1]])
+    for labels in (y, y[..., None]):
+        logs = m.evaluate(x, labels, return_dict=True)
+        assert logs["loss"] == pytest.approx(1.486917, abs=1e-6)
+        assert logs["accuracy"] == pytest.approx(1 / 6)
+    with pytest.raises(ValueError) as e:
+        m.evaluate(x, y[:, :3])
+    assert str(e.value) == ("y: sparse_categorical_crossentropy on sequence outputs (steps 4, 4 "
+                            "classes) needs one label per step, shape (N, 4); got (3, 3)")
+    m.fit(x, y, epochs=1, verbose=0)  # trains on per-step labels

@@ -93,9 +93,17 @@ def check_targets(loss: Any, out: tuple[int, ...], y: torch.Tensor, name: str = 
                 raise ValueError(f"{name}: {loss.name} needs integer class labels")
             y = y.long()
         y = y.long()
-        if y.dim() > 1 and y.shape[1:] == (1,):
-            y = y.reshape(-1)
-        n_classes = out[0] if out else 1
+        if y.dim() > 1 and y.shape[-1] == 1 and y.dim() == len(out) + 1:
+            y = y.squeeze(-1)  # (N, 1) labels, or (N, T, 1) for sequences, as Keras squeezes
+        if len(out) == 2:  # sequences (T, C): one label per step, classes on the last axis
+            if tuple(y.shape[1:]) != (out[0],):
+                raise ValueError(
+                    f"{name}: {loss.name} on sequence outputs (steps {out[0]}, {out[1]} "
+                    f"classes) needs one label per step, shape (N, {out[0]}); got "
+                    f"{tuple(y.shape)}")
+            n_classes = out[1]
+        else:
+            n_classes = out[0] if out else 1
         lo, hi = int(y.min()), int(y.max())
         if lo < 0 or hi >= n_classes:
             raise ValueError(

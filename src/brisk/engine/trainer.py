@@ -236,10 +236,14 @@ class Trainer:
             fn = self.module.forward_logits
         else:
             fn = self.module
-        # Metrics and predictions see probabilities when the loss consumes logits.
-        self._post = _ACTIVATIONS.get(loss_act) if (from_logits and loss_act) else None
-        if act is not None and fn is self.module:
-            self._post = None  # the model already applied its activation
+        # Metrics see what the model outputs: at the Keras front, the activation stripped
+        # for the loss is applied again (a model that outputs logits gives its metrics the
+        # logits, as Keras does, even with a from_logits=True loss); a plain torch module's
+        # logits become probabilities when the loss consumes logits (PyTorch's convention).
+        if hasattr(self.module, "output_activation"):
+            self._post = _ACTIVATIONS.get(act) if fn is not self.module else None
+        else:
+            self._post = _ACTIVATIONS.get(loss_act) if (from_logits and loss_act) else None
         return fn
 
     def _setup_module(self, sample: torch.Tensor) -> None:
@@ -396,7 +400,9 @@ class Trainer:
                 wb = torch.as_tensor(wb, device=self.device).float().reshape(-1)
             xb = self._cast_batch(xb)
             if yb is not None and getattr(self.loss_fn, "target", None) == "sparse":
-                yb = yb.long().reshape(-1)
+                yb = yb.long()
+                if yb.dim() == 2 and yb.shape[1] == 1:
+                    yb = yb.reshape(-1)  # (N, 1) -> (N,); (N, T) sequence labels stay
             if augment is not None:
                 xb = augment(xb.float() if not xb.is_floating_point() else xb, generator)
             if weights:
