@@ -1,8 +1,10 @@
 """Callbacks (Keras names and semantics): ``Callback`` (the do-nothing base), ``History``,
 ``EarlyStopping``, ``ModelCheckpoint``, ``ReduceLROnPlateau``, ``CSVLogger``,
-``LearningRateScheduler``, ``TensorBoard``, ``TerminateOnNaN`` and ``LambdaCallback``."""
+``LearningRateScheduler``, ``TensorBoard``, ``TerminateOnNaN``, ``LambdaCallback`` and
+``BackupAndRestore``."""
 
 from brisk.engine.callbacks import (
+    BackupAndRestore,
     Callback,
     CallbackList,
     CSVLogger,
@@ -17,6 +19,7 @@ from brisk.engine.callbacks import (
 )
 
 __all__ = [
+    "BackupAndRestore",
     "CSVLogger",
     "Callback",
     "CallbackList",

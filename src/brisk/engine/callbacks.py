@@ -144,6 +144,14 @@ class History(Callback):
         for k, v in (logs or {}).items():
             self.history.setdefault(k, []).append(float(v))
 
+    def state_dict(self) -> dict:
+        """The epochs recorded so far (saved in checkpoints)."""
+        return {"epoch": list(self.epoch), "history": {k: list(v) for k, v in self.history.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Not applied on resume: as in Keras, the History that ``fit`` returns holds the
+        epochs that fit ran (a checkpoint's ``callbacks['History']`` has the earlier ones)."""
+
 
 def _monitor_mode(monitor: str, mode: str) -> bool:
     """True when larger is better. Keras: 'auto' maximizes names containing 'acc'."""
@@ -211,6 +219,17 @@ class EarlyStopping(Callback):
             self.stopped_epoch = epoch
             self.trainer.stop_training = True
 
+    def state_dict(self) -> dict:
+        """wait, best, best_epoch, stopped_epoch and the best weights (when kept): a resumed
+        run counts patience on from where it was."""
+        return {"wait": self.wait, "best": self.best, "best_epoch": self.best_epoch,
+                "stopped_epoch": self.stopped_epoch, "best_state": self._best_state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.wait, self.best = int(state["wait"]), state["best"]
+        self.best_epoch, self.stopped_epoch = int(state["best_epoch"]), int(state["stopped_epoch"])
+        self._best_state = state["best_state"]
+
     def _improves(self, current: float, reference: float | None) -> bool:
         if reference is None:
             return True
@@ -275,6 +294,13 @@ class ModelCheckpoint(Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
+    def state_dict(self) -> dict:
+        """The best monitored value and the batches since the last save."""
+        return {"best": self.best, "since_save": self._since_save}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self._since_save = state["best"], int(state["since_save"])
+
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq == "epoch":
             return
@@ -326,6 +352,123 @@ class ModelCheckpoint(Callback):
             self.model.save(path)
         else:
             self.trainer.save(path)
+
+
+class BackupAndRestore(Callback):
+    """Back up the whole training state during ``fit`` and resume from it when ``fit`` runs
+    again after an interruption (Keras 3 ``keras.callbacks.BackupAndRestore``).
+
+    Args:
+        backup_dir (str or path): a folder for this run's backups only (created when
+            needed): ``latest.pt`` and ``previous.pt``, ``Trainer.save_checkpoint`` files.
+        save_freq: ``"epoch"`` (at each epoch end) or an int N > 0: every N training
+            batches, counted across epochs (Keras).
+        delete_checkpoint (bool): delete the backups (and the folder, when that leaves it
+            empty) when ``fit`` ends normally, as Keras does; an interrupted run (an
+            exception, a kill) keeps them, and so does a run stopped because its loss or
+            weights went NaN (``fit(on_nan='stop')``), so it can restart from the last good
+            state.
+
+    On ``on_train_begin`` the latest backup is loaded, if there is one, and ``fit``
+    continues where it was taken, whatever ``initial_epoch`` says (Keras: the backup's
+    epoch becomes the initial epoch). Unlike Keras, which restarts that epoch from its
+    first batch, brisk skips the batches already trained and restores the shuffle seed and
+    every RNG, so the resumed run ends bit-identical to an uninterrupted one (on CPU). As
+    in Keras, the ``History`` that ``fit`` returns holds the epochs this ``fit`` ran.
+
+    Writes are atomic and durable (temp file, fsync, ``os.replace``, fsync of the folder,
+    ``brisk.engine.checkpoint.atomic_write``). Before a new backup is written the latest
+    is renamed to ``previous.pt``, so one complete backup exists at every moment; a latest
+    backup that fails to load is skipped with a warning and the previous one is loaded.
+    Non-finite weights are never backed up.
+
+    Raises ``TypeError`` for a ``backup_dir`` that is not a path or a non-bool
+    ``delete_checkpoint``, ``ValueError`` for a bad ``save_freq``, and ``ValueError`` from
+    ``on_train_begin`` when backups exist but none loads (or fits the model).
+
+    Example::
+
+        model.fit(x, y, epochs=20, callbacks=[BackupAndRestore("run/backup")])
+        # killed? run the same line again: it continues from the last backup
+    """
+
+    _after_history = True  # fit runs it after History: an epoch's backup holds its history
+
+    def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",
+                 delete_checkpoint: bool = True):
+        if not isinstance(backup_dir, (str, os.PathLike)) or not os.fspath(backup_dir):
+            raise TypeError(f"backup_dir: expected a folder path, got {backup_dir!r}")
+        if save_freq != "epoch" and (isinstance(save_freq, bool) or not isinstance(save_freq, int)
+                                     or save_freq <= 0):
+            raise ValueError(f"save_freq: expected 'epoch' or a positive int (batches), got "
+                             f"{save_freq!r}")
+        if not isinstance(delete_checkpoint, bool):
+            raise TypeError(f"delete_checkpoint: expected True or False, got {delete_checkpoint!r}")
+        self.backup_dir = os.fspath(backup_dir)
+        self.save_freq, self.delete_checkpoint = save_freq, delete_checkpoint
+        self.latest = os.path.join(self.backup_dir, "latest.pt")
+        self.previous = os.path.join(self.backup_dir, "previous.pt")
+        self._since_save = 0
+
+    def on_train_begin(self, logs=None):
+        from brisk.engine.checkpoint import remove_stale_temps
+
+        self._since_save = 0  # a backup was written exactly when the count was reset
+        errors = []
+        for path in (self.latest, self.previous):
+            remove_stale_temps(path)
+            if not os.path.exists(path):
+                continue
+            try:
+                self.trainer.load_checkpoint(path)  # checked before anything changes
+            except ValueError as e:
+                errors.append(str(e))
+                warnings.warn(f"BackupAndRestore: cannot restore from {path} ({e}); trying the "
+                              "previous backup", stacklevel=2)
+                continue
+            return
+        if errors:
+            raise ValueError(f"backup_dir: no backup in {self.backup_dir!r} could be restored: "
+                             + "; ".join(errors))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.save_freq == "epoch":
+            return
+        self._since_save += 1
+        if self._since_save >= self.save_freq:
+            self._since_save = 0
+            self._save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._save()
+
+    def _save(self) -> None:
+        from brisk.engine.checkpoint import _fsync_dir
+
+        trainer = self.trainer
+        if getattr(trainer, "stopped_for_nan", False) or not _weights_finite(trainer.module):
+            warnings.warn("BackupAndRestore: the loss or weights are not finite; the last good "
+                          "backup is kept", stacklevel=2)
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        if os.path.exists(self.latest):  # keep it until the new one is complete
+            os.replace(self.latest, self.previous)
+            _fsync_dir(self.backup_dir)
+        trainer.save_checkpoint(self.latest)
+
+    def on_train_end(self, logs=None):
+        trainer = self.trainer
+        if not self.delete_checkpoint or getattr(trainer, "stopped_for_nan", False) \
+                or not _weights_finite(trainer.module):
+            return
+        for path in (self.latest, self.previous):
+            if os.path.exists(path):
+                os.unlink(path)
+        try:
+            os.rmdir(self.backup_dir)  # only when empty: never another run's files
+        except OSError:
+            pass
 
 
 class ReduceLROnPlateau(Callback):
