@@ -318,3 +318,29 @@ def test_on_train_end_gets_the_last_epoch_logs_and_schedule_objects_log_no_rate(
               callbacks=[LambdaCallback(on_train_end=lambda logs: ends.append(dict(logs)))])
     assert sorted(ends[0]) == ["loss", "val_loss"]  # Keras: no learning_rate key here
     assert ends[0]["loss"] == h.history["loss"][-1]
+
+
+def test_val_monitors_skip_the_epochs_validation_freq_leaves_out(tmp_path):
+    # Keras 3.15.1 (review): with validation_freq=2, EarlyStopping and a save_best_only
+    # ModelCheckpoint warn on the unvalidated epochs and the run goes on (4 epochs)
+    import warnings as w
+
+    from brisk.callbacks import EarlyStopping, ModelCheckpoint
+    from brisk.layers import Dense, Input
+
+    rng = np.random.RandomState(0)
+    x, y = rng.rand(32, 3).astype("float32"), rng.rand(32, 1).astype("float32")
+    m = brisk.Sequential([Input((3,)), Dense(1)])
+    m.compile(optimizer="sgd", loss="mse")
+    path = tmp_path / "best.safetensors"
+    with w.catch_warnings(record=True) as caught:
+        w.simplefilter("always")
+        h = m.fit(x, y, epochs=4, validation_data=(x, y), validation_freq=2, verbose=0,
+                  callbacks=[EarlyStopping(patience=5),
+                             ModelCheckpoint(str(path), save_best_only=True)])
+    assert h.epoch == [0, 1, 2, 3] and len(h.history["val_loss"]) == 2 and path.exists()
+    assert sum("not available in epoch" in str(c.message) for c in caught) == 2
+    assert sum("Can save best model only with val_loss" in str(c.message) for c in caught) == 2
+    # no validation at all: the monitor can never appear, which stays an error
+    with pytest.raises(ValueError, match="monitor: 'val_loss' is not in the epoch logs"):
+        m.fit(x, y, epochs=1, verbose=0, callbacks=[EarlyStopping()])

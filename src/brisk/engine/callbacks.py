@@ -193,6 +193,11 @@ class EarlyStopping(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if (logs or {}).get(self.monitor) is None:
+            if _validation_skipped(self, epoch):
+                warnings.warn(f"Early stopping conditioned on metric `{self.monitor}` which is "
+                              f"not available in epoch {epoch + 1} (validation_freq): skipped, "
+                              "as Keras does", stacklevel=2)
+                return
             raise ValueError(
                 f"monitor: {self.monitor!r} is not in the epoch logs "
                 f"(available: {', '.join(logs or {}) or 'none'}); for 'val_*' pass "
@@ -245,6 +250,15 @@ class EarlyStopping(Callback):
                 print("Restoring model weights from the end of the best epoch: "
                       f"{self.best_epoch + 1}.")
             self.model.load_state_dict(self._best_state)
+
+
+def _validation_skipped(cb: Callback, epoch: int) -> bool:
+    """A 'val_*' monitor missing because ``fit(validation_freq=k)`` skipped this epoch's
+    validation (Keras then warns and skips); any other missing monitor (a typo, or no
+    validation data at all) stays an error, since the callback could never act."""
+    trainer = getattr(cb, "trainer", None)
+    freq = getattr(trainer, "_validation_freq", None)
+    return bool(cb.monitor.startswith("val_") and freq and (epoch + 1) % freq != 0)
 
 
 def _weights_finite(module: torch.nn.Module) -> bool:
@@ -320,6 +334,11 @@ class ModelCheckpoint(Callback):
         path = self.filepath.format(**fmt)
         if self.save_best_only:
             if logs.get(self.monitor) is None:
+                if _validation_skipped(self, epoch):
+                    warnings.warn(f"Can save best model only with {self.monitor} available "
+                                  f"(epoch {epoch + 1} was not validated): skipped, as Keras "
+                                  "does", stacklevel=2)
+                    return
                 raise ValueError(f"monitor: {self.monitor!r} is not in the epoch logs "
                                  f"(available: {', '.join(logs) or 'none'})")
             current = float(logs[self.monitor])

@@ -577,6 +577,7 @@ class Trainer:
         # DeviceLoader gets it here, per batch on the device, from a seeded generator.
         batch_augment = augment if augment is not None and not torch.is_tensor(x) else None
         val_loader = None
+        self._validation_freq = validation_freq if val is not None else None  # for callbacks
         if val is not None:
             val_loader = self._loader(val[0], val[1], validation_batch_size or max(batch_size, 256),
                                       False, seed, sample_weight=val_sw)
