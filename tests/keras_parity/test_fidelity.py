@@ -622,3 +622,19 @@ def test_accuracy_of_a_model_that_outputs_logits_thresholds_the_output_as_keras(
     logs = m.evaluate(x, y, return_dict=True)
     assert logs["accuracy"] == pytest.approx(0.75)
     assert logs["loss"] == pytest.approx(0.439273, abs=1e-6)
+
+
+def test_evaluate_and_validation_batch_sizes_are_keras_defaults():
+    # Keras 3.15.1, torch backend (tools/keras_oracle/evaluate_batch.py): a reduction='sum'
+    # loss shows the batches: evaluate's default is 32, validation uses fit's batch_size
+    x = np.cos(np.arange(40 * 3) * 0.3).reshape(40, 3).astype("float32")
+    y = np.arange(40) % 3
+    m = brisk.Sequential([Input((3,)), Dense(3, activation="softmax")])
+    m.set_weights([np.sin(np.arange(9) * 0.5).reshape(3, 3).astype("float32"),
+                   np.zeros(3, "float32")])
+    m.compile(optimizer=brisk.optimizers.SGD(0.0),
+              loss=brisk.losses.SparseCategoricalCrossentropy(reduction="sum"))
+    assert m.evaluate(x, y) == pytest.approx(30.319351, abs=1e-4)
+    assert m.evaluate(x, y, batch_size=40) == pytest.approx(44.356880, abs=1e-4)
+    h = m.fit(x, y, batch_size=10, epochs=1, validation_data=(x, y), verbose=0, shuffle=False)
+    assert h.history["val_loss"] == pytest.approx([11.089220], abs=1e-4)

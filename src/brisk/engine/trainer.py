@@ -579,7 +579,7 @@ class Trainer:
         val_loader = None
         self._validation_freq = validation_freq if val is not None else None  # for callbacks
         if val is not None:
-            val_loader = self._loader(val[0], val[1], validation_batch_size or max(batch_size, 256),
+            val_loader = self._loader(val[0], val[1], validation_batch_size or batch_size,  # Keras
                                       False, seed, sample_weight=val_sw)
 
         try:
@@ -830,10 +830,11 @@ class Trainer:
         """Loss and metrics on the given data (Keras): a scalar loss when there are no
         metrics, else ``[loss, *metrics]``; a dict with ``return_dict=True``. ``callbacks``
         get the ``on_test_*`` hooks; ``sample_weight`` weighs each sample's loss (Keras);
-        ``steps=n`` evaluates the first n batches only."""
+        ``steps=n`` evaluates the first n batches only. ``batch_size`` defaults to Keras's 32
+        (it matters for losses with ``reduction='sum'`` and for stateful custom metrics)."""
         if self.loss_fn is None:
             raise ValueError("loss: this Trainer has no loss; pass loss= to evaluate")
-        batch_size = inputs.check_positive_int(256 if batch_size is None else batch_size, "batch_size")
+        batch_size = inputs.check_positive_int(32 if batch_size is None else batch_size, "batch_size")
         if steps is not None:
             steps = inputs.check_positive_int(steps, "steps")
         x, y = inputs.prepare(x, y, "x")
@@ -860,7 +861,7 @@ class Trainer:
         softmax/sigmoid). ``callbacks`` get the ``on_predict_*`` hooks (batch-end logs:
         ``{'outputs': batch outputs}``, as in Keras). ``steps=n`` predicts the first n
         batches only (Keras's argument order: ``batch_size, verbose, steps, callbacks``)."""
-        batch_size = inputs.check_positive_int(256 if batch_size is None else batch_size, "batch_size")
+        batch_size = inputs.check_positive_int(32 if batch_size is None else batch_size, "batch_size")
         if steps is not None:
             steps = inputs.check_positive_int(steps, "steps")
         x, _ = inputs.prepare(x, None, "x")
