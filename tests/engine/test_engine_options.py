@@ -418,21 +418,22 @@ class BatchSizes(nn.Linear):
         return super().forward(x)
 
 
-def test_evaluate_and_predict_batch_by_256_in_order_by_default():
+def test_evaluate_and_predict_batch_by_32_in_order_by_default():
+    # Keras's default batch size for evaluate and predict
     net = BatchSizes()
     trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy")
-    x = torch.arange(300 * 5, dtype=torch.float32).reshape(300, 5)
-    y = torch.zeros(300, dtype=torch.long)
+    x = torch.arange(100 * 5, dtype=torch.float32).reshape(100, 5)
+    y = torch.zeros(100, dtype=torch.long)
     trainer.evaluate(x, y)
     net.sizes.clear(), net.first.clear()
     trainer.evaluate(x, y)
-    assert net.sizes == [256, 44] and net.first == [0.0, 256 * 5.0]  # in order, not shuffled
+    assert net.sizes == [32, 32, 32, 4] and net.first == [0.0, 160.0, 320.0, 480.0]  # in order
     net.sizes.clear(), net.first.clear()
     trainer.predict(x)
-    assert net.sizes == [256, 44] and net.first == [0.0, 256 * 5.0]
+    assert net.sizes == [32, 32, 32, 4] and net.first == [0.0, 160.0, 320.0, 480.0]
     net.sizes.clear()
-    trainer.evaluate(x, y, batch_size=100)
-    assert net.sizes == [100, 100, 100]
+    trainer.evaluate(x, y, batch_size=50)
+    assert net.sizes == [50, 50]
 
 
 def test_evaluate_prints_only_when_verbose(capsys):
