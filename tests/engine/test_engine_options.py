@@ -817,16 +817,16 @@ def test_stopping_inside_an_epoch_still_ends_training_properly():
     assert trainer.global_step == 2
 
 
-def test_validation_batches_of_at_least_256():
+def test_validation_batches_are_fits_batch_size_as_keras():
     net = BatchSizes()
     trainer = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy")
     x, y = torch.randn(10, 5), torch.zeros(10, dtype=torch.long)
-    xv, yv = torch.randn(300, 5), torch.zeros(300, dtype=torch.long)
-    trainer.fit(x, y, batch_size=4, verbose=0, validation_data=(xv, yv))
-    assert net.sizes[-2:] == [256, 44]
+    xv, yv = torch.randn(30, 5), torch.zeros(30, dtype=torch.long)
+    trainer.fit(x, y, batch_size=8, verbose=0, validation_data=(xv, yv))
+    assert net.sizes[-4:] == [8, 8, 8, 6]  # validation by fit's batch_size
     net.sizes.clear()
-    trainer.fit(x, y, batch_size=4, verbose=0, validation_data=(xv, yv), validation_batch_size=100)
-    assert net.sizes[-3:] == [100, 100, 100] and 256 not in net.sizes
+    trainer.fit(x, y, batch_size=4, verbose=0, validation_data=(xv, yv), validation_batch_size=10)
+    assert net.sizes[-3:] == [10, 10, 10] and 4 not in net.sizes[-3:]
 
 
 # ----------------------------------------------------------------------------- optimizer build
