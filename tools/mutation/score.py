@@ -24,6 +24,7 @@ import argparse
 import ast
 import json
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -60,7 +61,12 @@ def load_results(keys: dict[str, str] | None = None) -> dict[str, dict[str, str]
     equivalent_keys = set((keys or {}).values())
     out = {}
     for meta in sorted(Path("mutants/src").rglob("*.py.meta")):
-        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        try:
+            codes = json.loads(meta.read_text())["exit_code_by_key"]
+        except (ValueError, KeyError) as e:  # a run killed while mutmut wrote this file
+            print(f"warning: {meta} is unreadable ({e}); its mutants are not counted",
+                  file=sys.stderr)
+            continue
         if not codes:
             continue
         src = str(meta.relative_to("mutants"))[: -len(".meta")]
