@@ -388,3 +388,21 @@ def test_files_saved_before_the_keras_flatten_order_still_compute_what_they_did(
     torch.testing.assert_close(old(x), m.layers[2](feats))
     old.save(tmp_path / "again.safetensors")  # re-saved: the order is kept in the config
     torch.testing.assert_close(brisk.load_model(tmp_path / "again.safetensors")(x), old(x))
+
+
+def test_calling_the_model_with_training_runs_that_mode_once():
+    # Keras 3.15.1, torch backend (tools/keras_oracle/call_training.py)
+    from brisk.layers import BatchNormalization
+
+    x = np.array([[1.0, 2.0], [3.0, 6.0], [5.0, 4.0]], "float32")
+    m = brisk.Sequential([Input((2,)), BatchNormalization()])
+    m.eval()
+    np.testing.assert_allclose(m(x, training=True).detach().numpy(),
+                               [[-1.22452, -1.22452], [0.0, 1.22452], [1.22452, 0.0]], atol=1e-5)
+    np.testing.assert_allclose(m.layers[0].bn.running_mean.numpy(), [0.03, 0.04], atol=1e-6)
+    np.testing.assert_allclose(m(x, training=False).detach().numpy(),
+                               [[0.96154, 1.94291], [2.94411, 5.90804], [4.92667, 3.92548]],
+                               atol=1e-5)
+    assert m.training is False and m.layers[0].training is False  # the mode as it was
+    with pytest.raises(TypeError, match="training: expected True, False or None, got 1"):
+        m(x, training=1)

@@ -380,10 +380,26 @@ class Sequential(nn.Module):
             x = x.permute(0, 3, 1, 2)  # a free view: NHWC memory is channels_last NCHW
         return x
 
-    def forward(self, x: torch.Tensor, nested: bool = False) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, nested: bool = False,
+                training: bool | None = None) -> torch.Tensor:
         """The layers in order. ``x``: a batch, (N, H, W, C) for image models as in Keras;
         with ``nested=True`` (what an outer Sequential passes to a Sequential layer) it is
-        already in this model's internal layout, images (N, C, H, W)."""
+        already in this model's internal layout, images (N, C, H, W).
+
+        ``training=True``/``False`` runs this one call in training or inference mode
+        (Dropout, BatchNorm, the Random* layers) and restores every module's mode after, as
+        Keras's ``model(x, training=...)``; None (default) uses the current mode. Raises
+        ``TypeError`` for another value."""
+        if training is not None:
+            if not isinstance(training, bool):
+                raise TypeError(f"training: expected True, False or None, got {training!r}")
+            modes = [(m, m.training) for m in self.modules()]
+            self.train(training)  # a frozen BatchNorm stays in inference mode (Keras)
+            try:
+                return self.forward(x, nested)
+            finally:
+                for m, mode in modes:
+                    m.training = mode
         x = self._enter(x, nested)
         for layer in self.layers:
             x = _call(layer, x)
