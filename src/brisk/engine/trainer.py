@@ -252,12 +252,8 @@ class Trainer:
         m = self.module
         if hasattr(m, "built") and hasattr(m, "build") and not m.built:
             m.build(tuple(sample.shape[1:]))
-        elif getattr(m, "built", False) and getattr(m, "sample_shape", None) is not None:
-            if tuple(sample.shape[1:]) != tuple(m.sample_shape):
-                raise ValueError(
-                    f"x: per-sample input shape {tuple(sample.shape[1:])} does not fit the "
-                    f"model, which expects {tuple(m.sample_shape)}"
-                )
+        elif getattr(m, "built", False):
+            self._check_sample_shape(sample, "x")
         m.to(self.device)
         self.precision.setup_module(m)
         if self.device.type == "cuda":
