@@ -163,8 +163,11 @@ def test_load_into_pruned_model_and_errors(tmp_path):
         save(model, tmp_path / "x.brisk", bits=9)
     with pytest.raises(ValueError, match="did you mean 'huffman'"):
         save(model, tmp_path / "x.brisk", entropy="hufman")
-    with pytest.raises(RuntimeError):
-        load(tmp_path / "m.brisk", model=nn.Sequential(nn.Linear(3, 3)))
+    with pytest.raises(
+        ValueError,
+        match=r"m\.brisk'.*do not match the model.*'0\.weight' is \[6, 1, 5, 5\] in the file, \[3, 3\]",
+    ):
+        load(tmp_path / "m.brisk", model=nn.Sequential(nn.Linear(3, 3)))  # before decoding
 
 
 def test_huffman_coder_round_trip_and_near_entropy():

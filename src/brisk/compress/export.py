@@ -28,11 +28,36 @@ Everything else (biases, BatchNorm statistics, other buffers) is stored raw: flo
 
 File layout (little-endian)::
 
-    b"BRISKCMP" | u32 version (1) | u32 header length | header | payload
+    b"BRISKCMP" | u32 version (2) | u32 header length | u32 CRC32 | header | payload
 
 The header is JSON (utf-8) compressed with zlib (it is ~5% of a LeNet file otherwise); it
-lists every tensor (name, shape, dtype, encoding, offsets into the payload).
-Writes are atomic (temporary file in the same directory, then ``os.replace``).
+lists every tensor (name, shape, dtype, encoding, offsets into the payload), the payload's
+size, and, for a built ``brisk.Sequential`` of brisk layers, its ``get_config()``
+(architecture and compile settings), so that ``load(path)`` returns the model itself. The
+CRC32 covers everything after it, header and payload: zlib's adler32 covers the header's
+JSON, not its compressed bytes (a flip in the padding bits of the deflate stream's last
+byte goes unseen), and a fixed-width field keeps a file's size a function of its structure
+(a CRC written in the JSON header would vary it by a byte or two). Version 1 files (no
+CRC32 field, no payload size, no config) still load. Writes are atomic (temporary file in
+the same directory, then ``os.replace``).
+
+Files are untrusted input: ``load`` checks the prefix (magic, version, header length
+within the file), both checksums, and every header field's type and range (offsets inside
+the payload, counts consistent with the shapes) before decoding anything, so a flipped
+bit or a truncation is a ``ValueError`` naming the file, never different weights. Sizes
+are checked before anything is allocated:
+
+- ``MAX_RATIO`` (1024): the tensors' decoded size (elements x bytes per element of their
+  dtype) may be at most 1024x the file's size, so a file of ``n`` bytes makes ``load``
+  allocate O(1024 n) bytes at most (a few times that in the decoders' temporaries), however
+  crafted. Deep Compression files stay far below it (LeNet-300-100 at 8% nonzeros: ~40x);
+  only near-empty sparse tensors reach it (an all-zero sparse tensor costs no payload byte)
+  and ``save`` refuses to write such a file, pointing to ``sparse=False``, which costs at
+  least one bit per element (32x for float32).
+- lzma / zlib streams are decompressed with a bound of exactly the size they must decode
+  to; Huffman code lengths are checked (at most ``MAX_CODE_LEN`` = 16 bits, Kraft's
+  inequality) before the 2**16-entry lookup table is built.
+- ``MAX_HEADER_BYTES`` (16 MiB): the decompressed header JSON.
 
 ``share_weights(model, bits)`` does step 2 in memory, as a parametrisation
 ``weight = codebook[index]``: training then updates the shared centroids with the sum of
@@ -46,14 +71,17 @@ Example::
     save(model, "lenet.brisk", bits=5)
     load("lenet.brisk", model=fresh_model)         # weights = shared centroids
     size_report(model, "lenet.brisk")["ratio"]     # e.g. ~40x vs fp32 dense
+    save(keras_model, "mlp.brisk"); load("mlp.brisk")  # a brisk.Sequential: the model back
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import io
 import json
 import lzma
+import math
 import os
 import struct
 import zlib
@@ -73,9 +101,28 @@ from brisk.engine.checkpoint import atomic_write
 __all__ = ["SharedWeights", "kmeans_1d", "load", "save", "share_weights", "size_report"]
 
 MAGIC = b"BRISKCMP"
-VERSION = 1
+VERSION = 2  # 2: a CRC32 in the prefix, the payload's size and a Sequential's config
+READS = (1, 2)
+_PREFIX = {1: 16, 2: 20}  # bytes before the header: magic, version, header length (, CRC32)
 ENTROPY = ("huffman", "lzma", "zlib", "none")
 MAX_CODE_LEN = 16  # bits; keeps the decoder's lookup table at 2**16 entries
+MAX_RATIO = 1024  # decoded bytes per file byte that load accepts (module docstring)
+MAX_HEADER_BYTES = 1 << 24  # decompressed header JSON; ~300 B per tensor in practice
+MAX_DIMS = 64  # torch's own limit on a tensor's dimensions
+_LZMA_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9}]
+
+
+class _Corrupt(ValueError):
+    """What is wrong with a file, without its name; ``_naming`` adds it."""
+
+
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike):
+    """Turn ``_Corrupt('what')`` into ``ValueError("load: 'path': what")``."""
+    try:
+        yield
+    except _Corrupt as e:
+        raise ValueError(f"load: {os.fspath(path)!r}: {e}") from e
 
 
 # ----------------------------------------------------------------- k-means
@@ -252,11 +299,28 @@ def _huffman_encode(sym: np.ndarray, alphabet: int) -> tuple[bytes, int]:
     return lengths.astype(np.uint8).tobytes() + data, nbits
 
 
+def _check_code_lengths(lengths: np.ndarray) -> None:
+    """A decodable prefix code, checked before its 2**L-entry table is built: 1..16 bits
+    per present symbol and Kraft's inequality, sum of 2**-length <= 1."""
+    used = lengths[lengths > 0]
+    if not len(used):
+        raise _Corrupt("Huffman code has no symbols")
+    if used.max() > MAX_CODE_LEN:
+        raise _Corrupt(f"Huffman code length {int(used.max())} exceeds {MAX_CODE_LEN} bits")
+    if int(np.left_shift(1, MAX_CODE_LEN - used).sum()) > 1 << MAX_CODE_LEN:  # exact integers
+        raise _Corrupt("Huffman code lengths violate Kraft's inequality (sum of 2**-len > 1)")
+
+
 def _huffman_decode(buf: bytes, alphabet: int, n: int, nbits: int) -> np.ndarray:
+    """``n`` symbols from ``buf`` = ``alphabet`` code lengths (bytes) + ``nbits`` bits of
+    codes; raises ``ValueError`` unless they are exactly ``n`` valid codes."""
     lengths = np.frombuffer(buf[:alphabet], dtype=np.uint8).astype(np.int64)
+    _check_code_lengths(lengths)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
     codes = _canonical_codes(lengths)
     L = int(lengths.max())
-    table_sym = np.zeros(1 << L, dtype=np.int64)
+    table_sym = np.full(1 << L, -1, dtype=np.int64)  # -1: no code starts with these bits
     table_len = np.ones(1 << L, dtype=np.int64)
     for s in np.flatnonzero(lengths):
         lo = int(codes[s]) << (L - int(lengths[s]))
@@ -279,7 +343,11 @@ def _huffman_decode(buf: bytes, alphabet: int, n: int, nbits: int) -> np.ndarray
         pos[sel] = jump[pos[sel]]
         jump = jump[jump]
         k += 1
-    return sym_at[pos]
+    sym = sym_at[pos]
+    end = int(pos[-1] + table_len[window[pos[-1]]])
+    if (sym < 0).any() or end != nbits:
+        raise _Corrupt(f"Huffman stream does not hold {n} codes in exactly {nbits} bits")
+    return sym
 
 
 # ------------------------------------------------------------ symbol streams
@@ -292,15 +360,12 @@ def _encode_stream(sym: np.ndarray, alphabet: int, coder: str, payload: io.Bytes
         data, nbits = _huffman_encode(sym, alphabet)
         info["nbits"] = nbits
     elif coder == "none":
-        width = max(1, int(alphabet - 1).bit_length())
-        data, nbits = _pack(sym.astype(np.int64), np.full(len(sym), width))
+        data, nbits = _pack(sym.astype(np.int64), np.full(len(sym), _width(alphabet)))
         info["nbits"] = nbits
     else:
-        raw = sym.astype(np.uint8 if alphabet <= 256 else "<u2").tobytes()
+        raw = sym.astype(_byte_dtype(alphabet)).tobytes()
         if coder == "lzma":
-            data = lzma.compress(
-                raw, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 9}]
-            )
+            data = lzma.compress(raw, format=lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
         else:
             c = zlib.compressobj(9, zlib.DEFLATED, -15)  # raw deflate: no header
             data = c.compress(raw) + c.flush()
@@ -309,24 +374,63 @@ def _encode_stream(sym: np.ndarray, alphabet: int, coder: str, payload: io.Bytes
     return info
 
 
+def _width(alphabet: int) -> int:
+    """Bits per symbol of the fixed-width coder ('none')."""
+    return max(1, int(alphabet - 1).bit_length())
+
+
+def _byte_dtype(alphabet: int) -> str:
+    """One byte per symbol for the lzma / zlib coders, two above 256 symbols."""
+    return "<u1" if alphabet <= 256 else "<u2"
+
+
+def _decompress(d: Any, buf: bytes, limit: int, what: str) -> bytes:
+    """All of ``buf`` through ``d`` (a zlib or lzma decompressor), never producing more
+    than ``limit`` (>= 1: zlib reads 0 as no limit) bytes: a stream that would is refused,
+    as is one that is cut short or followed by stray bytes."""
+    try:
+        out = d.decompress(buf, limit)
+        # At the limit: one more byte decides between 'ends here' and 'decodes to more'.
+        if not d.eof and d.decompress(getattr(d, "unconsumed_tail", b""), 1):
+            raise _Corrupt(f"{what} decodes to more than {limit:,} bytes")
+    except (zlib.error, lzma.LZMAError) as e:
+        raise _Corrupt(f"{what} is corrupt ({e})") from e
+    if not d.eof:
+        raise _Corrupt(f"{what} is truncated")
+    if d.unused_data:
+        raise _Corrupt(f"{what} is followed by {len(d.unused_data)} stray bytes")
+    return out
+
+
 def _decode_stream(info: dict, coder: str, payload: memoryview) -> np.ndarray:
+    """The symbols of a stream checked by ``_check_stream``; raises ``ValueError`` if they
+    are not exactly ``n`` symbols of the alphabet."""
     n, alphabet = info["n"], info["alphabet"]
     if n == 0:
         return np.zeros(0, dtype=np.int64)
     buf = bytes(payload[info["offset"] : info["offset"] + info["nbytes"]])
     if coder == "huffman":
-        return _huffman_decode(buf, alphabet, n, info["nbits"])
-    if coder == "none":
-        width = max(1, int(alphabet - 1).bit_length())
+        sym = _huffman_decode(buf, alphabet, n, info["nbits"])
+    elif coder == "none":
+        width = _width(alphabet)
         bits = np.unpackbits(np.frombuffer(buf, dtype=np.uint8))[: n * width].reshape(n, width)
-        return (bits.astype(np.int64) << np.arange(width - 1, -1, -1)).sum(axis=1)
-    if coder == "lzma":
-        raw = lzma.decompress(
-            buf, format=lzma.FORMAT_RAW, filters=[{"id": lzma.FILTER_LZMA2, "preset": 9}]
-        )
+        sym = np.zeros(n, dtype=np.int64)
+        for j in range(width):  # MSB first; one int64 per symbol, not per bit
+            sym = (sym << 1) | bits[:, j]
     else:
-        raw = zlib.decompress(buf, -15)
-    return np.frombuffer(raw, dtype=np.uint8 if alphabet <= 256 else "<u2").astype(np.int64)
+        dt = np.dtype(_byte_dtype(alphabet))
+        d = (
+            lzma.LZMADecompressor(lzma.FORMAT_RAW, filters=_LZMA_FILTERS)
+            if coder == "lzma"
+            else zlib.decompressobj(-15)
+        )
+        raw = _decompress(d, buf, n * dt.itemsize, f"{coder} stream")
+        if len(raw) != n * dt.itemsize:
+            raise _Corrupt(f"{coder} stream decodes to {len(raw):,} bytes, not {n * dt.itemsize:,}")
+        sym = np.frombuffer(raw, dtype=dt).astype(np.int64)
+    if sym.max() >= alphabet:
+        raise _Corrupt(f"stream symbol {int(sym.max())} is outside its alphabet of {alphabet}")
+    return sym
 
 
 def _skips_to_symbols(pos: np.ndarray, index_bits: int) -> np.ndarray:
@@ -373,6 +477,9 @@ _DTYPES = {
     "bool": (torch.bool, "|b1"),
 }
 _NAME_OF = {v[0]: k for k, v in _DTYPES.items()}
+_ITEMSIZE = {k: torch.empty(0, dtype=v[0]).element_size() for k, v in _DTYPES.items()}
+_FLOATS = ("float32", "float16", "float64", "bfloat16")
+_KINDS = ("raw", "sparse", "shared")
 
 
 def _raw_bytes(t: torch.Tensor) -> bytes:
@@ -382,12 +489,41 @@ def _raw_bytes(t: torch.Tensor) -> bytes:
     return t.numpy().astype(_DTYPES[_NAME_OF[t.dtype]][1]).tobytes()
 
 
-def _from_raw(buf: bytes, dtype: str, shape: list[int]) -> torch.Tensor:
-    if dtype == "bfloat16":
-        return (
-            torch.from_numpy(np.frombuffer(buf, "<i2").copy()).view(torch.bfloat16).reshape(shape)
+def _from_raw(payload: memoryview, offset: int, dtype: str, count: int) -> torch.Tensor:
+    """``count`` elements of ``dtype`` at ``offset`` (checked to lie inside ``payload``)."""
+    np_dtype = "<i2" if dtype == "bfloat16" else _DTYPES[dtype][1]
+    t = torch.from_numpy(np.frombuffer(payload, np_dtype, count=count, offset=offset).copy())
+    return t.view(torch.bfloat16) if dtype == "bfloat16" else t
+
+
+def _decoded_bytes(e: dict) -> int:
+    """Bytes of the tensor an entry decodes to (its dtype, not the stored one)."""
+    return math.prod(e["shape"]) * _ITEMSIZE[e["dtype"]]
+
+
+def _check_ratio(entries: list[dict], file_bytes: int) -> None:
+    total = sum(map(_decoded_bytes, entries))
+    if total > MAX_RATIO * file_bytes:
+        raise _Corrupt(
+            f"its tensors decode to {total:,} bytes, more than MAX_RATIO = {MAX_RATIO} times "
+            f"the file's {file_bytes:,} bytes"
         )
-    return torch.from_numpy(np.frombuffer(buf, _DTYPES[dtype][1]).copy()).reshape(shape)
+
+
+def _sequential_config(model: Any, state: Mapping[str, torch.Tensor]) -> dict | None:
+    """``model.get_config()`` for a built ``brisk.Sequential`` of brisk layers whose config
+    rebuilds exactly the tensors being saved; None otherwise (``load`` then returns the
+    state_dict)."""
+    from brisk.api.sequential import Sequential
+
+    if not isinstance(model, Sequential) or not model.built:
+        return None
+    try:
+        config = model.get_config()  # TypeError: a layer that is not a brisk layer
+        want = _config_shapes(config)
+    except (TypeError, _Corrupt):
+        return None
+    return config if want == {k: tuple(v.shape) for k, v in state.items()} else None
 
 
 def save(
@@ -414,7 +550,13 @@ def save(
     (a pruned model's lossless sparse file; with ``sparse=False`` weights are stored raw).
     ``entropy``: 'huffman', 'lzma', 'zlib' or 'none'. Other tensors are raw (floats as
     ``raw_dtype``: 'float32' or 'float16'). Pruning masks / shared-weight
-    parametrisations are made permanent on a copy.
+    parametrisations are made permanent on a copy. A built ``brisk.Sequential`` of brisk
+    layers also stores its ``get_config()`` (architecture, trainable flags, compile
+    settings), so ``load(path)`` returns the model.
+
+    Raises ``ValueError`` for a file ``load`` would refuse: one that decodes to more than
+    ``MAX_RATIO`` times its size (near-empty sparse tensors: save with ``sparse=False``) or
+    whose header exceeds ``MAX_HEADER_BYTES`` (huge ``metadata``).
 
     Example::
 
@@ -489,15 +631,36 @@ def save(
             payload.write(_raw_bytes(t))
         e["nbytes"] = payload.tell() - start
         entries.append(e)
+    body = payload.getvalue()
     header = {
         "format": "brisk.compress",
         "version": VERSION,
         "entropy": entropy,
+        "payload_bytes": len(body),
         "tensors": entries,
         "metadata": dict(metadata or {}),
     }
-    head = zlib.compress(json.dumps(header, separators=(",", ":")).encode(), 9)
-    blob = MAGIC + struct.pack("<II", VERSION, len(head)) + head + payload.getvalue()
+    config = _sequential_config(model, state)
+    if config is not None:
+        header["config"] = config
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if len(text) > MAX_HEADER_BYTES:
+        raise ValueError(
+            f"save: the header would be {len(text):,} bytes, over the format's limit of "
+            f"{MAX_HEADER_BYTES:,} (is metadata that large?)"
+        )
+    head = zlib.compress(text, 9)
+    crc = zlib.crc32(body, zlib.crc32(head))  # of header + payload
+    blob = MAGIC + struct.pack("<III", VERSION, len(head), crc) + head + body
+    try:
+        _check_ratio(entries, len(blob))
+    except _Corrupt as e:  # name the tensor: the one decoding to the most per stored byte
+        worst = max(entries, key=lambda t: _decoded_bytes(t) / max(t["nbytes"], 1))
+        raise ValueError(
+            f"save: {worst['name']!r} ({math.prod(worst['shape']):,} elements) takes "
+            f"{worst['nbytes']:,} bytes, and the file would be refused by load: {e}; save with "
+            "sparse=False and entropy='huffman' or 'none' (at least 1 bit per element)"
+        ) from None
 
     path = os.fspath(path)
 
@@ -509,94 +672,412 @@ def save(
     return {
         "path": path,
         "bytes": len(blob),
-        "header_bytes": len(head) + 16,
+        "header_bytes": len(head) + _PREFIX[VERSION],
         "tensors": {e["name"]: e["nbytes"] for e in entries},
     }
 
 
-# ------------------------------------------------------------------- load
+# ------------------------------------------------------------- load: checks
+def _clip(text: str, limit: int = 200) -> str:
+    """``text`` cut to ``limit`` characters: a crafted header may hold megabytes in one
+    field, and error messages quote it."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _short(v: Any) -> str:
+    return _clip(repr(v), 60)
+
+
+def _get(d: Any, key: str, where: str) -> Any:
+    if not isinstance(d, dict):
+        raise _Corrupt(f"{where}: expected a JSON object, got {_short(d)}")
+    if key not in d:
+        raise _Corrupt(f"{where}: {key!r} is missing")
+    return d[key]
+
+
+def _int(d: Any, key: str, where: str, lo: int = 0, hi: int | None = None) -> int:
+    v = _get(d, key, where)
+    if isinstance(v, bool) or not isinstance(v, int) or v < lo or (hi is not None and v > hi):
+        bounds = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise _Corrupt(f"{where}: {key} must be an integer {bounds}, got {_short(v)}")
+    return v
+
+
+def _one_of(d: Any, key: str, where: str, choices: Iterable[str]) -> str:
+    v = _get(d, key, where)
+    if not isinstance(v, str) or v not in choices:  # str first: v may be unhashable
+        raise _Corrupt(f"{where}: {key} must be one of {', '.join(choices)}; got {_short(v)}")
+    return v
+
+
+def _region(d: dict, where: str, payload_bytes: int, nbytes: int | None = None) -> int:
+    """Checks ``d['offset']`` and ``nbytes`` (default ``d['nbytes']``) against the payload;
+    returns nbytes."""
+    offset = _int(d, "offset", where)
+    nbytes = _int(d, "nbytes", where) if nbytes is None else nbytes
+    if offset + nbytes > payload_bytes:
+        raise _Corrupt(
+            f"{where}: bytes {offset:,}..{offset + nbytes:,} lie outside the "
+            f"{payload_bytes:,}-byte payload"
+        )
+    return nbytes
+
+
+def _check_shape(e: dict, where: str) -> int:
+    """Checks ``e['shape']``; returns the number of elements."""
+    shape = _get(e, "shape", where)
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_DIMS
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in shape)
+    ):
+        raise _Corrupt(
+            f"{where}: shape must be a list of at most {MAX_DIMS} non-negative integers, "
+            f"got {_short(shape)}"
+        )
+    return math.prod(shape)
+
+
+def _check_stream(
+    s: Any, where: str, coder: str, payload_bytes: int, alphabet: int, n_lo: int, n_hi: int
+) -> None:
+    """A symbol stream of ``n`` in [n_lo, n_hi] symbols of ``alphabet``, inside the payload,
+    its sizes consistent with ``coder``."""
+    if _int(s, "alphabet", where) != alphabet:
+        raise _Corrupt(f"{where}: alphabet must be {alphabet}, got {_short(s['alphabet'])}")
+    n = _int(s, "n", where, n_lo, n_hi)
+    nbytes = _region(s, where, payload_bytes)
+    if n == 0:
+        return
+    if alphabet < 1:
+        raise _Corrupt(f"{where}: {n} symbols of an empty alphabet")
+    if coder == "huffman":
+        if nbytes < alphabet:
+            raise _Corrupt(f"{where}: {nbytes} bytes cannot hold its {alphabet} code lengths")
+        _int(s, "nbits", where, n, 8 * (nbytes - alphabet))  # every code is >= 1 bit
+    elif coder == "none":
+        nbits = n * _width(alphabet)
+        if _int(s, "nbits", where) != nbits or nbytes != -(-nbits // 8):
+            raise _Corrupt(f"{where}: {n} symbols of {_width(alphabet)} bits need {nbits} bits")
+    # lzma / zlib: decompressed with a bound of exactly the n symbols' bytes
+
+
+def _check_skips(e: dict, where: str, coder: str, payload_bytes: int, numel: int, nnz: int):
+    """Skip stream of a sparse tensor: one symbol per nonzero plus at most one escape per
+    ``2**index_bits - 1`` zeros."""
+    ib = _int(e, "index_bits", where, 1, 8)
+    hi = nnz + (numel - nnz) // ((1 << ib) - 1)
+    skips = _get(e, "skips", where)
+    _check_stream(skips, f"{where}: skips", coder, payload_bytes, 1 << ib, nnz, hi)
+
+
+def _check_raw(e: dict, where: str, coder: str, payload_bytes: int, numel: int, stored: str):
+    nbytes = numel * _ITEMSIZE[stored]
+    if _int(e, "nbytes", where) != nbytes:
+        raise _Corrupt(
+            f"{where}: {numel:,} {stored} elements are {nbytes:,} bytes, not {e['nbytes']!r}"
+        )
+    _region(e, where, payload_bytes, nbytes)
+
+
+def _check_sparse(e: dict, where: str, coder: str, payload_bytes: int, numel: int, stored: str):
+    nnz = _int(e, "nnz", where, 0, numel)
+    _check_skips(e, where, coder, payload_bytes, numel, nnz)
+    _region(e, f"{where}: values", payload_bytes, nnz * _ITEMSIZE[stored])
+
+
+def _check_shared(e: dict, where: str, coder: str, payload_bytes: int, numel: int, stored: str):
+    bits = _int(e, "bits", where, 1, 8)
+    nnz = _int(e, "nnz", where, 0, numel)
+    if not isinstance(_get(e, "sparse", where), bool):
+        raise _Corrupt(f"{where}: sparse must be true or false, got {_short(e['sparse'])}")
+    cb, cb_where = _get(e, "codebook", where), f"{where}: codebook"
+    ncb = _int(cb, "n", cb_where, 1 if nnz else 0, 1 << bits)
+    _region(cb, cb_where, payload_bytes, 4 * ncb)
+    values, v_where = _get(e, "values", where), f"{where}: values"
+    if e["sparse"]:
+        _check_stream(values, v_where, coder, payload_bytes, ncb, nnz, nnz)
+        _check_skips(e, where, coder, payload_bytes, numel, nnz)
+    else:  # one symbol per element, 0 = zero
+        _check_stream(values, v_where, coder, payload_bytes, ncb + 1, numel, numel)
+
+
+_CHECK_KIND = {"raw": _check_raw, "sparse": _check_sparse, "shared": _check_shared}
+
+
+def _check_entry(e: Any, i: int, coder: str, payload_bytes: int) -> str:
+    """Every field of tensor entry ``i`` (types, ranges, regions); returns its name."""
+    name = _get(e, "name", f"tensor {i}")
+    if not isinstance(name, str):
+        raise _Corrupt(f"tensor {i}: name must be a string, got {_short(name)}")
+    where = f"tensor {_short(name)}"
+    numel = _check_shape(e, where)
+    dtype = _one_of(e, "dtype", where, tuple(_DTYPES))
+    kind = _one_of(e, "kind", where, _KINDS)
+    _int(e, "nbytes", where, 0, payload_bytes)
+    stored = dtype
+    if "stored_dtype" in e:
+        stored = _one_of(e, "stored_dtype", where, ("float32", "float16"))
+    if kind != "raw" and dtype not in _FLOATS:
+        raise _Corrupt(f"{where}: a {kind} tensor must be floating, got dtype {dtype}")
+    if stored != dtype and dtype not in _FLOATS:
+        raise _Corrupt(f"{where}: stored_dtype {stored} needs a floating dtype, got {dtype}")
+    _CHECK_KIND[kind](e, where, coder, payload_bytes, numel, stored)
+    return name
+
+
+def _check_header(
+    header: Any, version: int, payload: memoryview, file_bytes: int, crc_ok: bool
+) -> None:
+    """The whole header against the prefix, the payload, the file's CRC32 (``crc_ok``) and
+    the limits, before any tensor is decoded."""
+    if _get(header, "format", "header") != "brisk.compress":
+        raise _Corrupt(f"header: format is {_short(header['format'])}, not 'brisk.compress'")
+    if _int(header, "version", "header") != version:
+        raise _Corrupt(f"header: version {header['version']} differs from the prefix's {version}")
+    coder = _one_of(header, "entropy", "header", ENTROPY)
+    tensors = _get(header, "tensors", "header")
+    if not isinstance(tensors, list):
+        raise _Corrupt(f"header: tensors must be a list, got {_short(tensors)}")
+    for key in ("metadata", "config"):
+        if not isinstance(header.get(key, {}), dict):
+            raise _Corrupt(f"header: {key} must be a JSON object, got {_short(header[key])}")
+    if version >= 2:  # the checksum before the entries: a flipped bit names itself
+        size = _int(header, "payload_bytes", "header")
+        if size != len(payload):
+            raise _Corrupt(
+                f"the payload is {len(payload):,} bytes, the header says {size:,} (truncated?)"
+            )
+        if not crc_ok:
+            raise _Corrupt("the CRC32 of the header and payload does not match (corrupt file)")
+    names = [_check_entry(e, i, coder, len(payload)) for i, e in enumerate(tensors)]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise _Corrupt(f"tensor {_short(dup)} is listed twice")
+    _check_ratio(tensors, file_bytes)
+
+
+def _parse(data: bytes) -> tuple[dict, memoryview]:
+    """(header, payload) of a whole file's bytes, every header field checked."""
+    if len(data) < 16 or data[:8] != MAGIC:
+        raise _Corrupt(
+            f"not a brisk compressed file ({len(data)} bytes, no {MAGIC.decode()} prefix)"
+        )
+    version, hlen = struct.unpack_from("<II", data, 8)
+    if version not in READS:
+        raise _Corrupt(f"file format version {version}; this brisk reads versions {READS}")
+    start = _PREFIX[version]
+    if hlen > len(data) - start:
+        raise _Corrupt(f"header length {hlen:,} runs past the end of the {len(data):,}-byte file")
+    head = data[start : start + hlen]
+    # Checked after the payload size, which tells a truncation from other damage.
+    crc_ok = (
+        version < 2 or zlib.crc32(memoryview(data)[start:]) == struct.unpack_from("<I", data, 16)[0]
+    )
+    text = _decompress(zlib.decompressobj(), head, MAX_HEADER_BYTES, "header")
+    try:
+        header = json.loads(text)
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+        raise _Corrupt(f"header is not valid JSON ({_clip(str(e))})") from e
+    payload = memoryview(data)[start + hlen :]
+    _check_header(header, version, payload, len(data), crc_ok)
+    return header, payload
+
+
 def _read(path: str | os.PathLike) -> tuple[dict, memoryview]:
+    """The checked header and the payload of the file at ``path``."""
     with open(path, "rb") as f:
         data = f.read()
-    if data[:8] != MAGIC:
-        raise ValueError(f"path: {os.fspath(path)!r} is not a brisk compressed file (bad magic)")
-    version, hlen = struct.unpack("<II", data[8:16])
-    if version != VERSION:
-        raise ValueError(f"path: file format version {version}; this brisk reads version {VERSION}")
-    try:
-        header = json.loads(zlib.decompress(data[16 : 16 + hlen]))
-    except (zlib.error, ValueError) as e:
-        raise ValueError(f"path: {os.fspath(path)!r} has a corrupt header ({e})") from e
-    return header, memoryview(data)[16 + hlen :]
+    with _naming(path):
+        return _parse(data)
+
+
+# ----------------------------------------------------------- load: decoding
+def _positions(e: dict, coder: str, payload: memoryview, numel: int) -> np.ndarray:
+    """Flat positions of a sparse tensor's nonzeros: exactly ``nnz``, all < ``numel``."""
+    pos = _symbols_to_positions(_decode_stream(e["skips"], coder, payload), e["index_bits"])
+    if len(pos) != e["nnz"] or (len(pos) and pos[-1] >= numel):
+        last = int(pos[-1]) if len(pos) else None
+        raise _Corrupt(
+            f"skips give {len(pos)} positions (last {last}), expected {e['nnz']} below {numel}"
+        )
+    return pos
 
 
 def _decode_tensor(e: dict, coder: str, payload: memoryview) -> torch.Tensor:
-    shape, dtype = e["shape"], e["dtype"]
+    shape, dtype, stored = e["shape"], e["dtype"], e.get("stored_dtype", e["dtype"])
+    numel = math.prod(shape)
     if e["kind"] == "raw":
-        stored = e.get("stored_dtype", dtype)
-        t = _from_raw(bytes(payload[e["offset"] : e["offset"] + e["nbytes"]]), stored, shape)
-        return t.to(_DTYPES[dtype][0])
-    numel = int(np.prod(shape)) if shape else 1
-    if e["kind"] == "sparse":
-        stored = e.get("stored_dtype", dtype)
-        pos = _symbols_to_positions(_decode_stream(e["skips"], coder, payload), e["index_bits"])
-        size = torch.empty((), dtype=_DTYPES[stored][0]).element_size() * len(pos)
-        vals = _from_raw(bytes(payload[e["offset"] : e["offset"] + size]), stored, [len(pos)])
-        flat = torch.zeros(numel, dtype=vals.dtype)
-        flat[torch.from_numpy(pos)] = vals
-        return flat.reshape(shape).to(_DTYPES[dtype][0])
-    cbo, ncb = e["codebook"]["offset"], e["codebook"]["n"]
-    cb = np.frombuffer(bytes(payload[cbo : cbo + 4 * ncb]), "<f4")
-    flat = np.zeros(numel, dtype=np.float32)
-    vals = _decode_stream(e["values"], coder, payload)
-    if e["sparse"]:
-        pos = _symbols_to_positions(_decode_stream(e["skips"], coder, payload), e["index_bits"])
-        flat[pos] = cb[vals]
+        flat = _from_raw(payload, e["offset"], stored, numel)
+    elif e["kind"] == "sparse":
+        pos = _positions(e, coder, payload, numel)
+        flat = torch.zeros(numel, dtype=_DTYPES[stored][0])
+        flat[torch.from_numpy(pos)] = _from_raw(payload, e["offset"], stored, len(pos))
     else:
-        table = np.concatenate([np.zeros(1, np.float32), cb])
-        flat = table[vals]
-    return torch.from_numpy(flat.copy()).reshape(shape).to(_DTYPES[dtype][0])
+        cb = np.frombuffer(payload, "<f4", count=e["codebook"]["n"], offset=e["codebook"]["offset"])
+        vals = _decode_stream(e["values"], coder, payload)
+        if e["sparse"]:
+            out = np.zeros(numel, dtype=np.float32)
+            out[_positions(e, coder, payload, numel)] = cb[vals]
+        elif np.count_nonzero(vals) != e["nnz"]:
+            raise _Corrupt(f"{np.count_nonzero(vals)} nonzero symbols, expected {e['nnz']}")
+        else:
+            out = np.concatenate([np.zeros(1, np.float32), cb])[vals]
+        flat = torch.from_numpy(out)
+    return flat.reshape(shape).to(_DTYPES[dtype][0])
 
 
-def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module | OrderedDict:
-    """Read a file written by ``save``. With ``model`` (an instance of the same
-    architecture) the weights are loaded into it and it is returned (a pruned model gets
-    ``weight_orig`` = the weights and ``weight_mask`` = their nonzeros); otherwise the
-    state_dict is returned.
+def _decode_all(header: dict, payload: memoryview) -> OrderedDict:
+    state = OrderedDict()
+    for e in header["tensors"]:
+        try:
+            state[e["name"]] = _decode_tensor(e, header["entropy"], payload)
+        except _Corrupt as err:
+            raise _Corrupt(f"tensor {_short(e['name'])}: {err}") from err
+    return state
 
-    Example::
 
-        model = load("lenet.brisk", model=LeNet5())
-        state = load("lenet.brisk")
-    """
-    header, payload = _read(path)
-    state = OrderedDict(
-        (e["name"], _decode_tensor(e, header["entropy"], payload)) for e in header["tensors"]
-    )
-    if model is None:
-        return state
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model: expected a torch.nn.Module or None, got {type(model).__name__}")
-    if any(parametrize.is_parametrized(m) for m in model.modules()):
-        raise ValueError(
-            "load: model has parametrized weights (share_weights); call make_permanent(model) first"
+# ---------------------------------------------------------- load: models
+# Layer constructors check their own arguments, each with its own exception type.
+_CONFIG_ERRORS = (
+    KeyError,
+    TypeError,
+    ValueError,
+    AttributeError,
+    IndexError,
+    RuntimeError,
+    ArithmeticError,
+)
+
+
+def _config_shapes(config: dict) -> dict[str, tuple]:
+    """Tensor names and shapes of the ``brisk.Sequential`` that ``config`` describes, from
+    a model built on the meta device: no memory, whatever sizes the config names."""
+    from brisk.api.sequential import Sequential
+
+    try:
+        with torch.device("meta"):
+            skeleton = Sequential.from_config(config)
+        return {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+    except _CONFIG_ERRORS as e:
+        raise _Corrupt(f"invalid model config ({type(e).__name__}: {_clip(str(e))})") from e
+
+
+def _module_shapes(model: nn.Module) -> dict[str, tuple]:
+    """The names and shapes a file must hold to load into ``model``: a pruned weight
+    (``w_orig`` and ``w_mask``) is stored as ``w``."""
+    target = model.state_dict()
+    out = {}
+    for k, v in target.items():
+        pruned = (
+            k.endswith(("_orig", "_mask")) and {k[:-5] + "_orig", k[:-5] + "_mask"} <= target.keys()
         )
+        if not (pruned and k.endswith("_mask")):
+            out[k[:-5] if pruned else k] = tuple(v.shape)
+    return out
+
+
+def _check_match(header: dict, want: dict[str, tuple], what: str) -> None:
+    have = {e["name"]: tuple(e["shape"]) for e in header["tensors"]}
+    if have == want:
+        return
+    diffs = (
+        [f"{k!r} is {list(have[k])} in the file, {list(want[k])} in {what}"
+         for k in want if k in have and have[k] != want[k]]
+        + [f"{k!r} is missing from the file" for k in want if k not in have]
+        + [f"{k!r} is not in {what}" for k in have if k not in want]
+    )  # fmt: skip
+    raise _Corrupt(
+        f"the file's tensors do not match {what} ({len(diffs)} differences; first: "
+        f"{'; '.join(diffs[:3])})"
+    )
+
+
+def _load_into(model: nn.Module, state: OrderedDict) -> nn.Module:
     target = model.state_dict()
     mapped = OrderedDict()
     for k, v in state.items():
         if k in target:
             mapped[k] = v
-        elif k + "_orig" in target and k + "_mask" in target:  # pruned model: orig * mask
+        else:  # pruned model (checked by _module_shapes): weight = orig * mask
             mapped[k + "_orig"] = v
             mapped[k + "_mask"] = (v != 0).to(target[k + "_mask"].dtype)
-        else:
-            mapped[k] = v  # let load_state_dict name the mismatch
     model.load_state_dict(mapped, strict=True)
     for m in model.modules():  # pruned modules: refresh weight = orig * mask now, not at forward
         for hook in m._forward_pre_hooks.values():
             if isinstance(hook, tprune.BasePruningMethod):
                 setattr(m, hook._tensor_name, hook.apply_mask(m))
     return model
+
+
+def _recompile(model: nn.Module, settings: Any) -> None:
+    """``model.compile`` with the saved settings, as ``brisk.load_model`` does."""
+    if not isinstance(settings, dict) or not settings.get("loss"):
+        return
+    try:
+        opt = settings["optimizer"]
+        if isinstance(opt, dict):
+            from brisk.optim import registry
+
+            opt = registry.get(opt["config"])  # the config names its optimizer
+        model.compile(optimizer=opt, loss=settings["loss"], metrics=settings.get("metrics"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise _Corrupt(f"invalid compile settings ({type(e).__name__}: {_clip(str(e))})") from e
+
+
+def load(
+    path: str | os.PathLike, model: nn.Module | None = None, compile: bool = True
+) -> nn.Module | OrderedDict:
+    """Read a file written by ``save``.
+
+    - ``model`` given (an instance of the same architecture): the weights are loaded into it
+      and it is returned (a pruned model gets ``weight_orig`` = the weights and
+      ``weight_mask`` = their nonzeros).
+    - no ``model``, and the file holds a ``brisk.Sequential``'s config: that model, built
+      from the config with the file's weights, and compiled again as saved (unless
+      ``compile=False``).
+    - otherwise the state_dict (an ``OrderedDict`` of CPU tensors, shapes and dtypes as
+      saved).
+
+    The file is checked before anything is decoded or allocated (see the module
+    docstring): its structure, checksum and size limits, and that its tensor names and
+    shapes are exactly those of ``model`` or of the config's model. Raises
+    ``ValueError("load: '<path>': <what is wrong>")`` for any corrupt, truncated, crafted
+    or mismatched file, ``OSError`` if it cannot be read, ``TypeError`` for a ``model`` that
+    is not an ``nn.Module``.
+
+    Example::
+
+        model = load("lenet.brisk", model=LeNet5())
+        state = load("lenet.brisk")
+        mlp = load("mlp.brisk")        # saved from a brisk.Sequential: the compiled model
+    """
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module or None, got {type(model).__name__}")
+    if model is not None and any(parametrize.is_parametrized(m) for m in model.modules()):
+        raise ValueError(
+            "load: model has parametrized weights (share_weights); call make_permanent(model) first"
+        )
+    header, payload = _read(path)
+    config = header.get("config") if model is None else None
+    with _naming(path):
+        if model is not None:
+            _check_match(header, _module_shapes(model), "the model")
+        elif config is not None:
+            _check_match(header, _config_shapes(config), "the file's model config")
+        state = _decode_all(header, payload)
+        if model is not None:
+            return _load_into(model, state)
+        if config is None:
+            return state
+        from brisk.api.sequential import Sequential
+
+        built = Sequential.from_config(config)
+        built.load_state_dict(state)
+        if compile:
+            _recompile(built, config.get("compile"))
+        return built
 
 
 # ------------------------------------------------------------------ report
