@@ -28,7 +28,7 @@ from torch import nn
 
 from brisk import losses
 from brisk.api import layers as L
-from brisk.engine.checkpoint import atomic_write, plain_state_dict
+from brisk.engine.checkpoint import load_safetensors, plain_state_dict, save_safetensors
 from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_parameters
 from brisk.utils import auto_name
 
@@ -258,26 +258,21 @@ class Sequential(nn.Module):
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the weights to ``path`` (safetensors, whatever the suffix: Keras code that
-        names it 'model.weights.h5' runs unchanged), atomically."""
-        from safetensors.torch import save_file
-
+        names it 'model.weights.h5' runs unchanged), atomically, with a checksum."""
         self._require_built("save_weights")
         tensors = plain_state_dict(self)  # pruning masks folded in: loads as a plain model
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": "weights"}))
+        save_safetensors(path, tensors, {"brisk": "weights"})
 
     def load_weights(self, path: str | os.PathLike) -> None:
         """Load weights written by ``save_weights`` (or ``save``) into this built model.
-        Raises ``FileNotFoundError`` naming the file, ``ValueError`` when it does not fit."""
-        from safetensors.torch import load_file
-
+        Raises ``FileNotFoundError`` naming the file; ``ValueError`` naming it, before any
+        weight changes, when it is truncated or corrupt (its checksum does not match) or
+        does not fit."""
         self._require_built("load_weights")
         path = os.fspath(path)
         if not os.path.exists(path):
             raise FileNotFoundError(f"load_weights: no such file {path!r}")
-        try:
-            state = load_file(path)
-        except Exception as e:  # safetensors' own error types for corrupt files
-            raise ValueError(f"load_weights: {path!r} is not a weights file ({e})") from e
+        state, _ = load_safetensors(path, f"load_weights: {path!r}", "weights file")
         try:
             self.load_state_dict(state)
         except RuntimeError as e:
@@ -607,14 +602,13 @@ class Sequential(nn.Module):
 
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights and compile settings to one safetensors file,
-        atomically (a crash never leaves a half-written file at ``path``)."""
-        from safetensors.torch import save_file
-
+        atomically (a crash never leaves a half-written file at ``path``), with a checksum
+        of all of them that ``load_model`` verifies."""
         if not self.built:
             raise ValueError("save: the model is not built yet; train it or call build() first")
         config = self.get_config()
         tensors = plain_state_dict(self)  # pruning masks folded in: loads as a plain model
-        atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"brisk": json.dumps(config)}))
+        save_safetensors(path, tensors, {"brisk": json.dumps(config)})
 
 
 class _OptimizerView:
@@ -766,23 +760,22 @@ def clone_model(model: Sequential) -> Sequential:
 
 def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     """Load a model written by ``Sequential.save``; compiled again when it was compiled.
+    Raises ``FileNotFoundError`` naming the file; ``ValueError`` naming it when it is
+    truncated or corrupt (its checksum does not match), not a brisk model file, or its
+    config is invalid or does not match its weights.
 
     Example::
 
         model.save("mlp.safetensors")
         same = brisk.load_model("mlp.safetensors")
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"load_model: no such file {path!r}")
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise ValueError(f"load_model: {path!r} is not a brisk model file ({e})") from e
+    source = f"load_model: {path!r}"
+    # Verified first (the checksum covers the config too), so a corrupt file says so
+    # rather than failing on a garbled config; reading it takes the file's size in memory.
+    tensors, meta = load_safetensors(path, source, "brisk model file")
     if "brisk" not in meta:
         raise ValueError(f"load_model: {path!r} has no brisk model config")
     try:
@@ -793,9 +786,9 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
             config.get("version", 0), int) or config.get("version", 0) > FORMAT_VERSION:
         fmt = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"load_model: {path!r} has unsupported format {fmt!r}")
-    # The config is checked against the file before any weight is allocated: built on the
-    # meta device (no memory), its weight shapes must be exactly the file's, which the
-    # file's own size bounds (safetensors checks the header's offsets against it).
+    # The config is checked against the file before any model weight is allocated: built
+    # on the meta device (no memory), its weight shapes must be exactly the file's, which
+    # the file's own size bounds (safetensors checks the header's offsets against it).
     try:
         with torch.device("meta"):
             skeleton = Sequential.from_config(config)
@@ -803,17 +796,16 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as e:
         raise ValueError(f"load_model: {path!r} has an invalid model config "
                          f"({type(e).__name__}: {e})") from e
-    with safe_open(path, framework="pt") as f:
-        have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    have = {k: tuple(v.shape) for k, v in tensors.items()}
     if want != have:
         bad = sorted(set(want) ^ set(have)) or [k for k in want if want[k] != have[k]]
         raise ValueError(f"load_model: {path!r}: the config does not match the weights in the "
                          f"file (first differences: {bad[:3]})")
     try:
         model = Sequential.from_config(config)
-        model.load_state_dict(load_file(path))
-    except Exception as e:  # safetensors raises its own types for corrupt data
-        raise ValueError(f"load_model: {path!r}: corrupt weights ({type(e).__name__}: {e})") from e
+        model.load_state_dict(tensors)
+    except Exception as e:
+        raise ValueError(f"{source}: corrupt weights ({type(e).__name__}: {e})") from e
     comp = config.get("compile")
     if compile and comp and isinstance(comp, dict) and comp.get("loss"):
         try:
