@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 import brisk
 from brisk.cli import main
 
@@ -125,3 +127,44 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
     assert main(["train", "--out", str(blocker)]) == 2
     assert "(File exists)" in capsys.readouterr().err
     assert trained == []  # refused before any data was read or model trained
+
+
+def test_train_out_resumes_after_kill_9_and_ends_as_the_uninterrupted_run(tmp_path):
+    import signal
+    import time
+
+    from safetensors.torch import load_file
+
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    args = [sys.executable, "-m", "brisk", "train", "--epochs", "6", "--verbose", "0"]
+    full = tmp_path / "full"
+    assert run_cli(*args[3:], "--out", str(full)).returncode == 0
+    assert not (full / "backup").exists()  # deleted after a clean finish
+    out = tmp_path / "out"
+    proc = subprocess.Popen([*args, "--out", str(out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "backup" / "latest.pt").exists() and proc.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait(timeout=60)
+    assert not (out / "result.json").exists(), "finished before the kill: nothing to resume"
+    r = run_cli(*args[3:], "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "resuming from the backup in" in r.stdout
+    result = json.loads((out / "result.json").read_text())
+    assert 1 <= result["epochs_this_run"] < 6
+    # the whole run's history, each epoch once, equal to the uninterrupted run's
+    assert (out / "history.csv").read_text() == (full / "history.csv").read_text()
+    a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # --no-resume starts over: a backup left behind is not used
+    os.makedirs(out / "backup", exist_ok=True)
+    (out / "backup" / "latest.pt").write_bytes(b"junk")
+    r = run_cli(*args[3:], "--out", str(out), "--no-resume")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "result.json").read_text())["epochs_this_run"] == 6

@@ -107,6 +107,20 @@ def _check_out_dir(out: str | None) -> None:
         raise ValueError(f"--out: {out!r} is not a writable folder")
 
 
+def _run_history():
+    from brisk.callbacks import History
+
+    class RunHistory(History):
+        """History of the whole run: restored from the backup, so the history.csv of a
+        resumed run holds every epoch once."""
+
+        def load_state_dict(self, state: dict) -> None:
+            self.epoch = [int(e) for e in state["epoch"]]
+            self.history = {k: [float(v) for v in vs] for k, vs in state["history"].items()}
+
+    return RunHistory()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     if args.recipe is not None:
@@ -117,17 +131,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is None:
         args.epochs = 20
     (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
+    callbacks, history = [], None
+    if args.out:  # a backup every epoch: run the same command again after a crash
+        from brisk.callbacks import BackupAndRestore
+
+        backup = os.path.join(args.out, "backup")
+        if args.no_resume:
+            for name in ("latest.pt", "previous.pt"):
+                if os.path.exists(os.path.join(backup, name)):
+                    os.unlink(os.path.join(backup, name))
+        elif os.path.exists(os.path.join(backup, "latest.pt")) or os.path.exists(
+                os.path.join(backup, "previous.pt")):
+            print(f"resuming from the backup in {backup} (--no-resume starts over)")
+        history = _run_history()
+        callbacks = [history, BackupAndRestore(backup)]
     t0 = time.perf_counter()
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                        verbose=args.verbose, validation_data=(x_test, y_test) if args.validate else None)
+    ran = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
+                    verbose=args.verbose, callbacks=callbacks,
+                    validation_data=(x_test, y_test) if args.validate else None)
     wall = time.perf_counter() - t0
+    history = history or ran
     loss, acc = model.evaluate(x_test, y_test)
-    samples = len(x_train) * args.epochs
+    samples = len(x_train) * len(ran.epoch)
     result = {
         "dataset": args.dataset,
         "model": args.model,
         "optimizer": args.optimizer,
         "epochs": args.epochs,
+        "epochs_this_run": len(ran.epoch),  # fewer after a resume
         "device": str(model.trainer.device),
         "test_loss": round(loss, 4),
         "test_accuracy": round(acc, 4),
@@ -174,7 +205,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="epochs (default 20; a recipe's own default with --recipe)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
     t.add_argument("--out", default=None,
-                   help="folder to write model.safetensors, history.csv and result.json")
+                   help="folder to write model.safetensors, history.csv and result.json; "
+                   "a backup of the training state goes to OUT/backup every epoch, and the "
+                   "same command run again after a crash continues from it")
+    t.add_argument("--no-resume", action="store_true",
+                   help="with --out: delete OUT/backup and start over")
     t.add_argument("--validate", action="store_true",
                    help="report test-set loss and accuracy after every epoch")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,

@@ -455,5 +455,64 @@ def test_a_diverging_run_stops_and_never_checkpoints_nan_weights(tmp_path):
                     callbacks=[ModelCheckpoint(str(kept), monitor="loss")])
     assert len(h2.history["loss"]) == 20 and not torch.isfinite(t2.module.weight).all()
     assert all(torch.isfinite(v).all() for v in load_file(kept).values())
-    with pytest.raises(ValueError, match="on_nan: expected 'stop' or None, got 'halt'"):
+    with pytest.raises(ValueError, match="on_nan: expected 'stop', 'restore' or None, got 'halt'"):
         t2.fit(x, y, on_nan="halt", verbose=0)
+
+
+class _Poison(Callback):
+    """Makes the weights NaN after the first batch of epoch `epoch` (`times` times)."""
+
+    def __init__(self, epoch, times):
+        self.epoch, self.left = epoch, times
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.trainer.epoch == self.epoch and batch == 0 and self.left:
+            self.left -= 1
+            with torch.no_grad():
+                self.trainer.module.weight.fill_(float("nan"))
+
+
+def _lin_trainer():
+    torch.manual_seed(0)
+    return brisk.Trainer(nn.Linear(4, 2), optimizer=brisk.optimizers.SGD(0.05, momentum=0.9),
+                         loss="mse", seed=0)
+
+
+def test_on_nan_restore_goes_back_to_the_last_good_epoch_with_half_the_rate():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 4, generator=g), torch.randn(40, 2, generator=g)
+    t = _lin_trainer()
+    with pytest.warns(UserWarning, match=r"the loss is nan in epoch 3; back to the end of epoch 2 "
+                                         r"with half the learning rate \(on_nan='restore', 1 of 3\)"):
+        h = t.fit(x, y, epochs=5, batch_size=8, verbose=0, on_nan="restore",
+                  callbacks=[_Poison(2, 1)])
+    assert h.epoch == [0, 1, 2, 3, 4] and all(math.isfinite(v) for v in h.history["loss"])
+    # the same as training 2 epochs, halving the rate, and going on: bit for bit
+    ref = _lin_trainer()
+    ref.fit(x, y, epochs=2, batch_size=8, verbose=0)
+    for grp in ref.optimizer.param_groups:
+        grp["lr"] *= 0.5
+        grp["initial_lr"] *= 0.5
+    h_ref = ref.fit(x, y, epochs=5, batch_size=8, verbose=0, initial_epoch=2)
+    assert torch.equal(t.module.weight, ref.module.weight) and torch.equal(t.module.bias, ref.module.bias)
+    assert h.history["loss"][2:] == h_ref.history["loss"]
+    assert t.optimizer.param_groups[0]["lr"] == 0.025
+
+
+def test_on_nan_restore_gives_up_after_three_restores_and_keeps_the_good_weights():
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(40, 4, generator=g), torch.randn(40, 2, generator=g)
+    t = _lin_trainer()
+    with pytest.warns(UserWarning) as w:
+        h = t.fit(x, y, epochs=6, batch_size=8, verbose=0, on_nan="restore",
+                  callbacks=[_Poison(1, 4)])
+    msgs = [str(m.message) for m in w]
+    assert sum("back to the end of epoch 1" in m for m in msgs) == 3
+    assert any("training stops (on_nan='restore'" in m for m in msgs)
+    assert t.stopped_for_nan and h.epoch == [0, 1]  # the 4th NaN epoch ends the run
+    assert not math.isfinite(h.history["loss"][1])
+    # with the weights of the end of epoch 1: the same as a run of 1 epoch
+    ref = _lin_trainer()
+    ref.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    assert torch.equal(t.module.weight, ref.module.weight)
+    assert t.optimizer.param_groups[0]["lr"] == 0.05 / 8

@@ -189,6 +189,13 @@ def test_a_schedule_as_learning_rate_sets_the_rate_before_every_step():
           verbose=0, callbacks=[Rates()])
     assert seen == pytest.approx([0.1, 0.07071068, 0.05, 0.03535534, 0.025, 0.01767767,
                                   0.0125, 0.00883884], rel=1e-6)
+    # Keras 3.15.1 (tools/keras_oracle/lr_schedule_two_fits.py): the schedule follows the
+    # optimizer's iterations, so a second fit goes on at step 8 (not back to 0.1)
+    m.fit(np.ones((8, 2), "float32"), np.zeros((8, 1), "float32"), batch_size=2, epochs=2,
+          verbose=0, callbacks=[Rates()])
+    assert seen[8:] == pytest.approx([0.00625, 0.00441942, 0.003125, 0.00220971, 0.0015625,
+                                      0.00110485, 0.00078125, 0.00055243], rel=1e-5)
+    assert m.trainer.global_step == 16
     cfg = m.trainer.optimizer_spec.get_config()
     assert brisk.optimizers.get(cfg).learning_rate_schedule(4) == pytest.approx(0.025)
     m.compile(optimizer=brisk.optimizers.SGD(learning_rate=S.CosineDecay(0.0, 10, warmup_target=0.1,

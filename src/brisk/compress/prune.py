@@ -495,6 +495,16 @@ class GradualPruning(Callback):
         if logs is not None:
             logs["sparsity"] = self.sparsity
 
+    def state_dict(self) -> dict:
+        """The sparsity last applied and the run's end step (saved in checkpoints; the masks
+        are in the model's state)."""
+        return {"sparsity": self.sparsity, "end_step": self.end_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sparsity = float(state["sparsity"])
+        if state.get("end_step") is not None:
+            self.end_step = int(state["end_step"])
+
 
 def iterative_prune(
     model: nn.Module,

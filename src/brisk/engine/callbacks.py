@@ -14,6 +14,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import time
@@ -150,7 +151,8 @@ class History(Callback):
 
     def load_state_dict(self, state: dict) -> None:
         """Not applied on resume: as in Keras, the History that ``fit`` returns holds the
-        epochs that fit ran (a checkpoint's ``callbacks['History']`` has the earlier ones)."""
+        epochs that fit ran (a checkpoint's ``callbacks['History']`` has the earlier ones;
+        ``brisk train --out`` joins them in its history.csv)."""
 
 
 def _monitor_mode(monitor: str, mode: str) -> bool:
@@ -609,6 +611,12 @@ class CSVLogger(Callback):
     header ``epoch,<sorted log keys>`` (with ``val_*`` columns, 'NA' when there is no
     validation, as Keras writes), then one row per epoch, flushed at once.
 
+    Its state (what this run wrote, and the file's length before it) is saved in
+    checkpoints: after a restore (``BackupAndRestore``) the file is rewritten, atomically,
+    as it was at the backup, and the run goes on appending, so it holds one header and
+    each epoch once, even when rows were written after the backup (unlike Keras, where a
+    restarted run truncates the file or, with ``append=True``, repeats rows).
+
     Example::
 
         model.fit(x, y, epochs=10, callbacks=[CSVLogger("training.csv")])
@@ -621,18 +629,22 @@ class CSVLogger(Callback):
             raise ValueError(f"separator: expected one character, got {separator!r}")
         self.filename, self.sep, self.append = os.fspath(filename), separator, bool(append)
         self._file = None
-        self._writer = None
         self.keys: list[str] | None = None
+        self._header, self._base, self._written = True, 0, []
 
     def on_train_begin(self, logs=None):
-        self._header = True
+        self._header, self._base = True, 0
         if self.append and os.path.exists(self.filename):
             with open(self.filename) as f:
                 self._header = not f.readline()
+            self._base = os.path.getsize(self.filename)
+        self._open("a" if self.append else "w")
+        self.keys, self._written = None, []
+
+    def _open(self, mode: str) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
-        self._file = open(self.filename, "a" if self.append else "w", newline="")  # noqa: SIM115
-        self._writer, self.keys = None, None
+        self._file = open(self.filename, mode, newline="", encoding="utf-8")  # noqa: SIM115
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -640,18 +652,43 @@ class CSVLogger(Callback):
             self.keys = sorted(logs)
             if self.keys and not any(k.startswith("val_") for k in self.keys):
                 self.keys += [f"val_{k}" for k in self.keys]
-        if self._writer is None:
-            self._writer = csv.DictWriter(self._file, fieldnames=["epoch", *self.keys],
-                                          delimiter=self.sep, lineterminator="\n")
-            if self._header:
-                self._writer.writeheader()
-        self._writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=["epoch", *self.keys], delimiter=self.sep,
+                                lineterminator="\n")
+        if self._header:
+            writer.writeheader()
+            self._header = False
+        writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
+        self._file.write(buf.getvalue())
         self._file.flush()
+        self._written.append(buf.getvalue())
+
+    def state_dict(self) -> dict:
+        """The text this run wrote, the file's length before it, the columns."""
+        return {"base": self._base, "text": "".join(self._written), "keys": self.keys,
+                "header": self._header}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Put the file back as it was at the checkpoint (its first ``base`` bytes, then the
+        run's rows), atomically; the next epochs append to it."""
+        from brisk.engine.checkpoint import atomic_write_text
+
+        if self._file is not None and not self._file.closed:
+            self._file.close()
+        base, text = int(state["base"]), str(state["text"])
+        before = ""
+        if base and os.path.exists(self.filename):
+            with open(self.filename, "rb") as f:
+                before = f.read(base).decode()
+        atomic_write_text(self.filename, before + text)
+        self._base, self._written = base, [text] if text else []
+        self.keys = list(state["keys"]) if state.get("keys") is not None else None
+        self._header = bool(state.get("header", not text))
+        self._open("a")
 
     def on_train_end(self, logs=None):
         if self._file is not None:
             self._file.close()
-        self._writer = None
 
 
 class TensorBoard(Callback):

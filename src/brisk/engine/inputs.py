@@ -212,8 +212,8 @@ def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validatio
         raise ValueError("validation_split: give either validation_split or validation_data")
     if class_weight is not None and sample_weight is not None:
         raise ValueError("class_weight: give class_weight or sample_weight, not both (Keras)")
-    if on_nan not in ("stop", None):
-        raise ValueError(f"on_nan: expected 'stop' or None, got {on_nan!r}")
+    if on_nan not in ("stop", "restore", None):
+        raise ValueError(f"on_nan: expected 'stop', 'restore' or None, got {on_nan!r}")
     return batch_size, epochs, steps_per_epoch, validation_steps
 
 

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import prune as tprune
 
 from brisk import losses as losses_mod
 from brisk import metrics as metrics_mod
@@ -43,6 +44,7 @@ from brisk.optim import registry as optim_registry
 from brisk.optim import schedules as schedules_mod
 from brisk.utils import set_random_seed
 
+NAN_RESTORES = 3  # fit(on_nan='restore'): at most this many restores, then it stops
 _ACTIVATIONS = {"softmax": lambda t: torch.softmax(t, dim=1 if t.dim() == 4 else -1),
                 "sigmoid": torch.sigmoid}
 
@@ -115,6 +117,20 @@ def _stateful_callbacks(callbacks) -> dict[str, Callback]:
             counts[name] = n + 1
             out[name if n == 0 else f"{name}_{n}"] = cb
     return out
+
+
+def _fits(state_shape: torch.Size, weight_shape: torch.Size) -> bool:
+    """An optimizer's per-weight state: the weight's shape, or a factor of it with size-1
+    axes (Adafactor's row and column variances)."""
+    return len(state_shape) == len(weight_shape) and all(
+        a in (b, 1) for a, b in zip(state_shape, weight_shape, strict=True))
+
+
+def _pruned_in(theirs: dict, ours: dict) -> list[str]:
+    """Tensors pruned in a saved state (``<k>_orig`` and ``<k>_mask``, torch.nn.utils.prune)
+    that are plain ``<k>`` in this model."""
+    return [k[:-5] for k in theirs if k.endswith("_orig") and k[:-5] + "_mask" in theirs
+            and k[:-5] in ours and k not in ours]
 
 
 class Trainer:
@@ -513,8 +529,13 @@ class Trainer:
         ``validation_steps=n`` validates on the first n batches only (Keras).
         ``on_nan='stop'`` (default) ends training after an epoch whose loss is NaN or
         infinite, with a warning (read at the epoch end: no per-step cost); ModelCheckpoint
-        never writes non-finite weights. ``on_nan=None`` trains on, as Keras does (its
-        ``TerminateOnNaN`` callback stops at the batch).
+        never writes non-finite weights. ``on_nan='restore'`` goes back instead to the state
+        at the end of the last good epoch (weights, optimizer, RNG, position, callbacks: an
+        in-memory copy taken at each epoch end, which costs a copy of the training state
+        per epoch), halves the learning rate and trains on; after ``NAN_RESTORES`` (3)
+        restores the next non-finite epoch stops training, with the last good weights.
+        ``on_nan=None`` trains on, as Keras does (its ``TerminateOnNaN`` callback stops at
+        the batch).
         ``class_weight={class: weight}`` weighs each training sample's loss by its class
         (Keras; classes not named weigh 1; validation is unweighted). ``sample_weight``
         (N,) weighs each sample's loss (Keras: weighted sum over the batch size; split with
@@ -591,6 +612,10 @@ class Trainer:
         optimizer_steps = math.ceil(epoch_batches / accumulate)  # per epoch
         sizes = step_mod.batch_sizes(loader)
         schedule = self._build_schedule(schedule, epochs, optimizer_steps)
+        # A Keras schedule object is a function of the optimizer's iterations, which go on
+        # over fit calls (Keras); brisk's schedule= spans this fit's epochs, from epoch 0
+        # (so fit(initial_epoch=k) continues it and a new fit starts it again).
+        keras_schedule = getattr(self.optimizer_spec, "learning_rate_schedule", None) is not None
 
         self.history = History()
         # Keras's order: the user's callbacks, then History, then the progress bar, so the
@@ -628,7 +653,10 @@ class Trainer:
                              f"epoch {start['epoch'] + 1} of {start.get('batches')} batches, "
                              f"but this fit's data gives {n_batches}; resume with the same "
                              "data and batch_size")
-        for epoch in range(start["epoch"], epochs):
+        restores, good = 0, self._good_state(start) if on_nan == "restore" else None
+        epoch = start["epoch"] - 1
+        while epoch + 1 < epochs:
+            epoch += 1
             self.epoch = epoch
             self.module.train()
             frozen_batchnorm_eval(self.module)  # Keras: a frozen BatchNorm is in inference mode
@@ -658,7 +686,8 @@ class Trainer:
                 weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
                 step_mod.train_batch(self, xb, yb, weight, wb)
                 if (i + 1) % accumulate == 0 or i + 1 == n_batches:
-                    step_mod.optimizer_step(self, schedule, epoch * optimizer_steps + step_in_epoch)
+                    step_mod.optimizer_step(self, schedule, self.global_step if keras_schedule
+                                            else epoch * optimizer_steps + step_in_epoch)
                     step_in_epoch += 1
                 pos["batch"], pos["drawn"] = i + 1, drawn + i + 1 - skip
                 cbs.on_train_batch_end(i, _LazyLogs(self, {}))
@@ -688,14 +717,32 @@ class Trainer:
                 # object given as the optimizer's learning_rate logs nothing, as in Keras)
                 if self.optimizer is not None:
                     logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
-            if on_nan == "stop" and not math.isfinite(logs.get("loss", 0.0)):
+            if on_nan is not None and not math.isfinite(logs.get("loss", 0.0)):
+                if on_nan == "restore" and restores < NAN_RESTORES:
+                    restores += 1
+                    warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; back "
+                                  f"to the end of epoch {good[1]['epoch']} with half the "
+                                  f"learning rate (on_nan='restore', {restores} of "
+                                  f"{NAN_RESTORES})", stacklevel=2)
+                    start = self._restore_good(good)
+                    good = self._good_state(start)  # a second restore halves it again
+                    if stream is not None:
+                        stream.close()
+                    stream, passes, drawn = None, start["pass"], 0
+                    skip, replay = start["batch"], start["drawn"]
+                    epoch = start["epoch"] - 1
+                    continue
                 warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; training "
-                              "stops (on_nan='stop'; on_nan=None trains on, as Keras)",
+                              f"stops (on_nan={on_nan!r}; on_nan=None trains on, as Keras)",
                               stacklevel=2)
+                if on_nan == "restore":  # it ends with the last good weights
+                    self._restore_good(good, lr_factor=1.0)
                 self.stop_training = self.stopped_for_nan = True
             cbs.on_epoch_end(epoch, logs)
             if self.stop_training:
                 break
+            if good is not None and ran == take:
+                good = self._good_state(self._continuation(epoch + 1, steps_per_epoch, True))
         self._set_optimizer_mode(False)
         self._cw_table = None  # class weights belong to this fit only
         cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
@@ -718,6 +765,22 @@ class Trainer:
             p.update(epoch=p["epoch"] + 1, batch=0, drawn=0, stats=None)
             p["pass"] = p["epoch"]
         return p if restored or initial_epoch == p["epoch"] else None
+
+    def _good_state(self, start: dict) -> tuple[dict, dict]:
+        """A copy of the whole training state and where fit goes on from it
+        (``on_nan='restore'``)."""
+        return copy.deepcopy(self.state_dict()), copy.deepcopy(start)
+
+    def _restore_good(self, good: tuple[dict, dict], lr_factor: float = 0.5) -> dict:
+        """Back to a ``_good_state``, the learning rate times ``lr_factor``; returns where
+        fit goes on."""
+        state, start = good
+        self.load_state_dict(copy.deepcopy(state), source="on_nan='restore'")
+        self._apply_callback_states()
+        for g in self.optimizer.param_groups:
+            g["lr"] *= lr_factor
+            g["initial_lr"] *= lr_factor
+        return copy.deepcopy(start)
 
     def _restore_epoch_stats(self, start: dict) -> None:
         """The running loss and metric sums of a resumed epoch, as they were saved."""
@@ -935,6 +998,7 @@ class Trainer:
             state["sample_shape"] = list(shape)
         if self.optimizer is not None:
             state["optimizer"] = self.optimizer.state_dict()
+            state["optimizer_params"] = self._optimizer_param_names()
         if self.device.type == "cuda":
             state["rng"]["cuda"] = torch.cuda.get_rng_state(self.device)
         callbacks = {k: cb.state_dict() for k, cb in _stateful_callbacks(self._callbacks).items()}
@@ -957,6 +1021,8 @@ class Trainer:
         theirs, ours = state["model"], self.module.state_dict()
         if not isinstance(theirs, dict):
             raise ValueError(f"{source}: 'model' is not a state dict")
+        for k in _pruned_in(theirs, ours):  # load_state_dict attaches these masks first
+            ours[k + "_orig"] = ours[k + "_mask"] = ours.pop(k)
         extra, lacking = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
         if extra or lacking:
             raise ValueError(f"{source}: the weights do not fit this model (missing keys "
@@ -1017,6 +1083,57 @@ class Trainer:
                     for k, v in grads.items()):
                 raise ValueError(f"{source}: 'grads' do not fit this model's parameters")
 
+    def _optimizer_param_names(self) -> list[list[str]]:
+        """The names of the optimizer's parameters, group by group, in its order (a pruned
+        ``<k>_orig`` named ``<k>``)."""
+        names = {id(p): n[:-5] if n.endswith("_orig") else n
+                 for n, p in self.module.named_parameters()}
+        return [[names.get(id(p), "?") for p in g["params"]] for g in self.optimizer.param_groups]
+
+    def _matched_optimizer_state(self, state: dict, source: str) -> dict:
+        """The saved optimizer state, its parameters matched to this optimizer's by name
+        (pruning, or a rebuilt optimizer, can list them in another order), every per-weight
+        tensor checked against its weight's shape: torch's ``load_state_dict`` maps by
+        position and checks no shape, and a fused kernel given a wrong-sized buffer writes
+        outside it. ``ValueError`` naming ``source`` when they do not match."""
+        saved = state["optimizer"]
+        groups, per_param = saved["param_groups"], saved["state"]
+        ours = self.optimizer.param_groups
+        if not isinstance(groups, list) or not isinstance(per_param, dict) or not all(
+                isinstance(v, dict) for v in per_param.values()):
+            raise ValueError(f"{source}: 'optimizer' is not an optimizer state dict")
+        ids = [list(g.get("params", ())) if isinstance(g, dict) else None for g in groups]
+        if len(groups) != len(ours) or any(i is None or len(i) != len(g["params"])
+                                           for i, g in zip(ids, ours, strict=True)):
+            raise ValueError(f"{source}: the optimizer state has groups of "
+                             f"{[len(i or ()) for i in ids]} weights, this optimizer "
+                             f"{[len(g['params']) for g in ours]}")
+        names = state.get("optimizer_params")
+        if names is not None and not (
+                isinstance(names, list) and len(names) == len(ids)
+                and all(isinstance(gn, list) and len(gn) == len(gi)
+                        and all(isinstance(n, str) for n in gn)
+                        for gn, gi in zip(names, ids, strict=True))):
+            raise ValueError(f"{source}: 'optimizer_params' does not list the optimizer's "
+                             "weights group by group")
+        if names is not None:  # match by name: saved id of each of our parameters
+            by_name = {n: i for gn, gi in zip(names, ids, strict=True)
+                       for n, i in zip(gn, gi, strict=True)}
+            want = self._optimizer_param_names()
+            missing = [n for gn in want for n in gn if n not in by_name]
+            if missing or len(by_name) != sum(map(len, want)):
+                raise ValueError(f"{source}: the optimizer state is for other weights "
+                                 f"(not in it: {missing[:3]})")
+            ids = [[by_name[n] for n in gn] for gn in want]
+            groups = [{**g, "params": i} for g, i in zip(groups, ids, strict=True)]
+        for g, gi in zip(ours, ids, strict=True):
+            for p, i in zip(g["params"], gi, strict=True):
+                for key, v in (per_param.get(i) or {}).items():
+                    if torch.is_tensor(v) and v.dim() > 0 and not _fits(v.shape, p.shape):
+                        raise ValueError(f"{source}: optimizer state {key!r} is "
+                                         f"{tuple(v.shape)} for a weight of {tuple(p.shape)}")
+        return {"state": per_param, "param_groups": groups}
+
     def load_state_dict(self, state: dict, source: str = "state") -> None:
         """Restore ``state_dict()``'s payload (checked first: ``ValueError`` before anything
         changes). An unbuilt ``Sequential`` is built from the input shape the checkpoint
@@ -1026,13 +1143,20 @@ class Trainer:
         if shape is not None and hasattr(m, "build") and not getattr(m, "built", True):
             m.build(tuple(int(d) for d in shape))  # a fresh model: built as when it was saved
         self._check_state(state, source)
+        for k in _pruned_in(state["model"], self.module.state_dict()):
+            # saved while pruning (GradualPruning): the same masks, whatever they hold
+            path, _, name = k.rpartition(".")
+            tprune.identity(self.module.get_submodule(path), name)
+        opt_state = None
+        if "optimizer" in state:
+            self._ensure_optimizer()
+            opt_state = self._matched_optimizer_state(state, source)
         self.module.load_state_dict(state["model"])
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
         self.precision.load_state_dict(state["precision"])
-        if "optimizer" in state:
-            self._ensure_optimizer()
-            self.optimizer.load_state_dict(state["optimizer"])
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -1078,10 +1202,7 @@ class Trainer:
     def save(self, path) -> None:
         """Save the module's weights (safetensors). Compiled or not, keys carry no
         ``_orig_mod.`` prefix, because the original module is what is saved."""
-        from safetensors.torch import save_file
-
-        from brisk.engine.checkpoint import atomic_write
+        from brisk.engine.checkpoint import save_safetensors
 
         self._set_optimizer_mode(False)
-        tensors = plain_state_dict(self.module)  # pruning masks folded in
-        atomic_write(path, lambda tmp: save_file(tensors, tmp))
+        save_safetensors(path, plain_state_dict(self.module))  # masks folded in, checksummed
