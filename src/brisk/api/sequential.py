@@ -806,18 +806,28 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
         model.load_state_dict(tensors)
     except Exception as e:
         raise ValueError(f"{source}: corrupt weights ({type(e).__name__}: {e})") from e
-    comp = config.get("compile")
-    if compile and comp and isinstance(comp, dict) and comp.get("loss"):
+    if compile:
         try:
-            opt = comp["optimizer"]
-            if isinstance(opt, dict):
-                from brisk.optim import registry
-
-                opt = registry.get(opt["config"])  # the config names its optimizer
-            model.compile(optimizer=opt, loss=comp["loss"], metrics=comp.get("metrics"))
-        except (KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"load_model: {path!r} has invalid compile settings "
-                             f"({type(e).__name__}: {e})") from e
+            compile_as_saved(model, config.get("compile"))
+        except ValueError as e:
+            raise ValueError(f"load_model: {path!r} has {e}") from e
     return model
+
+
+def compile_as_saved(model: Sequential, settings: Any) -> None:
+    """``model.compile`` with the settings ``get_config()`` saved (nothing when there are
+    none). Raises ``ValueError('invalid compile settings (...)')`` for settings that do not
+    compile (``load_model`` and ``brisk.compress.load`` name the file)."""
+    if not isinstance(settings, dict) or not settings.get("loss"):
+        return
+    try:
+        opt = settings["optimizer"]
+        if isinstance(opt, dict):
+            from brisk.optim import registry
+
+            opt = registry.get(opt["config"])  # the config names its optimizer
+        model.compile(optimizer=opt, loss=settings["loss"], metrics=settings.get("metrics"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"invalid compile settings ({type(e).__name__}: {e})") from e
 
 

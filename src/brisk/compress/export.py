@@ -1013,17 +1013,12 @@ def _load_into(model: nn.Module, state: OrderedDict) -> nn.Module:
 
 def _recompile(model: nn.Module, settings: Any) -> None:
     """``model.compile`` with the saved settings, as ``brisk.load_model`` does."""
-    if not isinstance(settings, dict) or not settings.get("loss"):
-        return
-    try:
-        opt = settings["optimizer"]
-        if isinstance(opt, dict):
-            from brisk.optim import registry
+    from brisk.api.sequential import compile_as_saved
 
-            opt = registry.get(opt["config"])  # the config names its optimizer
-        model.compile(optimizer=opt, loss=settings["loss"], metrics=settings.get("metrics"))
-    except (KeyError, TypeError, ValueError) as e:
-        raise _Corrupt(f"invalid compile settings ({type(e).__name__}: {_clip(str(e))})") from e
+    try:
+        compile_as_saved(model, settings)
+    except ValueError as e:
+        raise _Corrupt(_clip(str(e))) from e
 
 
 def load(
