@@ -1027,6 +1027,12 @@ class Trainer:
         if extra or lacking:
             raise ValueError(f"{source}: the weights do not fit this model (missing keys "
                              f"{lacking[:5]}, unexpected keys {extra[:5]})")
+        train = state.get("train_model")  # a schedule-free optimizer's training weights
+        if train is not None and not (isinstance(train, dict) and train.keys() == theirs.keys()
+                                      and all(torch.is_tensor(v) and torch.is_tensor(theirs[k])
+                                              and v.shape == theirs[k].shape
+                                              for k, v in train.items())):
+            raise ValueError(f"{source}: 'train_model' does not match 'model'")
         for k, v in theirs.items():
             if not torch.is_tensor(v) or v.shape != ours[k].shape:
                 got = tuple(v.shape) if torch.is_tensor(v) else type(v).__name__
@@ -1151,7 +1157,7 @@ class Trainer:
         if "optimizer" in state:
             self._ensure_optimizer()
             opt_state = self._matched_optimizer_state(state, source)
-        self.module.load_state_dict(state["model"])
+        self.module.load_state_dict(state.get("train_model", state["model"]))
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
         self.precision.load_state_dict(state["precision"])
@@ -1183,15 +1189,27 @@ class Trainer:
         self._loads += 1
 
     def save_checkpoint(self, path) -> None:
-        """Atomically write ``state_dict()``; loads with ``weights_only=True``. Mid-training
-        (a callback), a schedule-free optimizer goes back to its training mode afterwards."""
-        training = getattr(self, "_optimizer_training", False)
-        self._set_optimizer_mode(False)
-        try:
+        """Atomically write ``state_dict()``; loads with ``weights_only=True``. A
+        schedule-free optimizer's ``model`` weights are its evaluation weights; mid-training
+        (a callback) its training weights are saved too, as ``train_model``, and the run
+        goes on with them untouched: switching to evaluation and back is not exact in
+        floating point, and a resumed run must continue from the very same weights."""
+        if not (getattr(self, "_optimizer_training", False)
+                and getattr(self.optimizer_spec, "schedule_free", False)):
+            self._set_optimizer_mode(False)
             save_checkpoint(path, self.state_dict())
-        finally:
-            if training:
-                self._set_optimizer_mode(True)
+            return
+        state = self.state_dict()  # the optimizer in its training mode
+        live = {k: v.clone() for k, v in self.module.state_dict().items()}
+        self.optimizer.eval()
+        try:
+            state["model"] = {k: v.clone() for k, v in self.module.state_dict().items()}
+        finally:  # back to the training weights bit for bit, not through optimizer.train()
+            self.module.load_state_dict(live)
+            for g in self.optimizer.param_groups:
+                g["train_mode"] = True
+        state["train_model"] = live
+        save_checkpoint(path, state)
 
     def load_checkpoint(self, path) -> None:
         """Restore a ``save_checkpoint`` file; ``ValueError`` naming the file when it is not
