@@ -22,7 +22,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.trainer": ENGINE,
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
     "brisk.engine.inputs": ENGINE,
-    "brisk.engine.step": ENGINE,
+    "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",),
     "brisk.engine.callbacks": (E + "test_callbacks.py", OPT + "test_schedule",  # + plateau
                                K + "test_callbacks_contract.py", K + "test_tensorboard.py"),
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
@@ -30,7 +30,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.precision": (E + "test_precision.py",),
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
     "brisk.engine.lr_find": (E + "test_lr_find",),
-    "brisk.engine.freeze": (K + "test_fidelity.py",),
+    "brisk.engine.freeze": (K + "test_fidelity.py", E + "test_step_and_freeze_exact.py"),
     "brisk.losses": ("tests/test_losses.py", K + "test_fidelity.py"),
     "brisk.metrics": ("tests/test_metrics.py", K + "test_callbacks_contract.py",
                       K + "test_fidelity.py"),
