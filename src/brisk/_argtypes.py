@@ -4,6 +4,7 @@ by argparse with a message saying what was expected, before anything loads or tr
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 
 
@@ -22,4 +23,6 @@ def _checked(convert: Callable[[str], float], ok: Callable[[float], bool], what:
 
 positive_int = _checked(int, lambda v: v > 0, "a positive integer")
 non_negative_int = _checked(int, lambda v: v >= 0, "an integer >= 0")
-positive_float = _checked(float, lambda v: v > 0, "a positive number")
+positive_float = _checked(float, lambda v: 0 < v < math.inf, "a positive number")  # not inf
+# keras.utils.set_random_seed's range (NumPy's seed); checked here, not mid-setup
+seed = _checked(int, lambda v: 0 <= v < 2**32, "an int in [0, 2**32 - 1]")

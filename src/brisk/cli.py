@@ -18,6 +18,7 @@ import time
 
 from brisk._argtypes import positive_float as _positive_float
 from brisk._argtypes import positive_int as _positive_int
+from brisk._argtypes import seed as _seed
 from brisk.engine.checkpoint import atomic_write_text
 
 MODELS = ("mlp", "cnn")
@@ -286,7 +287,7 @@ def _data_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="optimizer name: adam, sgd, momentum, rmsprop, adamw, ... (default adam)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N, mps (default: cuda, then mps, then cpu)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
 
 
 def main(argv: list[str] | None = None) -> int:

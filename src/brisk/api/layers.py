@@ -49,22 +49,35 @@ from brisk.utils import auto_name
 Shape = tuple[int, ...]
 
 
+def _is_int(v: Any) -> bool:
+    """A Python or NumPy int (np.int64(3) counts, as it does for fit's batch_size) that fits
+    torch's int64 sizes, never a bool (True is no size) nor a float holding an integer."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and -(2**63) <= v < 2**63
+
+
 def _pair(v: Any, name: str) -> tuple[int, int]:
-    if isinstance(v, int) and not isinstance(v, bool):
+    if _is_int(v):
         v = (v, v)
     if (
         not isinstance(v, (tuple, list))
         or len(v) != 2
-        or not all(isinstance(i, int) and not isinstance(i, bool) and i > 0 for i in v)
+        or not all(_is_int(i) and i > 0 for i in v)
     ):
         raise ValueError(f"{name}: expected a positive int or a pair of positive ints, got {v!r}")
     return int(v[0]), int(v[1])
 
 
 def _positive_int(v: Any, name: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+    if not _is_int(v) or v <= 0:
         raise ValueError(f"{name}: expected a positive int, got {v!r}")
-    return v
+    return int(v)
+
+
+def _bool(v: Any, name: str) -> bool:
+    # bool(v) would take "no" or "False" as True
+    if not isinstance(v, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected True or False, got {v!r}")
+    return bool(v)
 
 
 def _check_padding(padding: str) -> str:
@@ -237,7 +250,7 @@ class Dense(Layer):
         self.units = _positive_int(units, "units")
         self.activation = activation_name(activation)
         self._act = get_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _bool(use_bias, "use_bias")
         self.kernel_initializer = kernel_initializer
         _initialize(torch.empty(1, 1), kernel_initializer, 1, 1)  # validate the name early
         self.linear: nn.Linear | None = None
@@ -299,7 +312,7 @@ class Conv2D(Layer):
         self.padding = _check_padding(padding)
         self.activation = activation_name(activation)
         self._act = get_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _bool(use_bias, "use_bias")
         self.kernel_initializer = kernel_initializer
         self.conv: nn.Conv2d | None = None
         self._pad: tuple[int, int, int, int] | None = None  # asymmetric 'same' only
@@ -1031,7 +1044,7 @@ class Dropout(Layer):
 
     def __init__(self, rate: float, input_shape: Shape | None = None, name: str | None = None):
         super().__init__(input_shape, name)
-        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0.0 <= rate < 1.0:
             raise ValueError(f"rate: expected a float in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
@@ -1144,7 +1157,7 @@ def _single(v: Any, name: str) -> int:
     """Keras's 1-D int arguments: an int or a 1-tuple/list of one positive int."""
     if isinstance(v, (tuple, list)) and len(v) == 1:
         v = v[0]
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+    if not _is_int(v) or v <= 0:
         raise ValueError(f"{name}: expected a positive int (or a 1-tuple of one), got {v!r}")
     return int(v)
 
@@ -1183,7 +1196,7 @@ class Reshape(Layer):
         super().__init__(input_shape, name)
         t = target_shape
         if not (isinstance(t, (tuple, list)) and len(t) > 0 and all(
-                isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in t)
+                _is_int(d) and (d > 0 or d == -1) for d in t)
                 and sum(d == -1 for d in t) <= 1):
             raise ValueError("target_shape: expected a tuple of positive ints with at most one "
                              f"-1, without the batch axis, got {target_shape!r}")
@@ -1259,7 +1272,7 @@ class Conv1D(Layer):
         self.padding = padding
         self.activation = activation_name(activation)
         self._act = get_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = _bool(use_bias, "use_bias")
         self.kernel_initializer = kernel_initializer
         _initialize(torch.empty(1, 1), kernel_initializer, 1, 1)  # validate the name early
         self.conv: nn.Conv1d | None = None
@@ -1460,8 +1473,8 @@ class _RNN(Layer):
             raise ValueError("return_state: a Sequential passes one tensor between layers; "
                              "brisk supports return_state=False only")
         self.activation, self.recurrent_activation = "tanh", "sigmoid"
-        self.use_bias = bool(use_bias)
-        self.return_sequences, self.return_state = bool(return_sequences), False
+        self.use_bias = _bool(use_bias, "use_bias")
+        self.return_sequences, self.return_state = _bool(return_sequences, "return_sequences"), False
         _initialize(torch.empty(1, 1), kernel_initializer, 1, 1)  # validate the names early
         if recurrent_initializer != "orthogonal":
             try:
@@ -1553,7 +1566,7 @@ class LSTM(_RNN):
         super().__init__(units, activation, recurrent_activation, use_bias, kernel_initializer,
                          recurrent_initializer, return_sequences, return_state, input_shape,
                          name)
-        self.unit_forget_bias = bool(unit_forget_bias)
+        self.unit_forget_bias = _bool(unit_forget_bias, "unit_forget_bias")
 
     def _initial_bias(self) -> torch.Tensor:
         b = torch.zeros(4 * self.units)

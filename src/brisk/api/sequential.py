@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from brisk import losses
+from brisk import metrics as metrics_mod
 from brisk.api import layers as L
 from brisk.engine.checkpoint import load_safetensors, plain_state_dict, save_safetensors
 from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_parameters
@@ -473,6 +474,10 @@ class Sequential(nn.Module):
 
         if loss is None:
             raise ValueError("loss: compile needs a loss, e.g. 'sparse_categorical_crossentropy'")
+        if metrics is not None and not isinstance(metrics, (str, list, tuple, metrics_mod.Metric)):
+            # Keras's dict form maps output names (brisk's Sequential has one output), and
+            # `metrics or []` would take 0 or False for none
+            raise TypeError(f"metrics: expected a list of metric names or Metric objects, got {metrics!r}")
         self._trainer = Trainer(self, optimizer=optimizer, loss=_keras_loss(loss), metrics=metrics,
                                 **trainer_options)
         self._compile_config = _compile_config(optimizer, loss, metrics)

@@ -7,6 +7,7 @@ first batch, and raises ``ValueError``/``TypeError`` naming the argument.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,10 +17,14 @@ import torch
 from brisk import losses as losses_mod
 from brisk.data.loader import DeviceLoader
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
 
 def check_positive_int(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
         raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if value > sys.maxsize:  # counts and sizes are indexed with int64 (torch, itertools.islice)
+        raise ValueError(f"{name}: expected a positive integer <= 2**63 - 1, got {value!r}")
     return int(value)
 
 
@@ -164,9 +169,12 @@ def class_weight_table(class_weight, keras_loss: bool, out: tuple[int, ...],
     if not isinstance(class_weight, Mapping) or not class_weight:
         raise ValueError(f"class_weight: expected a dict {{class index: weight}}, got {class_weight!r}")
     for k, v in class_weight.items():
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise ValueError(f"class_weight: class indices must be ints >= 0, got {k!r}")
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 0 <= k < 2**24:
+            # the weights are a table indexed by class (a key of 2**70 would allocate 2**70
+            # floats); 2**24: float32 labels hold class indices exactly up to there
+            raise ValueError(f"class_weight: class indices must be ints >= 0 and < 2**24, got {k!r}")
+        if (isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v)
+                or not 0 <= v <= _FLOAT32_MAX):  # the table is float32: 1e308 would be inf
             raise ValueError(f"class_weight: weights must be finite numbers >= 0, got {v!r} for class {k}")
     if not keras_loss:
         raise ValueError("class_weight: needs a loss that takes per-sample weights (a name or a "
@@ -191,9 +199,12 @@ def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validatio
     epochs = check_positive_int(epochs, "epochs")
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle: expected True or False, got {shuffle!r}")
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch < epochs:
+    if (isinstance(initial_epoch, (bool, np.bool_)) or not isinstance(initial_epoch, (int, np.integer))
+            or not 0 <= initial_epoch < epochs):
         raise ValueError(f"initial_epoch: expected an int in [0, epochs), got {initial_epoch!r}")
-    if not isinstance(validation_split, (int, float)) or not (
+    # a number (NumPy's too: np.float32(0.2) is no Python float); False is 0 (Keras tests
+    # `if validation_split`), True is 1 and refused
+    if not isinstance(validation_split, (int, float, np.integer, np.floating)) or not (
         validation_split == 0 or 0 < validation_split < 1
     ):
         raise ValueError(
@@ -212,7 +223,7 @@ def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validatio
         raise ValueError("validation_split: give either validation_split or validation_data")
     if class_weight is not None and sample_weight is not None:
         raise ValueError("class_weight: give class_weight or sample_weight, not both (Keras)")
-    if on_nan not in ("stop", "restore", None):
+    if on_nan is not None and (not isinstance(on_nan, str) or on_nan not in ("stop", "restore")):
         raise ValueError(f"on_nan: expected 'stop', 'restore' or None, got {on_nan!r}")
     return batch_size, epochs, steps_per_epoch, validation_steps
 

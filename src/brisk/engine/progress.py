@@ -10,15 +10,18 @@ from __future__ import annotations
 import sys
 import time
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from brisk.engine.callbacks import Callback
 
 
 def resolve_verbose(verbose) -> int:
-    if verbose == "auto":
+    if isinstance(verbose, str) and verbose == "auto":
         return 1 if sys.stderr.isatty() else 2
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+    # an int only: 2.0, True or a tensor would pass `in (0, 1, 2)` (or make it ambiguous)
+    if (isinstance(verbose, (bool, np.bool_)) or not isinstance(verbose, (int, np.integer))
+            or verbose not in (0, 1, 2)):
         raise ValueError(f"verbose: expected 'auto', 0, 1 or 2, got {verbose!r}")
     return int(verbose)
 

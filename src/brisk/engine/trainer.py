@@ -19,6 +19,7 @@ import contextlib
 import copy
 import itertools
 import math
+import numbers
 import os
 import random
 import warnings
@@ -184,13 +185,16 @@ class Trainer:
         self._keras_loss = isinstance(self.loss_fn, losses_mod.Loss)
         if isinstance(metrics, (str, metrics_mod.Metric)):
             metrics = [metrics]
+        if metrics is not None and not isinstance(metrics, (list, tuple)):
+            raise TypeError(f"metrics: expected None, a name, a Metric or a list of them, "
+                            f"got {metrics!r}")
         self.metrics = [metrics_mod.get(m, self.loss_fn) for m in (metrics or [])]
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names):
             raise ValueError(f"metrics: names must be unique, got {names}")
         self.precision = Precision(precision, self.device)
-        if compile not in (False, True, "default", "reduce-overhead", "max-autotune",
-                           "max-autotune-no-cudagraphs"):
+        if not (isinstance(compile, bool) or isinstance(compile, str) and compile in (
+                "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")):
             raise ValueError(f"compile: expected a bool or a torch.compile mode, got {compile!r}")
         self.compile = compile
         self.schedule = schedule
@@ -200,9 +204,11 @@ class Trainer:
         self.warmup = int(warmup)
         self.accumulate = inputs.check_positive_int(accumulate, "accumulate")
         for name, v in (("clip_norm", clip_norm), ("clip_value", clip_value)):
-            if v is not None and not (isinstance(v, (int, float)) and v > 0 and math.isfinite(v)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, numbers.Real)
+                                  or not (v > 0 and math.isfinite(v))):
                 raise ValueError(f"{name}: expected a positive number or None, got {v!r}")
-        self.clip_norm, self.clip_value = clip_norm, clip_value
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.clip_value = None if clip_value is None else float(clip_value)
         self.seed = seed
         if seed is not None:
             set_random_seed(seed)  # torch, numpy and random, as keras.utils.set_random_seed
@@ -556,6 +562,9 @@ class Trainer:
             sample_weight=sample_weight, full_batch=full_batch, accumulate=self.accumulate,
             on_nan=on_nan)
         verbose = resolve_verbose(verbose)
+        if validation_batch_size is not None:
+            validation_batch_size = inputs.check_positive_int(validation_batch_size,
+                                                              "validation_batch_size")
 
         # Data: validate, split (Keras takes the *last* fraction, before shuffling).
         x, y = inputs.prepare(x, y, "x")
@@ -896,6 +905,7 @@ class Trainer:
         batch_size = inputs.check_positive_int(32 if batch_size is None else batch_size, "batch_size")
         if steps is not None:
             steps = inputs.check_positive_int(steps, "steps")
+        verbose = resolve_verbose(verbose)
         x, y = inputs.prepare(x, y, "x")
         sw = inputs.check_sample_weight(sample_weight, x, y, self._keras_loss)
         self._ready_for_inference(x)
@@ -905,7 +915,7 @@ class Trainer:
         cbs.set_trainer(self)
         logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0, sample_weight=sw), cbs,
                                      steps)
-        if resolve_verbose(verbose):
+        if verbose:
             from brisk.engine.progress import format_logs
 
             print(format_logs(logs))
@@ -923,6 +933,7 @@ class Trainer:
         batch_size = inputs.check_positive_int(32 if batch_size is None else batch_size, "batch_size")
         if steps is not None:
             steps = inputs.check_positive_int(steps, "steps")
+        resolve_verbose(verbose)  # predict shows no progress bar; a bad value is still an error
         x, _ = inputs.prepare(x, None, "x")
         self._ready_for_inference(x)
         cbs = CallbackList(callbacks)
