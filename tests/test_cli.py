@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 import brisk
@@ -129,6 +130,7 @@ def test_an_unwritable_out_is_refused_before_training(tmp_path, capsys, monkeypa
     assert trained == []  # refused before any data was read or model trained
 
 
+@pytest.mark.slow  # four CLI processes; in CI, not in the mutation runs
 def test_train_out_resumes_after_kill_9_and_ends_as_the_uninterrupted_run(tmp_path):
     import signal
     import time

@@ -520,6 +520,7 @@ _SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # ~40 s of processes; in CI, not in the mutation runs
 def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
     """A Dataset input with augmentation (arrays are covered in-process above)."""
     source = "dataset"

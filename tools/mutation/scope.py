@@ -24,19 +24,23 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.inputs": ENGINE,
     "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",),
     "brisk.engine.callbacks": (E + "test_callbacks.py", OPT + "test_schedule",  # + plateau
-                               K + "test_callbacks_contract.py", K + "test_tensorboard.py"),
+                               K + "test_callbacks_contract.py", K + "test_tensorboard.py",
+                               E + "test_callbacks_exact.py", E + "test_resume.py"),
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
-                                E + "test_trainer.py"),
+                                E + "test_trainer.py", E + "test_file_integrity.py",
+                                E + "test_resume.py"),
     "brisk.engine.precision": (E + "test_precision.py",),
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
     "brisk.engine.lr_find": (E + "test_lr_find",),
     "brisk.engine.freeze": (K + "test_fidelity.py", E + "test_step_and_freeze_exact.py"),
-    "brisk.losses": ("tests/test_losses.py", K + "test_fidelity.py"),
+    "brisk.losses": ("tests/test_losses.py", K + "test_fidelity.py",
+                     "tests/test_losses_metrics_exact.py"),
     "brisk.metrics": ("tests/test_metrics.py", K + "test_callbacks_contract.py",
-                      K + "test_fidelity.py"),
+                      K + "test_fidelity.py", "tests/test_losses_metrics_exact.py"),
     # Keras schedule objects and clipping arguments are tested at the Keras front
     "brisk.optim": (OPT, K + "test_model_api.py"),
-    "brisk.data.loader": ("tests/data/test_data_loader",),  # also test_data_loader_edges.py
+    "brisk.data.loader": ("tests/data/test_data_loader",  # also test_data_loader_edges.py
+                          "tests/data/test_loader_exact.py"),
     "brisk.compress.fold": ("tests/compress/test_fold.py",),
 }
 
