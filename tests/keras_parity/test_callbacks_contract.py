@@ -108,11 +108,13 @@ def test_history_records_what_callbacks_add_to_the_logs():
 
 
 def test_csv_logger_writes_keras_format(tmp_path):
-    # Keras 3.15.1: 'epoch,loss,val_loss\n0,<loss>,NA\n1,<loss>,NA\n'; with append=True and
+    # Keras 3.15.1: 'epoch,loss,val_loss\r\n0,<loss>,NA\r\n1,<loss>,NA\r\n' (csv's excel
+    # dialect; tools/keras_oracle/callbacks_exact.py); with append=True and
     # separator ';' on a file with a header: no second header, ';' between values.
     f = tmp_path / "log.csv"
     m = model()
     h = m.fit(X, Y, batch_size=4, epochs=2, verbose=0, callbacks=[CSVLogger(f)])
+    assert f.read_bytes().count(b"\r\n") == 3
     rows = f.read_text().splitlines()
     assert rows[0] == "epoch,loss,val_loss"
     assert [r.split(",")[0] for r in rows[1:]] == ["0", "1"]

@@ -653,8 +653,8 @@ class CSVLogger(Callback):
             if self.keys and not any(k.startswith("val_") for k in self.keys):
                 self.keys += [f"val_{k}" for k in self.keys]
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=["epoch", *self.keys], delimiter=self.sep,
-                                lineterminator="\n")
+        writer = csv.DictWriter(buf, fieldnames=["epoch", *self.keys], delimiter=self.sep)
+        # csv's default dialect ends lines with '\r\n', as Keras's CSVLogger writes them
         if self._header:
             writer.writeheader()
             self._header = False
