@@ -152,3 +152,22 @@ def test_a_plain_module_still_takes_other_input_sizes_after_fit():
     t = brisk.Trainer(net, loss="mse")
     t.fit(torch.zeros(4, 1, 8, 8), torch.zeros(4, 2), verbose=0)
     assert t.predict(torch.zeros(2, 1, 12, 12)).shape == (2, 2)
+
+
+def test_class_weight_with_a_class_per_position_is_refused():
+    # a (N, H, W) mask read as one-hot along W gave per-row nonsense weights, silently
+    seg = brisk.Sequential([brisk.layers.Input((4, 4, 1)),
+                            brisk.layers.Conv2D(3, 1, activation="softmax")])
+    seg.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    x = np.random.rand(8, 4, 4, 1).astype("float32")
+    y = (np.arange(8 * 16) % 3).reshape(8, 4, 4)
+    with pytest.raises(ValueError) as e:
+        seg.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)
+    assert str(e.value).startswith("class_weight: needs a class index per sample, (N,) or (N, 1), "
+                                   "or one-hot labels shaped like the output (None, ")
+    assert "got labels of shape (8, 4, 4)" in str(e.value)
+    seg.fit(x, y, verbose=0)  # without class_weight the same labels train
+    clf = brisk.Sequential([brisk.layers.Input((3,)), brisk.layers.Dense(2, activation="softmax")])
+    clf.compile(optimizer="sgd", loss="categorical_crossentropy")
+    onehot = np.eye(2, dtype="float32")[np.arange(6) % 2]  # (N, C): Keras's argmax, accepted
+    clf.fit(np.random.rand(6, 3).astype("float32"), onehot, class_weight={1: 3.0}, verbose=0)

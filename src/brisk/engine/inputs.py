@@ -159,6 +159,19 @@ def check_sample_weight(sample_weight, x, y, keras_loss: bool, name: str = "samp
     return w
 
 
+def check_class_weight_labels(y: torch.Tensor, out: tuple[int, ...]) -> None:
+    """Labels that ``class_weight`` can read a class from, as Keras does: a class index per
+    sample, (N,) or (N, 1), or one-hot labels of the output's shape (argmax of the last
+    axis; per time step for (N, T, C)). A class per position, e.g. (N, H, W) masks or (N, T)
+    indices, would be read as one-hot along its last axis (Keras then fails on 3-D labels
+    and misreads 2-D ones): ``ValueError`` instead."""
+    if y.dim() >= 2 and y.shape[-1] != 1 and tuple(y.shape[1:]) != tuple(out):
+        raise ValueError(f"class_weight: needs a class index per sample, (N,) or (N, 1), or "
+                         f"one-hot labels shaped like the output {(None, *out)}; got labels of "
+                         f"shape {tuple(y.shape)} (a class per position: weigh them with "
+                         "sample_weight, or in the loss)")
+
+
 def class_weight_table(class_weight, keras_loss: bool, out: tuple[int, ...],
                        device: torch.device) -> torch.Tensor | None:
     """``{class: weight}`` as a lookup table on the device (Keras's ``class_weight``;

@@ -586,6 +586,8 @@ class Trainer:
         self._ensure_optimizer()
         self._cw_table = inputs.class_weight_table(class_weight, self._keras_loss, self._out_shape,
                                                    self.device)
+        if self._cw_table is not None and torch.is_tensor(y):
+            inputs.check_class_weight_labels(y, self._out_shape)
         # Resuming: fit continues the trainer's position (restored by load_checkpoint, or
         # where an earlier fit stopped) when initial_epoch is the epoch it points to: the
         # same shuffle seed, and the batches already trained in that epoch are skipped.
