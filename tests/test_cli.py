@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -164,6 +165,19 @@ def test_train_out_resumes_after_kill_9_and_ends_as_the_uninterrupted_run(tmp_pa
     assert (out / "history.csv").read_text() == (full / "history.csv").read_text()
     a, b = load_file(full / "model.safetensors"), load_file(out / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    # a backup already past --epochs is refused before anything runs (and kept)
+    import shutil
+
+    os.makedirs(out / "backup", exist_ok=True)
+    done = brisk.Sequential([brisk.layers.Input((2,)), brisk.layers.Dense(1)])
+    done.compile(optimizer="sgd", loss="mse")
+    done.fit(np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"), epochs=3, verbose=0)
+    done.trainer.save_checkpoint(tmp_path / "ep3.pt")  # a backup taken after 3 epochs
+    shutil.copy(tmp_path / "ep3.pt", out / "backup" / "latest.pt")
+    r = run_cli("train", "--epochs", "2", "--verbose", "0", "--out", str(out))
+    assert r.returncode == 2 and "--epochs 2: the backup in" in r.stderr
+    assert "has already trained 3 epochs; pass --epochs > 3" in r.stderr
+    assert (out / "backup" / "latest.pt").exists()
     # --no-resume starts over: a backup left behind is not used
     os.makedirs(out / "backup", exist_ok=True)
     (out / "backup" / "latest.pt").write_bytes(b"junk")

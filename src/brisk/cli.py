@@ -122,6 +122,21 @@ def _run_history():
     return RunHistory()
 
 
+def _check_backup_epochs(backup: str, epochs: int) -> None:
+    """A backup already at or past ``--epochs`` would train nothing, and fit's normal end
+    would then delete it: refused, before anything runs."""
+    from brisk.engine.checkpoint import load_checkpoint
+
+    try:
+        state = load_checkpoint(os.path.join(backup, "latest.pt"))
+        at = int((state.get("position") or {}).get("epoch", state["epoch"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # unreadable: BackupAndRestore falls back to the previous one, or says why
+    if at >= epochs:
+        raise ValueError(f"--epochs {epochs}: the backup in {backup} has already trained {at} "
+                         f"epochs; pass --epochs > {at} to go on, or --no-resume to start over")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     _check_out_dir(args.out)
     if args.recipe is not None:
@@ -143,6 +158,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                     os.unlink(os.path.join(backup, name))
         elif os.path.exists(os.path.join(backup, "latest.pt")) or os.path.exists(
                 os.path.join(backup, "previous.pt")):
+            _check_backup_epochs(backup, args.epochs)
             print(f"resuming from the backup in {backup} (--no-resume starts over)")
         history = _run_history()
         callbacks = [history, BackupAndRestore(backup)]

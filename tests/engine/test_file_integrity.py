@@ -293,3 +293,50 @@ def test_a_meta_load_reads_no_data_and_verifies_none(files):
     _, paths = files
     state = load_checkpoint(paths["checkpoint"], map_location="meta")
     assert CHECKSUM_KEY not in state and state["model"]["layers.0.linear.weight"].is_meta
+
+
+def test_files_get_the_permissions_a_plain_open_would_give(tmp_path):
+    # mkstemp's temp files are 0600; renamed over the target they made every saved model,
+    # checkpoint and --out file unreadable to other users (review find)
+    import os
+
+    from brisk.engine.checkpoint import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "new.txt", "x")
+        assert os.stat(tmp_path / "new.txt").st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.txt", "x")
+        assert os.stat(tmp_path / "private.txt").st_mode & 0o777 == 0o600
+        (tmp_path / "kept.txt").write_text("old")
+        os.chmod(tmp_path / "kept.txt", 0o640)  # an existing file keeps its mode
+        atomic_write_text(tmp_path / "kept.txt", "new")
+        assert os.stat(tmp_path / "kept.txt").st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+
+
+def test_the_wrong_kind_of_file_is_named_for_what_it_is(tmp_path):
+    import brisk
+
+    m = brisk.Sequential([brisk.layers.Input((4,)), brisk.layers.Dense(2)])
+    m.compile(optimizer="adam", loss="mse")
+    m.save_weights(tmp_path / "w.safetensors")
+    m.trainer.save_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(ValueError) as e:
+        brisk.load_model(tmp_path / "w.safetensors")
+    assert str(e.value) == (f"load_model: {str(tmp_path / 'w.safetensors')!r} is a weights file "
+                            "(save_weights), without the architecture: build the model and "
+                            "call load_weights")
+    for call, what in ((lambda p: brisk.load_model(p), "load_model"),
+                       (lambda p: m.load_weights(p), "load_weights")):
+        with pytest.raises(ValueError) as e:
+            call(tmp_path / "c.pt")
+        assert str(e.value).startswith(f"{what}: {str(tmp_path / 'c.pt')!r}: a checkpoint (torch "
+                                       "zip file), not a ")
+        assert str(e.value).endswith(": load it with trainer.load_checkpoint")
+        with pytest.raises(ValueError, match="is a folder, not a "):
+            call(tmp_path)
+    with pytest.raises(ValueError, match="is a folder, not a checkpoint"):
+        m.trainer.load_checkpoint(tmp_path)

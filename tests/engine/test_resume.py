@@ -422,6 +422,16 @@ def test_gradual_pruning_run_resumes_exactly_in_a_fresh_unpruned_model(tmp_path)
     _assert_identical(full.trainer, again.trainer)  # masks, weights, momentum
     assert h.history["sparsity"][-1] == 0.75
     assert sparsity_report(again) == sparsity_report(full)
+    # the masked weights are current right after fit and after a load, not at the next
+    # forward (torch's prune hook): get_weights and sparsity_report read them (review find)
+    lin = full.layers[1].linear
+    eff = (lin.weight_orig * lin.weight_mask).detach().numpy().T
+    assert np.array_equal(full.get_weights()[0], eff)
+    full.trainer.save_checkpoint(tmp_path / "p.pt")
+    fresh = model()
+    fresh.trainer.load_checkpoint(tmp_path / "p.pt")
+    assert sparsity_report(fresh) == sparsity_report(full)
+    assert np.array_equal(fresh.get_weights()[0], eff)
 
 
 def test_backup_kept_with_delete_checkpoint_false_and_early_stopping_deletes(tmp_path):

@@ -29,7 +29,12 @@ from torch import nn
 from brisk import losses
 from brisk import metrics as metrics_mod
 from brisk.api import layers as L
-from brisk.engine.checkpoint import load_safetensors, plain_state_dict, save_safetensors
+from brisk.engine.checkpoint import (
+    load_safetensors,
+    plain_state_dict,
+    refresh_pruned,
+    save_safetensors,
+)
 from brisk.engine.freeze import frozen_batchnorm_eval, set_trainable, trainable_parameters
 from brisk.utils import auto_name
 
@@ -234,6 +239,7 @@ class Sequential(nn.Module):
         """The weights as numpy arrays in Keras's layouts: a Dense kernel is (in, out), a
         Conv2D kernel (kh, kw, in, out); other modules' tensors as torch stores them."""
         self._require_built("get_weights")
+        refresh_pruned(self)  # a pruned weight as it is now (torch updates it at forward)
         return [to_keras(w.detach().cpu()).numpy().copy()
                 for layer in self.layers for w, to_keras, _ in _keras_layout(layer)]
 
@@ -781,6 +787,9 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Sequential:
     # Verified first (the checksum covers the config too), so a corrupt file says so
     # rather than failing on a garbled config; reading it takes the file's size in memory.
     tensors, meta = load_safetensors(path, source, "brisk model file")
+    if meta.get("brisk") == "weights":
+        raise ValueError(f"load_model: {path!r} is a weights file (save_weights), without the "
+                         "architecture: build the model and call load_weights")
     if "brisk" not in meta:
         raise ValueError(f"load_model: {path!r} has no brisk model config")
     try:

@@ -92,11 +92,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.utils.prune as tprune
 from torch.nn.utils import parametrize
 
 from brisk.compress.prune import _choice, _targets, copy_model, is_pruned, make_permanent
-from brisk.engine.checkpoint import atomic_write
+from brisk.engine.checkpoint import atomic_write, refresh_pruned
 
 __all__ = ["SharedWeights", "kmeans_1d", "load", "save", "share_weights", "size_report"]
 
@@ -1004,10 +1003,7 @@ def _load_into(model: nn.Module, state: OrderedDict) -> nn.Module:
             mapped[k + "_orig"] = v
             mapped[k + "_mask"] = (v != 0).to(target[k + "_mask"].dtype)
     model.load_state_dict(mapped, strict=True)
-    for m in model.modules():  # pruned modules: refresh weight = orig * mask now, not at forward
-        for hook in m._forward_pre_hooks.values():
-            if isinstance(hook, tprune.BasePruningMethod):
-                setattr(m, hook._tensor_name, hook.apply_mask(m))
+    refresh_pruned(model)  # pruned modules: weight = orig * mask now, not at the next forward
     return model
 
 

@@ -38,6 +38,7 @@ import torch.nn.utils.prune as tprune
 from torch.nn.utils import parametrize
 
 from brisk.engine.callbacks import Callback
+from brisk.engine.checkpoint import refresh_pruned
 
 __all__ = [
     "GradualPruning",
@@ -346,6 +347,7 @@ def sparsity_report(model: nn.Module, layers: Iterable[nn.Module | str] | None =
     ids = None if layers is None else {id(m) for _, m in _targets(model, layers)}
     report: dict[str, Any] = {"layers": {}}
     tp = tz = 0
+    refresh_pruned(model)  # the weights as they are now, not as at the last forward
     for name, w in _effective_weights(model, ids):
         p, z = w.numel(), int((w == 0).sum())
         report["layers"][name] = {"params": p, "zeros": z, "sparsity": z / p if p else 0.0}

@@ -444,12 +444,14 @@ class BackupAndRestore(Callback):
                 self.trainer.load_checkpoint(path)  # checked before anything changes
             except ValueError as e:
                 errors.append(str(e))
-                warnings.warn(f"BackupAndRestore: cannot restore from {path} ({e}); trying the "
-                              "previous backup", stacklevel=2)
+                if path == self.latest:
+                    warnings.warn(f"BackupAndRestore: cannot restore from {path} ({e}); trying "
+                                  "the previous backup", stacklevel=2)
                 continue
             return
         if errors:
-            raise ValueError(f"backup_dir: no backup in {self.backup_dir!r} could be restored: "
+            raise ValueError(f"backup_dir: no backup in {self.backup_dir!r} could be restored "
+                             f"(delete the folder, or give another backup_dir, to start over): "
                              + "; ".join(errors))
 
     def on_train_batch_end(self, batch, logs=None):

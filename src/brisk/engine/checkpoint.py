@@ -72,6 +72,17 @@ def remove_stale_temps(path: str | os.PathLike) -> list[str]:
     return removed
 
 
+def _file_mode(path: str) -> int:
+    """The permissions a plain ``open(path, "w")`` would give: the existing file's, or
+    0o666 less the process's umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)  # reading the umask means setting it; put it straight back
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 def atomic_write(path: str | os.PathLike, write) -> None:
     """Write ``path`` so that a crash at any moment leaves either the old file or the new
     one, complete: ``write(tmp_path)`` fills a temp file in the same folder, which is
@@ -89,6 +100,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
         write(tmp)
         with open(tmp, "rb+") as f:  # the data must be on disk before the rename points at it
             os.fsync(f.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes it 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -105,6 +117,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
             f.write(text)
 
     atomic_write(path, write)
+
+
+def refresh_pruned(module: torch.nn.Module) -> None:
+    """Recompute every pruned tensor now (``<name> = <name>_orig * <name>_mask``,
+    ``torch.nn.utils.prune``): torch's hook does it only at the next forward, so until then
+    ``module.weight`` holds the weights from before the last optimizer step or load, and
+    whatever reads it (``get_weights``, ``sparsity_report``) would be stale."""
+    from torch.nn.utils import prune as tprune
+
+    for m in module.modules():
+        for hook in m._forward_pre_hooks.values():
+            if isinstance(hook, tprune.BasePruningMethod):
+                setattr(m, hook._tensor_name, hook.apply_mask(m))
 
 
 def plain_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -204,6 +229,8 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
     .safetensors weights file, a pickle of other objects)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint: no such file {os.fspath(path)!r}")
+    if os.path.isdir(path):
+        raise ValueError(f"checkpoint {os.fspath(path)!r}: is a folder, not a checkpoint")
     if _is_safetensors(path):  # torch.load reads these too, as a bare dict of weights
         raise ValueError(f"checkpoint {os.fspath(path)!r}: a safetensors weights file, not a "
                          "checkpoint (load it with load_model or load_weights)")
@@ -249,6 +276,11 @@ def load_safetensors(path: str | os.PathLike, source: str, kind: str = "safetens
     mismatch) or not a safetensors file ('... not a {kind}')."""
     from safetensors import safe_open
 
+    if os.path.isdir(path):
+        raise ValueError(f"{source}: is a folder, not a {kind}")
+    if _is_torch_zip(path):
+        raise ValueError(f"{source}: a checkpoint (torch zip file), not a {kind}: load it with "
+                         "trainer.load_checkpoint")
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
@@ -263,6 +295,15 @@ def load_safetensors(path: str | os.PathLike, source: str, kind: str = "safetens
 def _reason(e: Exception) -> str:
     """An exception as 'Type: first line' (at most 200 characters of it) for a message."""
     return f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:200]}"
+
+
+def _is_torch_zip(path: str | os.PathLike) -> bool:
+    """``torch.save`` writes a zip file: it starts with a local file header, 'PK\\x03\\x04'."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _is_safetensors(path: str | os.PathLike) -> bool:

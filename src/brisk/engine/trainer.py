@@ -37,7 +37,12 @@ from brisk.data.loader import DeviceLoader, _mix
 from brisk.engine import inputs
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList, History
-from brisk.engine.checkpoint import load_checkpoint, plain_state_dict, save_checkpoint
+from brisk.engine.checkpoint import (
+    load_checkpoint,
+    plain_state_dict,
+    refresh_pruned,
+    save_checkpoint,
+)
 from brisk.engine.freeze import apply_trainable, frozen_batchnorm_eval
 from brisk.engine.precision import Precision
 from brisk.engine.progress import ProgressBar, resolve_verbose
@@ -731,10 +736,11 @@ class Trainer:
             if on_nan is not None and not math.isfinite(logs.get("loss", 0.0)):
                 if on_nan == "restore" and restores < NAN_RESTORES:
                     restores += 1
+                    back = (f"the end of epoch {good[1]['epoch']}" if good[1]["epoch"]
+                            else "the start of training")
                     warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; back "
-                                  f"to the end of epoch {good[1]['epoch']} with half the "
-                                  f"learning rate (on_nan='restore', {restores} of "
-                                  f"{NAN_RESTORES})", stacklevel=2)
+                                  f"to {back} with half the learning rate (on_nan='restore', "
+                                  f"{restores} of {NAN_RESTORES})", stacklevel=2)
                     start = self._restore_good(good)
                     good = self._good_state(start)  # a second restore halves it again
                     if stream is not None:
@@ -755,6 +761,7 @@ class Trainer:
             if good is not None and ran == take:
                 good = self._good_state(self._continuation(epoch + 1, steps_per_epoch, True))
         self._set_optimizer_mode(False)
+        refresh_pruned(self.module)  # pruned weights as trained, not as at the last forward
         self._cw_table = None  # class weights belong to this fit only
         cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
         self._callbacks = []
@@ -1195,6 +1202,7 @@ class Trainer:
             self._position = {"epoch": self.epoch, "batch": 0, "pass": self.epoch, "drawn": 0,
                               "seed": None, "batches": None}
         self._callback_states = state.get("callbacks")
+        refresh_pruned(self.module)
         params = dict(self.module.named_parameters())
         for n, p in params.items():
             g = (state.get("grads") or {}).get(n)
