@@ -340,3 +340,21 @@ def test_the_wrong_kind_of_file_is_named_for_what_it_is(tmp_path):
             call(tmp_path)
     with pytest.raises(ValueError, match="is a folder, not a checkpoint"):
         m.trainer.load_checkpoint(tmp_path)
+
+
+def test_set_weights_on_a_pruned_model_survives_the_next_forward():
+    # the values went into the derived `weight`, which torch's prune hook recomputes from
+    # weight_orig at the next forward: set_weights was silently undone (review find)
+    import numpy as np
+
+    import brisk
+    from brisk.compress import prune
+
+    m = brisk.Sequential([brisk.layers.Input((4,)), brisk.layers.Dense(3, use_bias=False)])
+    prune(m, amount=0.5)
+    mask = m.layers[0].linear.weight_mask.detach().numpy().T.copy()
+    new = np.arange(12, dtype="float32").reshape(4, 3) + 1
+    m.set_weights([new])
+    x = np.eye(4, dtype="float32")
+    np.testing.assert_array_equal(m.predict(x, verbose=0), new * mask)  # kernel rows, masked
+    np.testing.assert_array_equal(m.get_weights()[0], new * mask)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import prune as tprune
 
 from brisk import losses
 from brisk import metrics as metrics_mod
@@ -262,6 +263,11 @@ class Sequential(nn.Module):
         with torch.no_grad():
             for (w, _, _), t in zip(slots, new, strict=True):
                 w.copy_(t.to(device=w.device, dtype=w.dtype))
+            for m in self.modules():  # pruned: the values go to <name>_orig, the mask stays
+                for hook in m._forward_pre_hooks.values():
+                    if isinstance(hook, tprune.BasePruningMethod):
+                        getattr(m, hook._tensor_name + "_orig").copy_(getattr(m, hook._tensor_name))
+        refresh_pruned(self)  # <name> = <name>_orig * mask, as the next forward computes it
 
     def save_weights(self, path: str | os.PathLike) -> None:
         """Write the weights to ``path`` (safetensors, whatever the suffix: Keras code that
