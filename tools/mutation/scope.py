@@ -28,6 +28,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                E + "test_callbacks_exact.py", E + "test_resume.py"),
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
                                 E + "test_trainer.py", E + "test_file_integrity.py",
+                                E + "test_checkpoint_exact.py",
                                 E + "test_resume.py"),
     "brisk.engine.precision": (E + "test_precision.py",),
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
