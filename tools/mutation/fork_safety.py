@@ -10,6 +10,15 @@ from __future__ import annotations
 
 
 def pytest_configure(config):
+    # pytest's unraisableexception plugin runs gc.collect() five times when a session ends.
+    # With torch and the whole suite in memory that took 0.28 s of every mutant's 0.33 s of
+    # pytest overhead (cProfile), and in a forked child it also copies every page it scans.
+    # Objects that exist now (in a child: all it inherited) are never garbage of this
+    # session: move them out of the collector's sight. New objects are collected as usual.
+    import gc
+
+    gc.freeze()
+
     from tqdm import std
 
     std.TqdmDefaultWriteLock.th_lock = std.TRLock()
