@@ -16,6 +16,7 @@ import os
 import sys
 import time
 
+from brisk import distributed
 from brisk._argtypes import positive_float as _positive_float
 from brisk._argtypes import positive_int as _positive_int
 from brisk._argtypes import seed as _seed
@@ -147,6 +148,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.epochs is None:
         args.epochs = 20
     (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
+    # under torchrun (the model's Trainer joined the process group) rank 0 prints and writes
+    zero = distributed.is_rank_zero()
     callbacks, history = [], None
     if args.out:  # a backup every epoch: run the same command again after a crash
         from brisk.callbacks import BackupAndRestore
@@ -154,12 +157,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         backup = os.path.join(args.out, "backup")
         if args.no_resume:
             for name in ("latest.pt", "previous.pt"):
-                if os.path.exists(os.path.join(backup, name)):
+                if zero and os.path.exists(os.path.join(backup, name)):
                     os.unlink(os.path.join(backup, name))
+            distributed.barrier()  # no rank reads a backup rank 0 is deleting
         elif os.path.exists(os.path.join(backup, "latest.pt")) or os.path.exists(
                 os.path.join(backup, "previous.pt")):
             _check_backup_epochs(backup, args.epochs)
-            print(f"resuming from the backup in {backup} (--no-resume starts over)")
+            if zero:
+                print(f"resuming from the backup in {backup} (--no-resume starts over)")
         history = _run_history()
         callbacks = [history, BackupAndRestore(backup)]
     t0 = time.perf_counter()
@@ -182,6 +187,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train_seconds": round(wall, 2),
         "samples_per_second": round(samples / wall, 1),
     }
+    if not zero:
+        return 0
     print(f"test accuracy: {acc:.4f}  test loss: {loss:.4f}")
     print(f"wall time: {wall:.2f} s  ({result['samples_per_second']:.0f} samples/s on {result['device']})")
     if args.out:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from brisk.distributed import is_rank_zero
 from brisk.optim.schedules import _int, _num, _range
 
 
@@ -303,9 +304,16 @@ class ModelCheckpoint(Callback):
         self.save_weights_only = bool(save_weights_only)
         self.save_freq = save_freq
         self._maximize = _monitor_mode(monitor, mode)
+        # under torchrun every rank keeps the same state (its logs are global); rank 0 writes
+        self._writes = True
         # Keras: the best value starts at initial_value_threshold (None: anything improves)
         self.best = initial_value_threshold
         self._since_save, self._epoch = 0, 0
+
+    _never_stops = True  # no stop_training from its batch hook (fit under torchrun)
+
+    def on_train_begin(self, logs=None):
+        self._writes = is_rank_zero()
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
@@ -348,15 +356,17 @@ class ModelCheckpoint(Callback):
             # a NaN/inf monitor is never an improvement (else a NaN best blocks every later one)
             if not math.isfinite(current) or self.best is not None and not (
                     current > self.best if self._maximize else current < self.best):
-                if self.verbose > 0:
+                if self.verbose > 0 and self._writes:
                     print(f"\nEpoch {epoch + 1}: {self.monitor} did not improve from {best}")
                 return
-            if self.verbose > 0:
+            if self.verbose > 0 and self._writes:
                 print(f"\nEpoch {epoch + 1}: {self.monitor} improved from {best} to "
                       f"{current:.5f}, saving model to {path}")
             self.best = current
-        elif self.verbose > 0:
+        elif self.verbose > 0 and self._writes:
             print(f"\nEpoch {epoch + 1}: saving model to {path}")
+        if not self._writes:  # under torchrun, rank 0 writes the file
+            return
         if not _weights_finite(self.trainer.module):
             # a diverged model never replaces a good file (issue 12's NaN policy)
             warnings.warn(f"ModelCheckpoint: the weights are not finite (NaN or inf) at epoch "
@@ -414,6 +424,7 @@ class BackupAndRestore(Callback):
     """
 
     _after_history = True  # fit runs it after History: an epoch's backup holds its history
+    _never_stops = True  # no stop_training from its batch hook (fit under torchrun)
 
     def __init__(self, backup_dir: str | os.PathLike, save_freq: str | int = "epoch",
                  delete_checkpoint: bool = True):
@@ -470,6 +481,8 @@ class BackupAndRestore(Callback):
         from brisk.engine.checkpoint import _fsync_dir
 
         trainer = self.trainer
+        if not is_rank_zero():  # under torchrun every rank holds the same state; rank 0 writes
+            return
         if getattr(trainer, "stopped_for_nan", False) or not _weights_finite(trainer.module):
             warnings.warn("BackupAndRestore: the loss or weights are not finite; the last good "
                           "backup is kept", stacklevel=2)
@@ -483,7 +496,7 @@ class BackupAndRestore(Callback):
     def on_train_end(self, logs=None):
         trainer = self.trainer
         if not self.delete_checkpoint or getattr(trainer, "stopped_for_nan", False) \
-                or not _weights_finite(trainer.module):
+                or not _weights_finite(trainer.module) or not is_rank_zero():
             return
         for path in (self.latest, self.previous):
             if os.path.exists(path):
@@ -636,6 +649,7 @@ class CSVLogger(Callback):
 
     def on_train_begin(self, logs=None):
         self._header, self._base = True, 0
+        self._writes = is_rank_zero()  # under torchrun rank 0 writes; all keep the state
         if self.append and os.path.exists(self.filename):
             with open(self.filename) as f:
                 self._header = not f.readline()
@@ -646,6 +660,9 @@ class CSVLogger(Callback):
     def _open(self, mode: str) -> None:
         if self._file is not None and not self._file.closed:
             self._file.close()
+        if not getattr(self, "_writes", True):
+            self._file = None
+            return
         self._file = open(self.filename, mode, newline="", encoding="utf-8")  # noqa: SIM115
 
     def on_epoch_end(self, epoch, logs=None):
@@ -661,8 +678,9 @@ class CSVLogger(Callback):
             writer.writeheader()
             self._header = False
         writer.writerow({"epoch": epoch, **{k: logs.get(k, "NA") for k in self.keys}})
-        self._file.write(buf.getvalue())
-        self._file.flush()
+        if self._file is not None:
+            self._file.write(buf.getvalue())
+            self._file.flush()
         self._written.append(buf.getvalue())
 
     def state_dict(self) -> dict:
@@ -682,7 +700,8 @@ class CSVLogger(Callback):
         if base and os.path.exists(self.filename):
             with open(self.filename, "rb") as f:
                 before = f.read(base).decode()
-        atomic_write_text(self.filename, before + text)
+        if getattr(self, "_writes", True):
+            atomic_write_text(self.filename, before + text)
         self._base, self._written = base, [text] if text else []
         self.keys = list(state["keys"]) if state.get("keys") is not None else None
         self._header = bool(state.get("header", not text))
@@ -691,6 +710,13 @@ class CSVLogger(Callback):
     def on_train_end(self, logs=None):
         if self._file is not None:
             self._file.close()
+
+
+class _NoWriter:
+    """A SummaryWriter that writes nothing (TensorBoard on ranks other than 0)."""
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
 
 
 class TensorBoard(Callback):
@@ -740,6 +766,8 @@ class TensorBoard(Callback):
         model.fit(x, y, epochs=10, validation_split=0.1,
                   callbacks=[TensorBoard("logs/run1", update_freq=100)])
     """
+
+    _never_stops = True  # no stop_training from its batch hooks (fit under torchrun)
 
     def __init__(self, log_dir: str | os.PathLike = "logs", histogram_freq: int = 0,
                  write_graph: bool = True, write_images: bool = False,
@@ -793,7 +821,10 @@ class TensorBoard(Callback):
         """The ``train`` or ``validation`` writer, opened when first used (as Keras does: no
         empty event files)."""
         if which not in self._writers:
-            self._writers[which] = self._writer_class(os.path.join(self.log_dir, which))
+            if not is_rank_zero():  # under torchrun rank 0 writes the event files
+                self._writers[which] = _NoWriter()
+            else:
+                self._writers[which] = self._writer_class(os.path.join(self.log_dir, which))
         return self._writers[which]
 
     def _close(self) -> None:

@@ -31,6 +31,8 @@ def format_logs(logs: dict) -> str:
 
 
 class ProgressBar(Callback):
+    _never_stops = True  # no stop_training from its batch hooks (fit under torchrun)
+
     def __init__(self, verbose: int = 1, interval: float = 0.25, stream=None):
         self.verbose = verbose
         self.interval = interval

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+from torch.utils.data import DistributedSampler
 
 from brisk.data.loader import DeviceLoader
 
@@ -23,19 +24,25 @@ def class_sample_weights(table: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
     return table[idx.clamp(0, len(table) - 1)]
 
 
-def train_batch(trainer, xb: torch.Tensor, yb: torch.Tensor, weight: float, wb=None) -> None:
+def train_batch(trainer, xb: torch.Tensor, yb: torch.Tensor, weight: float, wb=None,
+                sync: bool = True) -> None:
     """Forward, loss and backward for one (micro-)batch; ``weight`` scales the loss (its
-    share of an accumulated update). Gradients add up until ``optimizer_step``."""
+    share of an accumulated update). Gradients add up until ``optimizer_step``. Under
+    torchrun, ``sync=False`` (a micro-batch before the last of its accumulation group) runs
+    forward and backward under DDP's ``no_sync``: the last one all-reduces the sum."""
     if trainer._cw_table is not None:  # Keras multiplies class and sample weights
         cw = class_sample_weights(trainer._cw_table, yb)
         wb = cw if wb is None else wb * cw
-    with torch.no_grad() if trainer._nothing_to_train else contextlib.nullcontext():
-        if wb is not None:
-            out, loss = trainer._fwd_loss(xb, yb, wb)
-        else:
-            out, loss = trainer._fwd_loss(xb, yb)
-    if not trainer._nothing_to_train:
-        trainer.precision.backward(loss * weight if weight != 1.0 else loss)
+    no_sync = (trainer._ddp.no_sync() if not sync and trainer._ddp is not None
+               and trainer._fwd is trainer._ddp else contextlib.nullcontext())
+    with no_sync:
+        with torch.no_grad() if trainer._nothing_to_train else contextlib.nullcontext():
+            if wb is not None:
+                out, loss = trainer._fwd_loss(xb, yb, wb)
+            else:
+                out, loss = trainer._fwd_loss(xb, yb)
+        if not trainer._nothing_to_train:
+            trainer.precision.backward(loss * weight if weight != 1.0 else loss)
     trainer._accumulate(loss, out, yb)
 
 
@@ -89,8 +96,9 @@ def batch_sizes(loader) -> tuple[int, int, int] | None:
     if isinstance(loader, DeviceLoader):
         n = loader.num_samples
     else:
-        try:
-            n = len(loader.dataset)
+        sampler = getattr(loader, "sampler", None)
+        try:  # the samples drawn per pass: a DistributedSampler's shard, not the dataset
+            n = len(sampler if isinstance(sampler, DistributedSampler) else loader.dataset)
         except TypeError:
             return None
     drop = getattr(loader, "drop_last", False)

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
 
+from brisk import distributed
 from brisk import losses as losses_mod
 from brisk import metrics as metrics_mod
 from brisk.data.loader import DeviceLoader, _mix
@@ -97,6 +98,27 @@ class _LazyLogs(Mapping):
 
     def __len__(self):
         return len(self._load())
+
+
+class _NoRows:
+    """A rank's part of data with fewer rows than ranks: no batches."""
+
+    _brisk_rows = True
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _may_stop_mid_epoch(cb: Callback) -> bool:
+    """Whether ``cb`` has a training-batch hook of its own (so may set ``stop_training``
+    mid-epoch); brisk's writers and progress bar never stop training."""
+    if getattr(cb, "_never_stops", False):
+        return False
+    return any(getattr(type(cb), h) is not getattr(Callback, h) for h in (
+        "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"))
 
 
 def _numpy_rng_state() -> list:
@@ -185,7 +207,11 @@ class Trainer:
         if isinstance(getattr(module, "_orig_mod", None), nn.Module):
             module, compile = module._orig_mod, compile or True
         self.module = module
-        self.device = select_device(device)
+        # under torchrun: one GPU per process (cuda:LOCAL_RANK), and the process group
+        self.device = distributed.local_device(select_device(device))
+        self.dist = distributed.Distributed.from_env(self.device)
+        self._ddp: nn.Module | None = None  # the DDP wrapper that trains (under torchrun)
+        self._ddp_key: tuple | None = None
         self.loss_fn = losses_mod.get(loss) if loss is not None else None
         self._keras_loss = isinstance(self.loss_fn, losses_mod.Loss)
         if isinstance(metrics, (str, metrics_mod.Metric)):
@@ -314,7 +340,7 @@ class Trainer:
         # binary accuracy thresholds the probability at 0.5)
         self._argmax_only = getattr(self.loss_fn, "activation", None) == "softmax" and all(
             getattr(m, "argmax_invariant", False) for m in self.metrics)
-        self._fwd = fn
+        self._fwd = self._fwd_raw = fn
         if self.compile and self._fwd_loss is None:
             # Forward and loss as one graph (AOTAutograd compiles its backward too); the
             # optimizer step is already a fused/foreach kernel. dynamic=False: training
@@ -360,6 +386,17 @@ class Trainer:
             g.setdefault("initial_lr", g["lr"])
         self.optimizer, self._params_key = opt, key
 
+    def _wrap_ddp(self) -> None:
+        """Train through DDP (under torchrun); wrapped again when the trainable weights
+        changed (DDP registers its gradient hooks on them once)."""
+        if self._nothing_to_train:  # DDP refuses a model with nothing to train
+            self._ddp = None
+            return
+        key = (self._params_key, self._fwd_raw)
+        if self._ddp is None or self._ddp_key != key:
+            self._ddp, self._ddp_key = self.dist.wrap(self.module, self._fwd_raw), key
+        self._fwd = self._ddp
+
     def _set_optimizer_mode(self, train: bool) -> None:
         """Schedule-free optimizers keep different weights for training and evaluation."""
         fn = getattr(self.optimizer, "train" if train else "eval", None)
@@ -375,9 +412,13 @@ class Trainer:
         opt_training = getattr(self, "_optimizer_training", False)
         self.module.eval()
         self._set_optimizer_mode(False)
+        # never through DDP: its forward syncs buffers, a collective that ranks with
+        # different numbers of evaluation batches would wait on forever
+        fwd, self._fwd = self._fwd, getattr(self, "_fwd_raw", self._fwd)
         try:
             yield
         finally:
+            self._fwd = fwd
             for m, mode in modes:
                 m.training = mode
             if opt_training:
@@ -385,10 +426,42 @@ class Trainer:
 
     # ------------------------------------------------------------------ data
     def _loader(self, x, y, batch_size, shuffle, seed, transform=None, drop_last=False,
-                sample_weight=None):
+                sample_weight=None, part: str | None = None):
+        """A loader of (x, y[, w]) batches. Under torchrun, ``part='train'`` gives this rank's
+        shard of every epoch (padded by wrapping, so every rank runs as many batches) and
+        ``part='rows'`` this rank's contiguous rows, none repeated (evaluation, prediction);
+        ``_sharded(loader)`` then says whether the ranks' sums must be added up."""
+        dist = self.dist if part is not None else None
+        rows = False
         if isinstance(x, (torch.utils.data.DataLoader, DeviceLoader)):
-            return x  # the user's loader decides batching, order and normalisation
+            # the user's loader decides batching, order and normalisation; under torchrun
+            # a DeviceLoader is sharded here, a DataLoader must bring a DistributedSampler
+            if dist is not None and isinstance(x, DeviceLoader):
+                if x.world_size == 1 and part == "train":
+                    x = x.shard(dist.rank, dist.world_size)
+                    x.seed = dist.agree(x.seed)  # one permutation for all the shards
+            elif dist is not None and part == "train":
+                dist.check_loader(x, "training")
+            return x
+        if dist is not None and part == "rows":  # contiguous rows, each once
+            n = len(x)
+            lo, hi = dist.part(n)
+            if lo == hi:
+                return _NoRows()  # more ranks than rows
+            if isinstance(x, torch.utils.data.Dataset):
+                x = torch.utils.data.Subset(x, range(lo, hi))
+            else:
+                x, y = x[lo:hi], None if y is None else y[lo:hi]
+                sample_weight = None if sample_weight is None else sample_weight[lo:hi]
+            rows = True
         if isinstance(x, torch.utils.data.Dataset):
+            if dist is not None and part == "train":
+                sampler = torch.utils.data.DistributedSampler(
+                    x, dist.world_size, dist.rank, shuffle=shuffle, seed=seed)
+                # fit calls sampler.set_epoch per pass (_epoch_batches)
+                return torch.utils.data.DataLoader(
+                    x, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                    pin_memory=self.device.type == "cuda")
             g = torch.Generator().manual_seed(seed)
             loader = torch.utils.data.DataLoader(
                 x, batch_size=batch_size, shuffle=shuffle, generator=g, drop_last=drop_last,
@@ -397,12 +470,27 @@ class Trainer:
             # fit reseeds the generator per pass from (seed, pass), as DeviceLoader orders
             # its epochs, so a resumed run replays the same order (_epoch_batches)
             loader._brisk_pass_seeded = True
+            loader._brisk_rows = rows
             return loader
-        return DeviceLoader(
+        loader = DeviceLoader(
             x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
             device=self.device, seed=seed, transform=transform, sample_weight=sample_weight,
             integer_inputs=self._int_inputs and transform is None,
         )
+        if dist is not None and part == "train":
+            loader = loader.shard(dist.rank, dist.world_size)
+        loader._brisk_rows = rows
+        return loader
+
+    def _sharded(self, loader) -> bool:
+        """Under torchrun, whether ``loader`` gives each rank a part of the data (so sums
+        over batches are added up over ranks) rather than all of it."""
+        if self.dist is None:
+            return False
+        return bool(getattr(loader, "_brisk_rows", False)
+                    or isinstance(loader, DeviceLoader) and loader.world_size > 1
+                    or isinstance(getattr(loader, "sampler", None),
+                                  torch.utils.data.DistributedSampler))
 
     def _batches(self, loader, augment=None, generator=None, weights: bool = False):
         """(x, y) batches on the device, whatever the source; ``augment`` (training only)
@@ -486,8 +574,15 @@ class Trainer:
                 self._stats[i].add_(s)
                 self._counts[i] += int(c)
 
-    def _read_stats(self) -> dict[str, float]:
-        """One host sync: the means of everything accumulated since the reset."""
+    def _read_stats(self, reduce: bool = False) -> dict[str, float]:
+        """One host sync: the means of everything accumulated since the reset. With
+        ``reduce`` (under torchrun, at an epoch's end) the sums and counts of every rank
+        are added up first, so every rank gets the global means; the state of a Keras-style
+        Metric is summed over ranks too (Keras's default ``aggregation='sum'``)."""
+        if reduce:
+            if self.dist is None:
+                raise AssertionError("_read_stats(reduce=True) outside torchrun")
+            return self._read_reduced_stats()
         if not self._counts or not self._counts[0]:
             return {}
         stats = [torch.as_tensor(m.result(), device=self.device, dtype=torch.float32).reshape(())
@@ -496,6 +591,30 @@ class Trainer:
         values = torch.stack([self._stats[0], *stats]).tolist()
         names = ["loss", *[m.name for m in self.metrics]]
         return {k: v / max(c, 1) for k, v, c in zip(names, values, self._counts, strict=False)}
+
+    def _read_reduced_stats(self) -> dict[str, float]:
+        """``_read_stats`` over every rank's sums: one all-reduce for the sums and counts,
+        one per Keras-style metric state; the local sums are left as they were."""
+        saved = self._stats, self._counts
+        counts = torch.tensor(self._counts, dtype=torch.float64, device=self.device)
+        total = self.dist.sum(torch.cat([torch.stack(self._stats).double(), counts]))
+        k = len(self._stats)
+        states = []
+        for m in self.metrics:
+            if m.keras_protocol:
+                snap = m._snapshot()
+                states.append((m, snap))
+                m._restore([self.dist.sum(t) for t in snap])
+        try:
+            self._stats = [t.float() for t in total[:k]]
+            # a Keras metric's count is 1 where any rank had batches (its result is a mean)
+            self._counts = [int(c) if not (i and self.metrics[i - 1].keras_protocol)
+                            else int(c > 0) for i, c in enumerate(total[k:].tolist())]
+            return self._read_stats()
+        finally:
+            self._stats, self._counts = saved
+            for m, snap in states:
+                m._restore(snap)
 
     # ------------------------------------------------------------------ steps
     def _forward_loss(self, xb: torch.Tensor, yb: torch.Tensor, sample_weight=None
@@ -589,6 +708,8 @@ class Trainer:
         if val is not None and val[1] is not None:
             val = (val[0], inputs.check_targets(self.loss_fn, self._out_shape, val[1], "validation_data labels"))
         self._ensure_optimizer()
+        if self.dist is not None:
+            self._wrap_ddp()
         self._cw_table = inputs.class_weight_table(class_weight, self._keras_loss, self._out_shape,
                                                    self.device)
         if self._cw_table is not None and torch.is_tensor(y):
@@ -602,10 +723,12 @@ class Trainer:
         else:
             seed = self.seed if self.seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
             start = {"epoch": initial_epoch, "batch": 0, "pass": initial_epoch, "drawn": 0}
+        if self.dist is not None:
+            seed = self.dist.agree(seed)  # rank 0's: one permutation, sharded over ranks
         augment = self._augment_transform(augment)
         loader = self._loader(x, y, batch_size, shuffle, seed, augment,
                               drop_last=bool(self.compile) and torch.is_tensor(x) and len(x) >= batch_size,
-                              sample_weight=sw)
+                              sample_weight=sw, part="train")
         # Array inputs get augment inside their DeviceLoader; a user's Dataset, DataLoader or
         # DeviceLoader gets it here, per batch on the device, from a seeded generator.
         batch_augment = augment if augment is not None and not torch.is_tensor(x) else None
@@ -613,7 +736,8 @@ class Trainer:
         self._validation_freq = validation_freq if val is not None else None  # for callbacks
         if val is not None:
             val_loader = self._loader(val[0], val[1], validation_batch_size or batch_size,  # Keras
-                                      False, seed, sample_weight=val_sw)
+                                      False, seed, sample_weight=val_sw,
+                                      part="rows" if validation_steps is None else None)
 
         try:
             n_batches = len(loader)
@@ -640,7 +764,7 @@ class Trainer:
         user = CallbackList(callbacks).callbacks
         backups = [cb for cb in user if getattr(cb, "_after_history", False)]
         cbs = CallbackList([*[cb for cb in user if cb not in backups], self.history, *backups])
-        if verbose:
+        if verbose and (self.dist is None or self.dist.is_zero):  # rank 0 prints
             cbs.append(ProgressBar(verbose))
         cbs.set_trainer(self)
         cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
@@ -658,6 +782,10 @@ class Trainer:
                 loader.seed = seed  # fit's own loader: the backup's order and augmentation
         self._apply_callback_states()
         self._position.update(seed=seed, batches=n_batches)
+        # under torchrun a stop asked mid-epoch (by a callback's batch hook) must reach every
+        # rank at the same batch: one flag all-reduce per batch, only when a callback can ask
+        batch_stops = self.dist is not None and any(_may_stop_mid_epoch(cb) for cb in cbs.callbacks)
+        reduce = self._sharded(loader)
         logs: dict = {}
         # The pass over the data in progress: its batches, its index, batches drawn from it
         # (with steps_per_epoch one pass spans epochs); `skip` batches of the first epoch and
@@ -681,6 +809,8 @@ class Trainer:
             if skip:
                 self._restore_epoch_stats(start)  # the epoch's running loss and metrics
             cbs.on_epoch_begin(epoch)
+            if self.dist is not None:  # a stop asked before the batches, on any rank
+                self.stop_training = self.dist.any(self.stop_training)
             step_in_epoch = skip // accumulate  # optimizer steps already taken in this epoch
             if stream is None:  # a new pass over the data (every epoch without steps_per_epoch)
                 stream = self._epoch_batches(loader, batch_augment, seed, passes)
@@ -700,13 +830,16 @@ class Trainer:
                 # Each micro-batch's mean loss is weighted by its share of the update's
                 # samples, so k accumulated batches equal one step on their union.
                 weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
-                step_mod.train_batch(self, xb, yb, weight, wb)
-                if (i + 1) % accumulate == 0 or i + 1 == n_batches:
+                last = (i + 1) % accumulate == 0 or i + 1 == n_batches  # of its group
+                step_mod.train_batch(self, xb, yb, weight, wb, sync=last)
+                if last:
                     step_mod.optimizer_step(self, schedule, self.global_step if keras_schedule
                                             else epoch * optimizer_steps + step_in_epoch)
                     step_in_epoch += 1
                 pos["batch"], pos["drawn"] = i + 1, drawn + i + 1 - skip
                 cbs.on_train_batch_end(i, _LazyLogs(self, {}))
+                if batch_stops:
+                    self.stop_training = self.dist.any(self.stop_training)
                 if self.stop_training:
                     break
             ran = i + 1 - skip
@@ -724,7 +857,7 @@ class Trainer:
                 pos.update(epoch=epoch + 1, batch=0, drawn=0 if stream is None else drawn)
                 pos["pass"] = passes if stream is None else passes - 1
             skip = 0
-            logs = self._read_stats()
+            logs = self._read_stats(reduce=reduce)
             if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
                 val_logs = self._evaluate_loader(val_loader, cbs, validation_steps)
                 logs.update({f"val_{k}": v for k, v in val_logs.items()})
@@ -756,6 +889,8 @@ class Trainer:
                     self._restore_good(good, lr_factor=1.0)
                 self.stop_training = self.stopped_for_nan = True
             cbs.on_epoch_end(epoch, logs)
+            if self.dist is not None:  # every rank stops after the same epoch
+                self.stop_training = self.dist.any(self.stop_training)
             if self.stop_training:
                 break
             if good is not None and ran == take:
@@ -763,8 +898,13 @@ class Trainer:
         self._set_optimizer_mode(False)
         refresh_pruned(self.module)  # pruned weights as trained, not as at the last forward
         self._cw_table = None  # class weights belong to this fit only
+        if self.dist is not None:
+            self._fwd = self._fwd_raw
+            self.dist.broadcast_buffers(self.module)  # the same model on every rank
         cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
         self._callbacks = []
+        if self.dist is not None:
+            self.dist.barrier()  # rank 0's files are complete when fit returns anywhere
         return self.history
 
     def _continuation(self, initial_epoch: int, steps_per_epoch, restored: bool = False):
@@ -829,6 +969,8 @@ class Trainer:
         per pass (``set_epoch``), augmented with a generator seeded per pass."""
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(index)
+        elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler):
+            loader.sampler.set_epoch(index)  # torch's convention: a new order per pass
         if getattr(loader, "_brisk_pass_seeded", False):
             loader.generator.manual_seed(_mix(seed, index))
         gen = None
@@ -869,7 +1011,7 @@ class Trainer:
                 out, loss = self._fwd_loss(xb, yb, wb) if wb is not None else self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
                 cbs.on_test_batch_end(i, _LazyLogs(self, {}))
-        logs = self._read_stats()
+        logs = self._read_stats(reduce=self._sharded(loader))
         self._stats, self._counts = saved
         for m, state in zip(self.metrics, states, strict=True):
             if state is not None:  # the training epoch's metric state, as it was
@@ -922,8 +1064,11 @@ class Trainer:
             y = inputs.check_targets(self.loss_fn, self._out_shape, y)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
-        logs = self._evaluate_loader(self._loader(x, y, batch_size, False, 0, sample_weight=sw), cbs,
-                                     steps)
+        # under torchrun each rank evaluates its rows and the sums are added up (with steps:
+        # every rank evaluates the same first batches)
+        loader = self._loader(x, y, batch_size, False, 0, sample_weight=sw,
+                              part="rows" if steps is None else None)
+        logs = self._evaluate_loader(loader, cbs, steps)
         if verbose:
             from brisk.engine.progress import format_logs
 
@@ -950,15 +1095,22 @@ class Trainer:
         fn = self.module
         outs = []
         cbs.on_predict_begin()
+        # under torchrun each rank predicts its rows, then every rank gets all of them in
+        # order (with steps: every rank predicts the same first batches)
+        loader = self._loader(x, None, batch_size, False, 0, part="rows" if steps is None else None)
         with self._inference():
-            batches = self._batches(self._loader(x, None, batch_size, False, 0))
+            batches = self._batches(loader)
             for i, (xb, _) in enumerate(itertools.islice(batches, steps)):
                 cbs.on_predict_batch_begin(i)
                 with self.precision.autocast():
                     outs.append(fn(xb).float())
                 cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
         cbs.on_predict_end()
-        return torch.cat(outs).cpu().numpy()
+        out = (torch.cat(outs) if outs else
+               torch.zeros((0, *self._out_shape), device=self.device))  # a rank with no rows
+        if getattr(loader, "_brisk_rows", False):
+            out = self.dist.gather_rows(out, len(x))
+        return out.cpu().numpy()
 
     def lr_find(self, x: Any, y: Any = None, **kwargs: Any):
         """Learning-rate range test (Smith 2015) on this trainer; the trainer is restored

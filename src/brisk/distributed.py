@@ -1,0 +1,215 @@
+"""Data-parallel training under torchrun: the environment, the process group, DDP and the
+rank-zero rules, in one small policy object (``Distributed``) that the engine asks.
+
+brisk builds no engine of its own: processes are started by ``torchrun`` (which sets
+``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``), gradients are
+averaged by ``torch.nn.parallel.DistributedDataParallel`` over ``torch.distributed``
+(nccl on CUDA, gloo on CPU). A script that calls ``fit`` runs data-parallel unchanged::
+
+    torchrun --nproc-per-node 2 train.py          # one machine, 2 processes
+    torchrun --nproc-per-node 2 -m brisk train --model mnist-mlp
+
+What ``fit``, ``evaluate`` and ``predict`` do under torchrun (``WORLD_SIZE`` > 1):
+
+- the model is wrapped in DDP (initial weights: rank 0's, broadcast by DDP); with
+  ``accumulate=k`` the first k-1 micro-batches run under ``no_sync``;
+- training data is sharded per rank from one shuffle seed (rank 0's): each epoch a new
+  permutation, rank r takes positions r, r + W, ... (``DeviceLoader.shard``; a
+  ``DistributedSampler`` for a torch ``Dataset``). When N is not divisible by W the
+  permutation wraps around (as ``DistributedSampler``), so every rank runs as many
+  batches and no collective waits forever;
+- evaluation and prediction split the rows into W contiguous parts with no padding: each
+  sample counts exactly once, loss and metric sums are all-reduced, ``predict`` gathers
+  every row, in order, on every rank;
+- the logged loss and metrics are the global values, the same on every rank, so
+  ``EarlyStopping`` and the other callbacks decide the same everywhere; a stop asked on
+  any rank stops every rank after the same batch or epoch;
+- only rank 0 prints progress and writes callback files (checkpoints, backups, CSV,
+  TensorBoard); ``fit`` ends with rank 0's BatchNorm buffers on every rank and a barrier.
+"""
+
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+import warnings
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+# How long a collective waits for the other ranks before raising (torch's default is 30
+# min for gloo and 10 for nccl). A rank that raises is ended by torchrun, which stops the
+# others within seconds; this bounds the wait of a rank stuck on a collective otherwise.
+TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("BRISK_DIST_TIMEOUT", 600)))
+
+
+def env_world_size() -> int:
+    """``WORLD_SIZE`` as torchrun sets it (1 outside torchrun). Raises ``ValueError`` for a
+    value that is not a positive int."""
+    raw = os.environ.get("WORLD_SIZE", "1")
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"WORLD_SIZE: expected a positive int (torchrun sets it), got {raw!r}")
+    return n
+
+
+def rank() -> int:
+    """This process's global rank: from the process group, else ``RANK``, else 0."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_rank_zero() -> bool:
+    """True in the process that prints and writes files (rank 0, or a single process)."""
+    return rank() == 0
+
+
+def barrier() -> None:
+    """Wait for every rank (under torchrun, once the process group is up); else nothing."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+def local_device(device: torch.device) -> torch.device:
+    """Under torchrun each process gets one GPU: ``cuda:LOCAL_RANK`` for a CUDA device
+    without an index; other devices are returned as they are."""
+    if device.type == "cuda" and device.index is None and env_world_size() > 1:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
+
+
+class _Forward(nn.Module):
+    """What DDP wraps: the model, called through the function the engine trains (its
+    ``forward`` or ``forward_logits``), so DDP sees the model's parameters."""
+
+    def __init__(self, module: nn.Module, fn):
+        super().__init__()
+        self.module = module
+        self._name = None if fn is module else fn.__name__
+
+    def forward(self, x):
+        if self._name is None:
+            return self.module(x)
+        return getattr(self.module, self._name)(x)
+
+
+class Distributed:
+    """The process group and the rules of one data-parallel run (see the module docstring).
+
+    Created by ``Distributed.from_env(device)``: None outside torchrun. It initialises the
+    default process group when nobody has (nccl for CUDA devices, gloo otherwise) and
+    destroys it at exit; a group the user initialised is used and left to them.
+    """
+
+    def __init__(self, device: torch.device):
+        if not dist.is_available():
+            raise ValueError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
+        self.device = device
+        if not dist.is_initialized():
+            backend = "nccl" if device.type == "cuda" else "gloo"
+            if device.type == "cuda":
+                torch.cuda.set_device(device)
+            dist.init_process_group(backend, timeout=TIMEOUT)
+            atexit.register(_destroy)
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        # collectives of host values go through tensors on the backend's device
+        backend = dist.get_backend()
+        self._comm = device if backend == "nccl" else torch.device("cpu")
+
+    @classmethod
+    def from_env(cls, device: torch.device) -> Distributed | None:
+        """The run's policy under torchrun (``WORLD_SIZE`` > 1, or a process group already
+        initialised with more than one rank), else None."""
+        if dist.is_available() and dist.is_initialized():
+            return cls(device) if dist.get_world_size() > 1 else None
+        return cls(device) if env_world_size() > 1 else None
+
+    @property
+    def is_zero(self) -> bool:
+        return self.rank == 0
+
+    # ------------------------------------------------------------------ model
+    def wrap(self, module: nn.Module, fn) -> nn.Module:
+        """``module`` called through ``fn``, wrapped in DDP (rank 0's weights and buffers
+        are broadcast now). Frozen parameters are left out by DDP itself."""
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DDP(_Forward(module, fn), device_ids=ids)
+
+    def broadcast_buffers(self, module: nn.Module) -> None:
+        """Rank 0's buffers (BatchNorm running statistics) everywhere: DDP syncs them at
+        each forward, so after the last step the ranks' buffers still differ."""
+        for b in module.buffers():
+            dist.broadcast(b.data, 0)
+
+    # ------------------------------------------------------------------ values
+    def agree(self, value: int) -> int:
+        """Rank 0's int (the shuffle seed), on every rank."""
+        t = torch.tensor([int(value)], dtype=torch.int64, device=self._comm)
+        dist.broadcast(t, 0)
+        return int(t.item())
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when it is True on any (a stop asked by one rank)."""
+        t = torch.tensor([1 if flag else 0], dtype=torch.int32, device=self._comm)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor:
+        """The sum over ranks of ``t`` (a new tensor on ``t``'s device)."""
+        out = t.detach().to(self._comm, copy=True)
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+        return out.to(t.device)
+
+    def barrier(self) -> None:
+        if self.device.type == "cuda":
+            dist.barrier(device_ids=[self.device.index])
+        else:
+            dist.barrier()
+
+    # ------------------------------------------------------------------ rows
+    def part(self, n: int) -> tuple[int, int]:
+        """This rank's contiguous rows [start, stop) of n (evaluation, prediction): the first
+        ranks get one more when W does not divide n; none is repeated."""
+        base, extra = divmod(n, self.world_size)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (1 if self.rank < extra else 0)
+
+    def gather_rows(self, t: torch.Tensor, n: int) -> torch.Tensor:
+        """Every rank's rows of ``t`` (its ``part`` of n), concatenated in rank order."""
+        base, extra = divmod(n, self.world_size)
+        counts = [base + (1 if r < extra else 0) for r in range(self.world_size)]
+        width = max(counts)
+        pad = torch.zeros((width, *t.shape[1:]), dtype=t.dtype, device=self._comm)
+        pad[: t.shape[0]] = t.to(self._comm)
+        bufs = [torch.empty_like(pad) for _ in range(self.world_size)]
+        dist.all_gather(bufs, pad)
+        return torch.cat([b[:c] for b, c in zip(bufs, counts, strict=True)]).to(t.device)
+
+    # ------------------------------------------------------------------ data
+    def check_loader(self, loader: Any, role: str) -> None:
+        """A user's DataLoader must shard itself (a ``DistributedSampler``) for training."""
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        if isinstance(loader, DataLoader) and not isinstance(loader.sampler, DistributedSampler):
+            raise ValueError(
+                f"x: under torchrun (WORLD_SIZE={self.world_size}) a DataLoader for {role} must "
+                "shard the data per rank, or every rank trains on all of it: build it with "
+                "sampler=torch.utils.data.DistributedSampler(dataset) (fit calls its "
+                "set_epoch), or pass the Dataset or the arrays and brisk shards them")
+
+
+def _destroy() -> None:
+    if dist.is_available() and dist.is_initialized():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            dist.destroy_process_group()

@@ -1,0 +1,186 @@
+"""fit/evaluate/predict under torchrun (2 processes, gloo, CPU) against one process computing
+the same thing: DDP == single process (DESIGN principle 10).
+
+The workers run tests/distributed/dist_worker.py; each launch is bounded by a timeout and
+its whole process group is killed on the way out, so a hang fails the test instead of CI.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import dist_worker as w  # noqa: E402
+
+SCENARIOS = ["equivalence", "accumulate", "evaluate", "uneven", "stops", "dataset"]
+LAUNCH_TIMEOUT = 240  # s: 2 processes importing torch and training six small runs
+
+
+def torchrun(*args: str, timeout: float = LAUNCH_TIMEOUT):
+    """``torchrun --standalone --nproc-per-node 2 ARGS``; returns (returncode, output,
+    seconds). The whole process group is killed on the way out."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+           "2", "--monitor-interval", "0.5", *args]
+    start = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                            text=True, start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        output = ""
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output += proc.communicate()[0] or ""
+            pytest.fail(f"torchrun did not finish within {timeout} s:\n{output[-3000:]}")
+        else:  # workers left behind by a crash
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    return proc.returncode, output, time.monotonic() - start
+
+
+def run_worker(out: str, *scenarios: str, timeout: float = LAUNCH_TIMEOUT):
+    return torchrun(os.path.join(HERE, "dist_worker.py"), out, *scenarios, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("ddp"))
+    rc, output, _ = run_worker(out, *SCENARIOS)
+    assert rc == 0, output[-5000:]
+    return {(s, r): torch.load(os.path.join(out, f"{s}-{r}.pt"), weights_only=False)
+            for s in SCENARIOS for r in (0, 1)}
+
+
+def single(model, **fit):
+    """The same run in this process (no torchrun: one process, the union batch)."""
+    seen = w.Seen(model)
+    t = w.trainer(model, seed=5)
+    hist = t.fit(*w.data(), verbose=0, callbacks=[seen], **fit)
+    return model.state_dict(), hist.history, seen.epochs
+
+
+def assert_same_state(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=atol, rtol=0, msg=k)
+
+
+def assert_same_history(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for k in a:
+        assert a[k] == pytest.approx(b[k], abs=1e-6), k
+
+
+def test_ddp_equals_one_process_on_the_union_batch(results):
+    """2 ranks x batch 8 == 1 process x batch 16 on the same order: the weights (from
+    rank 0's initial weights and shuffle seed, although each rank seeded differently), the
+    logged loss and accuracy (all-reduced), and each rank's samples (positions r, r+2, ...
+    of the one-process order)."""
+    state, history, seen = single(w.mlp(seed=0), batch_size=16, epochs=3)
+    for r in (0, 1):
+        got = results["equivalence", r]
+        assert_same_state(got["state"], state, atol=1e-6)
+        assert_same_history(got["history"], history)
+        assert [e[r::2] for e in seen] == got["seen"]
+    # every sample once per epoch across ranks, in a new order each epoch
+    both = [results["equivalence", 0]["seen"][e] + results["equivalence", 1]["seen"][e]
+            for e in range(3)]
+    x, _ = w.data()
+    for e in both:
+        assert sorted(e) == sorted(x[:, 0].tolist())
+    assert both[0] != both[1] and both[1] != both[2]
+
+
+def test_ddp_with_accumulation_equals_the_union_batch(results):
+    """accumulate=2 (the first micro-batch under no_sync) on 2 ranks x batch 4 == one step
+    on the 16 samples of both ranks' 2 micro-batches."""
+    state, history, _ = single(w.mlp(seed=0), batch_size=16, epochs=2)
+    for r in (0, 1):
+        got = results["accumulate", r]
+        assert_same_state(got["state"], state, atol=1e-6)
+        assert_same_history(got["history"], history)
+        # one all-reduce (one bucket: a small model) per optimizer step, not per micro-batch
+        assert got["steps"] == 8 and got["allreduces"] == 8
+
+
+def test_evaluate_and_predict_count_each_row_once(results):
+    """37 rows over 2 ranks (19 + 18, no padding): evaluate equals one process's; predict
+    returns all rows in order on every rank, also for 1 row (rank 1 has none)."""
+    t = w.trainer(w.mlp(seed=0), seed=5)
+    xe, ye = w.data(37, seed=1)
+    want = t.evaluate(xe, ye, batch_size=5, return_dict=True)
+    pred = torch.as_tensor(t.predict(xe, batch_size=4))
+    for r in (0, 1):
+        got = results["evaluate", r]
+        assert got["evaluate"].keys() == want.keys()
+        for k in want:
+            assert got["evaluate"][k] == pytest.approx(want[k], abs=1e-6), k
+        torch.testing.assert_close(got["predict"], pred, atol=1e-6, rtol=0)
+        torch.testing.assert_close(got["predict_one"], pred[:1], atol=1e-6, rtol=0)
+
+
+def test_uneven_data_finishes_with_the_same_model_and_one_writer(results):
+    """37 training rows (shards padded to 19 each), validation on 11 rows, BatchNorm: both
+    ranks end with the same weights and running statistics, log the same values, and the
+    CSV log holds one header and one row per epoch (rank 0 wrote it)."""
+    a, b = results["uneven", 0], results["uneven", 1]
+    assert_same_state(a["state"], b["state"], atol=0)
+    assert a["history"] == b["history"] and len(a["history"]["val_loss"]) == 3
+    lines = a["csv"].splitlines()
+    assert lines[0].startswith("epoch,") and [ln.split(",")[0] for ln in lines[1:]] == ["0", "1", "2"]
+    assert a["csv"] == b["csv"]
+    assert "best.safetensors" in a["files"] and "history.csv" in b["files"]
+    assert not any(f.startswith(".") or f.endswith(".tmp") for f in a["files"])
+
+
+def test_a_stop_on_one_rank_stops_every_rank_at_the_same_point(results):
+    for r in (0, 1):
+        assert results["stops", r]["epochs"] == 2  # rank 1 asked at the end of epoch 2
+        assert results["stops", r]["steps"] == 2  # rank 0 asked after batch 2 of epoch 1
+
+
+def test_a_dataset_gets_a_distributed_sampler_and_a_plain_dataloader_is_refused(results):
+    x, _ = w.data()
+    seen = [results["dataset", 0]["seen"][e] + results["dataset", 1]["seen"][e] for e in (0, 1)]
+    for e in seen:
+        assert sorted(e) == sorted(x[:, 0].tolist())
+    assert seen[0] != seen[1]  # set_epoch: a new order per epoch
+    assert_same_state(results["dataset", 0]["state"], results["dataset", 1]["state"], atol=0)
+    for r in (0, 1):
+        err = results["dataset", r]["error"]
+        assert err is not None and err.startswith("x: under torchrun (WORLD_SIZE=2) a DataLoader")
+        assert "DistributedSampler" in err
+
+
+def test_a_rank_that_raises_ends_the_job_with_its_error(tmp_path):
+    rc, output, seconds = run_worker(str(tmp_path), "raises", timeout=120)
+    assert rc != 0
+    assert "rank 1 fails on purpose" in output
+    assert seconds < 120
+
+
+def test_brisk_train_runs_under_torchrun_and_rank_0_writes(tmp_path):
+    """``torchrun -m brisk train --out`` as is: one report, the run's files once, the
+    backup folder gone after a normal end."""
+    out = tmp_path / "run"
+    rc, output, _ = torchrun("-m", "brisk", "train", "--epochs", "2", "--out", str(out))
+    assert rc == 0, output[-3000:]
+    assert output.count("test accuracy:") == 1 and output.count("wrote ") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.safetensors",
+                                                     "result.json"]
+    rows = (out / "history.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2"]
