@@ -138,7 +138,30 @@ def _check_backup_epochs(backup: str, epochs: int) -> None:
                          f"epochs; pass --epochs > {at} to go on, or --no-resume to start over")
 
 
+def _torchrun(argv: list[str], nproc: int) -> int:
+    """``brisk train --nproc-per-node N ...``: the same command under torchrun, on this
+    machine (``--standalone``: a local rendezvous on a free port); returns its exit code."""
+    import subprocess
+
+    if distributed.env_world_size() > 1:
+        raise ValueError("--nproc-per-node: already running under torchrun "
+                         f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); drop the option")
+    rest, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc-per-node":
+            skip = True
+        elif not a.startswith("--nproc-per-node="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+           "--nproc-per-node", str(nproc), "-m", "brisk", *rest]
+    return subprocess.run(cmd).returncode
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.nproc_per_node is not None:
+        return _torchrun(args.argv, args.nproc_per_node)
     _check_out_dir(args.out)
     if args.recipe is not None:
         from brisk.recipes.cli import run_recipe_from_args
@@ -238,6 +261,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="report test-set loss and accuracy after every epoch")
     t.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
                    help="0 silent, 1 progress bar, 2 one line per epoch (default 2)")
+    t.add_argument("--nproc-per-node", type=_positive_int, default=None,
+                   help="train data-parallel in N processes on this machine: starts "
+                   "'torchrun --standalone --nproc-per-node N -m brisk train ...' (several "
+                   "machines: run torchrun yourself, see the README)")
     t.set_defaults(func=cmd_train)
 
     f = sub.add_parser(
@@ -315,7 +342,9 @@ def _data_model_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -27,11 +27,14 @@ LAUNCH_TIMEOUT = 240  # s: 2 processes importing torch and training six small ru
 def torchrun(*args: str, timeout: float = LAUNCH_TIMEOUT):
     """``torchrun --standalone --nproc-per-node 2 ARGS``; returns (returncode, output,
     seconds). The whole process group is killed on the way out."""
+    return launch([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                   "--nproc-per-node", "2", "--monitor-interval", "0.5", *args], timeout)
+
+
+def launch(cmd: list[str], timeout: float):
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
-           "2", "--monitor-interval", "0.5", *args]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                             text=True, start_new_session=True)
@@ -174,13 +177,29 @@ def test_a_rank_that_raises_ends_the_job_with_its_error(tmp_path):
 
 
 def test_brisk_train_runs_under_torchrun_and_rank_0_writes(tmp_path):
-    """``torchrun -m brisk train --out`` as is: one report, the run's files once, the
-    backup folder gone after a normal end."""
+    """``brisk train --nproc-per-node 2 --out`` starts ``torchrun ... -m brisk train --out``:
+    one report, the run's files once, the backup folder gone after a normal end."""
     out = tmp_path / "run"
-    rc, output, _ = torchrun("-m", "brisk", "train", "--epochs", "2", "--out", str(out))
+    rc, output, _ = launch([sys.executable, "-m", "brisk", "train", "--nproc-per-node", "2",
+                            "--epochs", "2", "--out", str(out)], LAUNCH_TIMEOUT)
     assert rc == 0, output[-3000:]
     assert output.count("test accuracy:") == 1 and output.count("wrote ") == 1
     assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.safetensors",
                                                      "result.json"]
     rows = (out / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2"]
+
+
+def test_nproc_per_node_starts_torchrun_with_the_rest_of_the_command(monkeypatch):
+    from brisk import cli
+
+    ran = []
+    monkeypatch.setattr("subprocess.run", lambda cmd: ran.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 3))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert cli.main(["train", "--epochs", "1", "--nproc-per-node", "4", "--out", "o"]) == 3
+    assert ran == [[sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    "--nproc-per-node", "4", "-m", "brisk", "train", "--epochs", "1",
+                    "--out", "o"]]
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert cli.main(["train", "--nproc-per-node=2"]) == 2  # under torchrun already: refused
