@@ -156,7 +156,10 @@ def _torchrun(argv: list[str], nproc: int) -> int:
             rest.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            "--nproc-per-node", str(nproc), "-m", "brisk", *rest]
-    return subprocess.run(cmd).returncode
+    # restarted workers must not share torchrun's TCP store (torch issue 135712: they may
+    # read the addresses of the group they replace)
+    env = dict(os.environ, TORCH_DISABLE_SHARE_RDZV_TCP_STORE="1")
+    return subprocess.run(cmd, env=env).returncode
 
 
 def cmd_train(args: argparse.Namespace) -> int:
