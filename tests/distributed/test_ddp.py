@@ -252,3 +252,39 @@ def test_elastic_restart_after_sigkill_resumes_from_the_backup_exactly(tmp_path)
         assert torch.equal(ref[k], got[k]), k
     rows = (out / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(e) for e in range(1, 21)]
+
+
+def test_two_torchrun_launches_with_nnodes_2_behave_as_two_machines(tmp_path):
+    """``--nnodes 2`` with a c10d rendezvous on 127.0.0.1: two torchrun agents, one process
+    each (node ranks 0 and 1), train as the 2-process launch does (equivalence scenario)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node),
+         "--nproc-per-node", "1", "--rdzv-backend", "c10d", "--rdzv-id", "brisk-test",
+         "--rdzv-endpoint", f"127.0.0.1:{port}", "--monitor-interval", "0.5",
+         os.path.join(HERE, "dist_worker.py"), str(tmp_path), "equivalence"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, text=True,
+        start_new_session=True) for node in (0, 1)]
+    outputs = []
+    try:
+        for p in procs:
+            outputs.append(p.communicate(timeout=LAUNCH_TIMEOUT)[0])
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.communicate()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
+    state, history, seen = single(w.mlp(seed=0), batch_size=16, epochs=3)
+    for r in (0, 1):
+        got = torch.load(tmp_path / f"equivalence-{r}.pt", weights_only=False)
+        assert_same_state(got["state"], state, atol=1e-6)
+        assert_same_history(got["history"], history)
+        assert [e[r::2] for e in seen] == got["seen"]
