@@ -246,10 +246,10 @@ class EarlyStopping(Callback):
         return current < reference - self.min_delta
 
     def on_train_end(self, logs=None):
-        if self.stopped_epoch > 0 and self.verbose > 0:
+        if self.stopped_epoch > 0 and self.verbose > 0 and is_rank_zero():
             print(f"Epoch {self.stopped_epoch + 1}: early stopping")
         if self.restore_best_weights and self._best_state is not None:
-            if self.verbose > 0:
+            if self.verbose > 0 and is_rank_zero():
                 print("Restoring model weights from the end of the best epoch: "
                       f"{self.best_epoch + 1}.")
             self.model.load_state_dict(self._best_state)
@@ -588,7 +588,7 @@ class ReduceLROnPlateau(Callback):
         elif self.cooldown_counter <= 0:
             self.wait += 1
             if self.wait >= self.patience:
-                if self._reduce() and self.verbose:
+                if self._reduce() and self.verbose and is_rank_zero():
                     lr = self.trainer.optimizer.param_groups[0]["initial_lr"]
                     print(
                         f"\nEpoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {lr:.4g}."
@@ -930,7 +930,7 @@ class LearningRateScheduler(Callback):
             raise ValueError(f"schedule: the learning rate must be a finite number, got {new!r}")
         for g in groups:
             g["lr"] = g["initial_lr"] = float(new)
-        if self.verbose:
+        if self.verbose and is_rank_zero():
             print(f"\nEpoch {epoch + 1}: LearningRateScheduler setting learning rate to {new}.")
 
     def on_epoch_end(self, epoch, logs=None):
@@ -954,7 +954,8 @@ class TerminateOnNaN(Callback):
                     f"NaN or Inf loss encountered at batch {batch}. Loss value: {loss}. "
                     "Terminating training immediately."
                 )
-            print(f"Batch {batch}: Invalid loss, terminating training")
+            if is_rank_zero():
+                print(f"Batch {batch}: Invalid loss, terminating training")
             self.trainer.stop_training = True
 
 

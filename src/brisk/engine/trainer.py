@@ -117,7 +117,8 @@ def _may_stop_mid_epoch(cb: Callback) -> bool:
     mid-epoch); brisk's writers and progress bar never stop training."""
     if getattr(cb, "_never_stops", False):
         return False
-    return any(getattr(type(cb), h) is not getattr(Callback, h) for h in (
+    # a hook of its class, or set on the instance (LambdaCallback's)
+    return any(getattr(type(cb), h) is not getattr(Callback, h) or h in vars(cb) for h in (
         "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"))
 
 
@@ -726,8 +727,11 @@ class Trainer:
         if self.dist is not None:
             seed = self.dist.agree(seed)  # rank 0's: one permutation, sharded over ranks
         augment = self._augment_transform(augment)
+        # compiled: full batches only (static shapes), when a (rank's) pass has one
+        rows = 0 if not torch.is_tensor(x) else (
+            len(x) if self.dist is None else math.ceil(len(x) / self.dist.world_size))
         loader = self._loader(x, y, batch_size, shuffle, seed, augment,
-                              drop_last=bool(self.compile) and torch.is_tensor(x) and len(x) >= batch_size,
+                              drop_last=bool(self.compile) and rows >= batch_size,
                               sample_weight=sw, part="train")
         # Array inputs get augment inside their DeviceLoader; a user's Dataset, DataLoader or
         # DeviceLoader gets it here, per batch on the device, from a seeded generator.
@@ -780,6 +784,9 @@ class Trainer:
                               "pass": self._position["epoch"], "drawn": 0}
             if isinstance(loader, DeviceLoader) and torch.is_tensor(x):
                 loader.seed = seed  # fit's own loader: the backup's order and augmentation
+            elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler) \
+                    and isinstance(x, torch.utils.data.Dataset):
+                loader.sampler.seed = seed  # the sampler fit made for a Dataset (torchrun)
         self._apply_callback_states()
         self._position.update(seed=seed, batches=n_batches)
         # under torchrun a stop asked mid-epoch (by a callback's batch hook) must reach every
@@ -1069,7 +1076,7 @@ class Trainer:
         loader = self._loader(x, y, batch_size, False, 0, sample_weight=sw,
                               part="rows" if steps is None else None)
         logs = self._evaluate_loader(loader, cbs, steps)
-        if verbose:
+        if verbose and (self.dist is None or self.dist.is_zero):
             from brisk.engine.progress import format_logs
 
             print(format_logs(logs))
