@@ -7,6 +7,7 @@ its whole process group is killed on the way out, so a hang fails the test inste
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,21 @@ def torchrun(*args: str, timeout: float = LAUNCH_TIMEOUT):
                    "--nproc-per-node", "2", "--monitor-interval", "0.5", *args], timeout)
 
 
+def kill_tree(pid: int) -> None:
+    """SIGKILL a launcher and everything under it: torchrun starts each worker as a session
+    leader, so killing the launcher's process group would leave the workers running."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(p)], capture_output=True,
+                             text=True).stdout
+        todo.extend(int(c) for c in out.split())
+    for p in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGKILL)
+
+
 def launch(cmd: list[str], timeout: float):
     env = {k: v for k, v in os.environ.items()
            if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
@@ -44,14 +60,9 @@ def launch(cmd: list[str], timeout: float):
         output = ""
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             output += proc.communicate()[0] or ""
             pytest.fail(f"torchrun did not finish within {timeout} s:\n{output[-3000:]}")
-        else:  # workers left behind by a crash
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     return proc.returncode, output, time.monotonic() - start
 
 
@@ -242,7 +253,7 @@ def test_elastic_restart_after_sigkill_resumes_from_the_backup_exactly(tmp_path)
         output, _ = proc.communicate(timeout=LAUNCH_TIMEOUT)
     finally:
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+            kill_tree(proc.pid)
             proc.communicate()
     assert proc.returncode == 0, output[-3000:]
     assert "resuming from the backup" in output
@@ -279,7 +290,7 @@ def test_two_torchrun_launches_with_nnodes_2_behave_as_two_machines(tmp_path):
     finally:
         for p in procs:
             if p.poll() is None:
-                os.killpg(p.pid, signal.SIGKILL)
+                kill_tree(p.pid)
                 p.communicate()
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-2000:] for o in outputs)
     state, history, seen = single(w.mlp(seed=0), batch_size=16, epochs=3)
