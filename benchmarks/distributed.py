@@ -46,6 +46,8 @@ def worker(args) -> None:
     torch.set_num_threads(1)
     (x, y), _ = brisk.datasets.load_mnist(args.data_dir, download=False)
     x, y = torch.as_tensor(x[: args.samples]), torch.as_tensor(y[: args.samples])
+    if args.model == "cnn":
+        x = x[..., None]  # NHWC, as the CLI feeds its convnet
     torch.manual_seed(0)
     model = build_model(args.model, (28, 28), 10)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
