@@ -85,6 +85,27 @@ def local_device(device: torch.device) -> torch.device:
     return device
 
 
+def sync_batchnorm(module: nn.Module, device: torch.device) -> None:
+    """Turn ``module``'s BatchNorm layers into ``torch.nn.SyncBatchNorm`` in place (the same
+    parameter and buffer tensors, so the optimizer and the state_dict keys stay).
+
+    Raises ``ValueError`` off CUDA: torch's SyncBatchNorm runs on CUDA only; under gloo
+    each rank normalises with its own batch's statistics instead."""
+    from torch.nn.modules.batchnorm import _BatchNorm
+
+    if device.type != "cuda":
+        raise ValueError(
+            f"sync_batchnorm: torch's SyncBatchNorm runs on CUDA only, and this run is on "
+            f"{device.type} (gloo): drop sync_batchnorm=True (each rank then normalises with "
+            "its own batch's statistics, and fit ends with rank 0's running statistics), or "
+            "train on GPUs")
+    for name, child in list(module.named_children()):
+        if isinstance(child, _BatchNorm) and not isinstance(child, nn.SyncBatchNorm):
+            setattr(module, name, nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        else:
+            sync_batchnorm(child, device)
+
+
 class _Forward(nn.Module):
     """What DDP wraps: the model, called through the function the engine trains (its
     ``forward`` or ``forward_logits``), so DDP sees the model's parameters."""

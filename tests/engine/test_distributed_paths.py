@@ -1148,3 +1148,48 @@ def test_a_restored_dataset_run_reshuffles_with_the_backups_seed(tmp_path):
     run(100, 1, tmp_path / "b")  # the run killed after epoch 1
     resumed = run(200, 2, tmp_path / "b")  # restarted: Trainer(seed=None) drew 200
     assert resumed == [ref[1]]
+
+
+# ------------------------------------------------------------------ sync_batchnorm
+def test_sync_batchnorm_is_refused_on_cpu_under_torchrun_before_training():
+    x, y = data(16)
+    t = make(mlp(batchnorm=True), FakeDist(agreed=1, peers=[[0.0] * 4] * 4), lr=0.1,
+             sync_batchnorm=True)
+    with pytest.raises(ValueError) as e:
+        t.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert str(e.value) == (
+        "sync_batchnorm: torch's SyncBatchNorm runs on CUDA only, and this run is on cpu "
+        "(gloo): drop sync_batchnorm=True (each rank then normalises with its own batch's "
+        "statistics, and fit ends with rank 0's running statistics), or train on GPUs")
+    assert t.global_step == 0
+    with pytest.raises(TypeError) as e:
+        make(mlp(), sync_batchnorm=1)
+    assert str(e.value) == "sync_batchnorm: expected True or False, got 1"
+
+
+def test_sync_batchnorm_has_no_effect_in_one_process():
+    x, y = data(16)
+    a, b = mlp(batchnorm=True), mlp(batchnorm=True)
+    make(a, lr=0.1, sync_batchnorm=True, seed=3).fit(x, y, batch_size=4, epochs=2, verbose=0)
+    make(b, lr=0.1, seed=3).fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(),
+                                                  b.state_dict().values(), strict=True))
+    assert isinstance(a[1], nn.BatchNorm1d) and not isinstance(a[1], nn.SyncBatchNorm)
+
+
+def test_sync_batchnorm_conversion_keeps_the_tensors_and_the_keys():
+    """The conversion (the CUDA path; converting needs no GPU) swaps BatchNorm modules for
+    SyncBatchNorm ones holding the same parameter and buffer tensors, nested ones included
+    (brisk's BatchNormalization layer holds a torch BatchNorm)."""
+    from brisk.layers import BatchNormalization, Dense
+
+    torch_net = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.BatchNorm1d(4), nn.ReLU()))
+    keras_net = brisk.Sequential([Dense(4, input_shape=(3,)), BatchNormalization()])
+    for net in (torch_net, keras_net):
+        before = dict(net.state_dict(keep_vars=True))
+        distributed.sync_batchnorm(net, torch.device("cuda"))
+        after = dict(net.state_dict(keep_vars=True))
+        assert after.keys() == before.keys()
+        assert all(after[k] is before[k] for k in before)
+        kinds = [type(m) for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        assert kinds == [nn.SyncBatchNorm]

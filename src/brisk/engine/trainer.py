@@ -182,6 +182,10 @@ class Trainer:
             k-times larger batch (the loss is normalised over all k batches together).
         clip_norm / clip_value: gradient clipping by global L2 norm / by value.
         seed: seeds model initialisation, shuffling and augmentation.
+        sync_batchnorm: under torchrun on CUDA, BatchNorm layers normalise with the
+            statistics of the global batch (``torch.nn.SyncBatchNorm``); CPU (gloo) is
+            refused when fit starts, as torch's SyncBatchNorm runs on CUDA only. One process:
+            nothing to synchronise, no effect.
     """
 
     def __init__(
@@ -200,6 +204,7 @@ class Trainer:
         clip_norm: float | None = None,
         clip_value: float | None = None,
         seed: int | None = None,
+        sync_batchnorm: bool = False,
     ):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
@@ -242,6 +247,9 @@ class Trainer:
         self.clip_norm = None if clip_norm is None else float(clip_norm)
         self.clip_value = None if clip_value is None else float(clip_value)
         self.seed = seed
+        if not isinstance(sync_batchnorm, bool):
+            raise TypeError(f"sync_batchnorm: expected True or False, got {sync_batchnorm!r}")
+        self.sync_batchnorm = sync_batchnorm
         if seed is not None:
             set_random_seed(seed)  # torch, numpy and random, as keras.utils.set_random_seed
         # Optimizer: resolved now (bad names fail early), built when parameters exist.
@@ -394,6 +402,8 @@ class Trainer:
             self._ddp = None
             return
         key = (self._params_key, self._fwd_raw)
+        if self.sync_batchnorm:
+            distributed.sync_batchnorm(self.module, self.device)
         if self._ddp is None or self._ddp_key != key:
             self._ddp, self._ddp_key = self.dist.wrap(self.module, self._fwd_raw), key
         self._fwd = self._ddp
