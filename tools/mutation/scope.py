@@ -23,7 +23,8 @@ SCOPE: dict[str, tuple[str, ...]] = {
     # _continuation, save/load_checkpoint): without them 400 of its mutants survived
     "brisk.engine.trainer": ENGINE + (E + "test_resume.py", E + "test_checkpoint_exact.py",
                                       E + "test_file_integrity.py",
-                                      E + "test_distributed_paths.py"),
+                                      E + "test_distributed_paths.py",
+                                      E + "test_trainer_state_exact.py"),
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
     "brisk.engine.inputs": ENGINE,
     "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",
