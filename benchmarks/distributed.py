@@ -7,7 +7,10 @@ doubles with W). Each process times its second and third epochs (the first warms
 rank 0 reports the global samples/s; then the time of one all-reduce of the model's
 gradients (a flat tensor of its parameter count, the median of 50).
 
-Scaling efficiency = samples/s(W=2) / (2 x samples/s(W=1)). Prints the CPU (lscpu).
+Scaling efficiency = samples/s(W=2) / (2 x samples/s(W=1)). With ``--strategies ddp,fsdp``
+the W = 2 runs are repeated with ``strategy="fsdp"`` (FSDP2: weights, gradients and Adam's
+state sharded, an all-gather per layer per forward and backward, a reduce-scatter of the
+gradients): what sharding costs where the model would fit anyway. Prints the CPU (lscpu).
 
     python benchmarks/distributed.py --data-dir ../shared/data --samples 12000
 """
@@ -51,7 +54,7 @@ def worker(args) -> None:
     torch.manual_seed(0)
     model = build_model(args.model, (28, 28), 10)
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], device="cpu", seed=0)
+                  metrics=["accuracy"], device="cpu", seed=0, strategy=args.strategy)
 
     class Clock(Callback):
         def __init__(self):
@@ -71,7 +74,7 @@ def worker(args) -> None:
     sps = per_rank * world * 2 / seconds
     allreduce = None
     if world > 1:
-        n = sum(p.numel() for p in model.parameters())
+        n = sum(p.numel() for p in model.parameters())  # DTensor shards count their full size
         buf = torch.zeros(n)
         for _ in range(5):
             dist.all_reduce(buf)
@@ -89,14 +92,14 @@ def worker(args) -> None:
                        "steps_per_epoch": -(-per_rank // args.batch_size)}, f)
 
 
-def launch(model: str, world: int, args) -> dict:
+def launch(model: str, world: int, args, strategy: str = "ddp") -> dict:
     with tempfile.TemporaryDirectory() as d:
         report = os.path.join(d, "report.json")
         env = dict(os.environ, OMP_NUM_THREADS="1")
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                "--nproc-per-node", str(world), HERE, "--worker", "--model", model,
                "--report", report, "--data-dir", args.data_dir, "--samples", str(args.samples),
-               "--batch-size", str(args.batch_size)]
+               "--batch-size", str(args.batch_size), "--strategy", strategy]
         subprocess.run(cmd, check=True, env=env, timeout=1800)
         with open(report) as f:
             return json.load(f)
@@ -108,6 +111,8 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=12000)
     p.add_argument("--batch-size", type=int, default=64, help="per process")
     p.add_argument("--models", default="mlp,cnn")
+    p.add_argument("--strategies", default="ddp", help="at W = 2: ddp, fsdp or ddp,fsdp")
+    p.add_argument("--strategy", default="ddp", help=argparse.SUPPRESS)
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
     p.add_argument("--report", help=argparse.SUPPRESS)
@@ -116,18 +121,19 @@ def main() -> None:
         return worker(args)
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs); MNIST {args.samples} images, "
           f"batch {args.batch_size} per process, 1 thread per process")
-    print("| model | params | processes | samples/s | efficiency | all-reduce ms | "
+    print("| model | params | processes | strategy | samples/s | efficiency | all-reduce ms | "
           "all-reduce share of a step |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
     for model in args.models.split(","):
         one = launch(model, 1, args)
-        two = launch(model, 2, args)
-        eff = two["samples_per_second"] / (2 * one["samples_per_second"])
-        step = 2 * args.batch_size / two["samples_per_second"]  # s per step at W = 2
-        print(f"| {model} | {one['params']} | 1 | {one['samples_per_second']:.0f} | | | |")
-        print(f"| {model} | {two['params']} | 2 | {two['samples_per_second']:.0f} | "
-              f"{eff:.2f} | {two['allreduce_seconds'] * 1e3:.3f} | "
-              f"{two['allreduce_seconds'] / step:.1%} |")
+        print(f"| {model} | {one['params']} | 1 | - | {one['samples_per_second']:.0f} | | | |")
+        for strategy in args.strategies.split(","):
+            two = launch(model, 2, args, strategy)
+            eff = two["samples_per_second"] / (2 * one["samples_per_second"])
+            step = 2 * args.batch_size / two["samples_per_second"]  # s per step at W = 2
+            print(f"| {model} | {two['params']} | 2 | {strategy} | "
+                  f"{two['samples_per_second']:.0f} | {eff:.2f} | "
+                  f"{two['allreduce_seconds'] * 1e3:.3f} | {two['allreduce_seconds'] / step:.1%} |")
 
 
 if __name__ == "__main__":

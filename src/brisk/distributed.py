@@ -26,6 +26,11 @@ What ``fit``, ``evaluate`` and ``predict`` do under torchrun (``WORLD_SIZE`` > 1
   any rank stops every rank after the same batch or epoch;
 - only rank 0 prints progress and writes callback files (checkpoints, backups, CSV,
   TensorBoard); ``fit`` ends with rank 0's BatchNorm buffers on every rank and a barrier.
+
+``Trainer(strategy="fsdp")`` shards the weights, gradients and optimizer state over the
+ranks instead (FSDP2, ``torch.distributed.fsdp.fully_shard``; Zhao et al. 2023, "PyTorch
+FSDP"): see ``Distributed.shard``. ``strategy="auto"`` picks FSDP when the training state
+would not fit comfortably in one process's memory (``choose_strategy``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,93 @@ from torch import nn
 # min for gloo and 10 for nccl). A rank that raises is ended by torchrun, which stops the
 # others within seconds; this bounds the wait of a rank stuck on a collective otherwise.
 TIMEOUT = datetime.timedelta(seconds=float(os.environ.get("BRISK_DIST_TIMEOUT", 600)))
+
+STRATEGIES = ("ddp", "fsdp", "auto")
+
+
+def check_strategy(strategy: Any) -> str:
+    """``strategy`` validated: 'ddp', 'fsdp' or 'auto' (``ValueError`` otherwise)."""
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f"strategy: expected one of {', '.join(map(repr, STRATEGIES))}, "
+                         f"got {strategy!r}")
+    return strategy
+
+
+def process_memory(device: torch.device) -> int:
+    """Bytes of memory one process may use on ``device``: the GPU's total memory on CUDA;
+    on other devices the machine's physical memory divided by the processes on this
+    machine (``LOCAL_WORLD_SIZE``, set by torchrun)."""
+    if device.type == "cuda":
+        return int(torch.cuda.get_device_properties(device).total_memory)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")) or 1)
+    return int(total // max(local, 1))
+
+
+def choose_strategy(module: nn.Module, device: torch.device, world_size: int,
+                    memory: int | None = None) -> tuple[str, str]:
+    """``strategy='auto'``: ('fsdp' or 'ddp', why). The training state of DDP is a full
+    copy per process of the weights, their gradients and two optimizer slots per weight
+    (Adam's moments): 4 x 4 bytes per float32 weight (16 x the weights' bytes / 4 for
+    smaller dtypes, 4 copies). FSDP is chosen when that exceeds half of one process's
+    memory (``process_memory``; the other half is left to activations and the data), since
+    FSDP keeps 1/world_size of it per process and pays an all-gather per block per
+    forward and backward for it."""
+    weights = sum(p.numel() * p.element_size() for p in module.parameters())
+    state = 4 * weights
+    memory = process_memory(device) if memory is None else int(memory)
+    copy = f"a full copy of the training state (weights, gradients, 2 optimizer slots: " \
+           f"{_size(state)})"
+    if state > memory / 2:
+        return "fsdp", (f"strategy='auto' chose 'fsdp': {copy} exceeds half of the "
+                        f"{_size(memory)} one process has on {device.type}; sharded over "
+                        f"{world_size} processes it is {_size(state / world_size)} each")
+    return "ddp", (f"strategy='auto' chose 'ddp': {copy} fits in half of the {_size(memory)} "
+                   f"one process has on {device.type}, and DDP needs no all-gather of the "
+                   "weights")
+
+
+def _size(n: float) -> str:
+    """Bytes in the largest binary unit that keeps the number >= 1: '15.6 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def fsdp_blocks(module: nn.Module) -> list[nn.Module]:
+    """The blocks FSDP shards one by one (each all-gathered just before its forward and
+    freed after): the direct children that own parameters, looking through plain
+    containers (``nn.ModuleList``, ``nn.Sequential``), so a ``brisk.Sequential``'s layers
+    and a transformer's ``layers`` list are each a block. Parameters outside every block
+    belong to the root."""
+    out = []
+    for child in module.children():
+        if type(child) in (nn.ModuleList, nn.Sequential):
+            out.extend(fsdp_blocks(child))
+        elif any(True for _ in child.parameters()):
+            out.append(child)
+    return out
+
+
+def is_sharded(module: nn.Module) -> bool:
+    """True when ``module``'s parameters are FSDP shards (``DTensor``)."""
+    from torch.distributed.tensor import DTensor
+
+    return any(isinstance(p, DTensor) for p in module.parameters())
+
+
+def full_state_dict(module: nn.Module) -> dict[str, torch.Tensor] | None:
+    """For a sharded module (FSDP): its full state dict, gathered on rank 0 as CPU tensors
+    (an empty dict on the other ranks; every rank must call it, it is a collective). None
+    for a module that is not sharded."""
+    if not is_sharded(module):
+        return None
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    return get_model_state_dict(
+        module, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
 def env_world_size() -> int:
@@ -115,8 +207,10 @@ class _Forward(nn.Module):
         self.module = module
         self._name = None if fn is module else fn.__name__
 
-    def forward(self, x):
-        if self._name is None:
+    def forward(self, x, full: bool = False):
+        """``fn(x)``; with ``full``, the model's own ``forward`` (``predict`` under FSDP,
+        where every call must go through the sharded root)."""
+        if self._name is None or full:
             return self.module(x)
         return getattr(self.module, self._name)(x)
 
@@ -165,6 +259,45 @@ class Distributed:
 
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DDP(_Forward(module, fn), device_ids=ids)
+
+    def shard(self, module: nn.Module, fn, precision: str) -> nn.Module:
+        """FSDP2: ``fully_shard`` on each block of ``module`` (``fsdp_blocks``), then on the
+        root, a ``_Forward`` calling ``fn``; returns the root. ``module``'s parameters
+        become ``DTensor`` shards, in place: build the optimizer after this. The weights
+        are rank 0's (broadcast first, as DDP does). ``precision`` 'bf16-mixed' gives the
+        mixed-precision policy bf16 compute with float32 gradient reduction (FSDP's
+        ``MixedPrecisionPolicy``); 'fp32' and 'bf16' shard the weights as they are.
+        Raises ``ValueError`` for 'fp16-mixed' (loss scaling over sharded gradients is not
+        supported here: use 'bf16-mixed')."""
+        from torch.distributed.fsdp import (
+            MixedPrecisionPolicy,
+            fully_shard,
+            register_fsdp_forward_method,
+        )
+
+        if precision == "fp16-mixed":
+            raise ValueError("precision: 'fp16-mixed' with strategy='fsdp' is not supported "
+                             "(its loss scaling is not written for sharded gradients); use "
+                             "'bf16-mixed' or 'fp32'")
+        for t in [*module.parameters(), *module.buffers()]:
+            dist.broadcast(t.data, 0)  # rank 0's initial weights everywhere
+        policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+                  if precision == "bf16-mixed" else MixedPrecisionPolicy())
+        for block in fsdp_blocks(module):
+            fully_shard(block, mp_policy=policy)
+            if callable(getattr(block, "forward_logits", None)):
+                # a Keras-front model calls its last layer's forward_logits (the loss takes
+                # logits): it must all-gather that block's weights as forward does
+                register_fsdp_forward_method(block, "forward_logits")
+        root = _Forward(module, fn)
+        fully_shard(root, mp_policy=policy)
+        return root
+
+    def max(self, value: int) -> int:
+        """The largest of the ranks' ints."""
+        t = torch.tensor([int(value)], dtype=torch.int64, device=self._comm)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return int(t.item())
 
     def broadcast_buffers(self, module: nn.Module) -> None:
         """Rank 0's buffers (BatchNorm running statistics) everywhere: DDP syncs them at

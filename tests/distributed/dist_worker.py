@@ -154,6 +154,51 @@ def run(scenario: str, rank: int, out: str) -> dict:
                                          callbacks=[brisk.callbacks.LambdaCallback(
                                              on_epoch_end=fail)])
         return {}
+    if scenario == "fsdp":  # FSDP2: training, uneven validation, evaluate, predict, files
+        model = mlp(seed=rank)
+        t = trainer(model, seed=5 + rank, strategy="fsdp")
+        xe, ye = data(37, seed=1)
+        hist = t.fit(x, y, batch_size=8, epochs=3, verbose=0, validation_data=(xe, ye))
+        result = {"history": hist.history, "state": brisk.distributed.full_state_dict(model),
+                  "sharded": brisk.distributed.is_sharded(model),
+                  "evaluate": t.evaluate(xe, ye, batch_size=5, return_dict=True),
+                  "predict": torch.as_tensor(t.predict(xe, batch_size=4))}
+        t.save(os.path.join(out, "full.safetensors"))  # every rank calls, rank 0 writes
+        t.save_checkpoint(os.path.join(out, "ckpt"))
+        t.fit(x, y, batch_size=8, epochs=4, initial_epoch=3, verbose=0)
+        result["continued"] = brisk.distributed.full_state_dict(model)
+        # a fresh trainer resumes from the sharded folder (loaded before its model is sharded)
+        model2 = mlp(seed=7)
+        t2 = trainer(model2, seed=9, strategy="fsdp")
+        t2.load_checkpoint(os.path.join(out, "ckpt"))
+        t2.fit(x, y, batch_size=8, epochs=4, initial_epoch=3, verbose=0)
+        result["resumed"] = brisk.distributed.full_state_dict(model2)
+        result["files"] = sorted(os.listdir(out))
+        result["ckpt_files"] = sorted(os.listdir(os.path.join(out, "ckpt")))
+        return result
+    if scenario == "fsdp_accumulate":
+        model = mlp(seed=rank)
+        t = trainer(model, seed=5 + rank, strategy="fsdp", accumulate=2)
+        hist = t.fit(x, y, batch_size=4, epochs=2, verbose=0)
+        auto = trainer(mlp(seed=0), seed=5, strategy="auto")
+        auto.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        return {"state": brisk.distributed.full_state_dict(model), "history": hist.history,
+                "steps": t.global_step, "auto": auto.strategy_reason,
+                "auto_sharded": brisk.distributed.is_sharded(auto.module)}
+    if scenario == "fsdp_keras":  # the Keras front, bf16-mixed policy, full export
+        from brisk.layers import Dense
+
+        torch.manual_seed(rank)
+        model = brisk.Sequential([Dense(16, activation="relu", input_shape=(FEATURES,)),
+                                  Dense(CLASSES, activation="softmax")])
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], strategy="fsdp", precision="bf16-mixed",
+                      device="cpu", seed=5)
+        hist = model.fit(x, y, batch_size=8, epochs=2, verbose=0)
+        path = os.path.join(out, "model.safetensors")
+        model.save(path)
+        return {"history": hist.history, "predict": torch.as_tensor(model.predict(x)),
+                "files": sorted(os.listdir(out)), "path": path}
     raise ValueError(f"unknown scenario {scenario!r}")
 
 

@@ -17,12 +17,15 @@ import time
 import pytest
 import torch
 
+import brisk
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import dist_worker as w  # noqa: E402
 
-SCENARIOS = ["equivalence", "accumulate", "evaluate", "uneven", "stops", "dataset"]
-LAUNCH_TIMEOUT = 240  # s: 2 processes importing torch and training six small runs
+SCENARIOS = ["equivalence", "accumulate", "evaluate", "uneven", "stops", "dataset", "fsdp",
+             "fsdp_accumulate", "fsdp_keras"]
+LAUNCH_TIMEOUT = 240  # s: 2 processes importing torch and training nine small runs
 
 
 def torchrun(*args: str, timeout: float = LAUNCH_TIMEOUT):
@@ -75,8 +78,10 @@ def results(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("ddp"))
     rc, output, _ = run_worker(out, *SCENARIOS)
     assert rc == 0, output[-5000:]
-    return {(s, r): torch.load(os.path.join(out, f"{s}-{r}.pt"), weights_only=False)
-            for s in SCENARIOS for r in (0, 1)}
+    got = {(s, r): torch.load(os.path.join(out, f"{s}-{r}.pt"), weights_only=False)
+           for s in SCENARIOS for r in (0, 1)}
+    got["fsdp_dir"] = os.path.join(out, "fsdp")
+    return got
 
 
 def single(model, **fit):
@@ -145,6 +150,73 @@ def test_evaluate_and_predict_count_each_row_once(results):
             assert got["evaluate"][k] == pytest.approx(want[k], abs=1e-6), k
         torch.testing.assert_close(got["predict"], pred, atol=1e-6, rtol=0)
         torch.testing.assert_close(got["predict_one"], pred[:1], atol=1e-6, rtol=0)
+
+
+def test_fsdp_equals_one_process_on_the_union_batch(results):
+    """strategy='fsdp' (FSDP2: each Linear a block, then the root) on 2 ranks x batch 8 ==
+    one process x batch 16, from rank 0's initial weights: the full weights gathered on
+    rank 0, the logged values, validation on 37 rows (19 + 18: the rank with fewer batches
+    pads its forwards, or the all-gathers would wait forever), evaluate and predict."""
+    xe, ye = w.data(37, seed=1)
+    model = w.mlp(seed=0)
+    t = w.trainer(model, seed=5)
+    hist = t.fit(*w.data(), batch_size=16, epochs=3, verbose=0, validation_data=(xe, ye))
+    want_eval = t.evaluate(xe, ye, batch_size=5, return_dict=True)
+    want_pred = torch.as_tensor(t.predict(xe, batch_size=4))
+    assert results["fsdp", 1]["state"] == {}  # gathered on rank 0 only
+    assert_same_state(results["fsdp", 0]["state"], model.state_dict(), atol=1e-6)
+    for r in (0, 1):
+        got = results["fsdp", r]
+        assert got["sharded"]  # the weights stay sharded after fit
+        assert_same_history(got["history"], hist.history)
+        assert got["evaluate"] == pytest.approx(want_eval, abs=1e-6)
+        torch.testing.assert_close(got["predict"], want_pred, atol=1e-6, rtol=0)
+
+
+def test_fsdp_accumulation_equals_the_union_batch_and_auto_says_why(results):
+    """accumulate=2 under FSDP (gradient sync off on the first micro-batch) == one step on
+    the 16 samples; strategy='auto' keeps DDP for a model this small, and says why."""
+    model = w.mlp(seed=0)
+    hist = w.trainer(model, seed=5).fit(*w.data(), batch_size=16, epochs=2, verbose=0)
+    assert_same_state(results["fsdp_accumulate", 0]["state"], model.state_dict(), atol=1e-6)
+    for r in (0, 1):
+        got = results["fsdp_accumulate", r]
+        assert got["steps"] == 8
+        assert_same_history(got["history"], hist.history)
+        assert got["auto"].startswith("strategy='auto' chose 'ddp': a full copy of the "
+                                      "training state")
+        assert not got["auto_sharded"]
+
+
+def test_fsdp_sharded_checkpoint_resumes_exactly_and_rank_0_exports_full_weights(results):
+    """save_checkpoint under FSDP writes one folder (torch.distributed.checkpoint: a shard
+    file per rank, .metadata, trainer.pt); a fresh trainer that loads it before fit
+    continues bit-identically to the run that went on; save() writes the full weights
+    once, as safetensors, equal to the gathered state."""
+    from brisk.engine.checkpoint import load_safetensors
+
+    got = results["fsdp", 0]
+    assert got["ckpt_files"] == [".metadata", "__0_0.distcp", "__1_0.distcp", "trainer.pt"]
+    assert got["files"] == ["ckpt", "full.safetensors"]  # no temp folder left behind
+    assert_same_state(got["resumed"], got["continued"], atol=0)
+    assert any(not torch.equal(got["continued"][k], got["state"][k]) for k in got["state"])
+    full, _ = load_safetensors(os.path.join(results["fsdp_dir"], "full.safetensors"), "test")
+    assert_same_state(full, got["state"], atol=0)
+
+
+def test_fsdp_on_the_keras_front_with_bf16_mixed_exports_a_model_that_loads(results):
+    """brisk.Sequential compiled with strategy='fsdp', precision='bf16-mixed' (FSDP's
+    MixedPrecisionPolicy): the last layer's forward_logits all-gathers its block too; the
+    file model.save wrote once (rank 0) loads as a plain Sequential of Dense layers whose
+    float32 predictions are the sharded model's bf16 ones within bf16's rounding."""
+    a, b = results["fsdp_keras", 0], results["fsdp_keras", 1]
+    assert a["history"] == b["history"] and a["files"] == ["model.safetensors"]
+    assert a["history"]["loss"][1] < a["history"]["loss"][0]
+    model = brisk.load_model(a["path"])
+    assert [type(layer).__name__ for layer in model.layers] == ["Dense", "Dense"]
+    got = torch.as_tensor(model.predict(w.data()[0]))
+    torch.testing.assert_close(got, a["predict"], atol=2e-2, rtol=0)
+    torch.testing.assert_close(a["predict"], b["predict"], atol=0, rtol=0)
 
 
 def test_uneven_data_finishes_with_the_same_model_and_one_writer(results):

@@ -1193,3 +1193,171 @@ def test_sync_batchnorm_conversion_keeps_the_tensors_and_the_keys():
         assert all(after[k] is before[k] for k in before)
         kinds = [type(m) for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         assert kinds == [nn.SyncBatchNorm]
+
+
+# ------------------------------------------------------------------ FSDP (strategy=)
+class FakeFSDP(_Forward):
+    """What ``FakeShardingDist.shard`` returns: the module through ``fn``, unsharded; records
+    each gradient-sync setting and each forward."""
+
+    def __init__(self, module, fn):
+        super().__init__(module, fn)
+        self.syncs: list[bool] = []
+        self.forwards: list[tuple[int, bool]] = []  # (rows, full)
+
+    def set_requires_gradient_sync(self, flag):
+        self.syncs.append(flag)
+
+    def forward(self, x, full=False):
+        self.forwards.append((x.shape[0], full))
+        return super().forward(x, full)
+
+
+class FakeShardingDist(FakeDist):
+    """``FakeDist`` that 'shards' (a ``FakeFSDP`` root) and whose ``max`` over ranks is at
+    least ``most`` (another rank ran that many inference batches)."""
+
+    def __init__(self, most: int = 0, **kw):
+        super().__init__(**kw)
+        self.most = most
+        self.roots: list[tuple[FakeFSDP, str]] = []
+        self.max_calls: list[int] = []
+
+    def shard(self, module, fn, precision):
+        root = FakeFSDP(module, fn)
+        self.roots.append((root, precision))
+        self.log.append("shard")
+        return root
+
+    def max(self, value):
+        self.max_calls.append(value)
+        return max(value, self.most)
+
+
+def test_strategy_is_checked():
+    for bad in ("zero", None, "DDP", 1):
+        with pytest.raises(ValueError) as e:
+            make(mlp(), strategy=bad)
+        assert str(e.value) == f"strategy: expected one of 'ddp', 'fsdp', 'auto', got {bad!r}"
+    assert make(mlp()).strategy == "ddp"  # the default
+
+
+def test_auto_picks_fsdp_when_the_training_state_exceeds_half_the_memory():
+    """4 copies of the weights (weights, gradients, 2 optimizer slots): 1000 float32
+    weights are 16,000 bytes; FSDP from more than half of a process's memory."""
+    from brisk.distributed import choose_strategy
+
+    m = nn.Linear(999, 1)  # 999 + 1 weights
+    kind, why = choose_strategy(m, torch.device("cpu"), 4, memory=31_999)
+    assert kind == "fsdp"
+    assert why == ("strategy='auto' chose 'fsdp': a full copy of the training state (weights, "
+                   "gradients, 2 optimizer slots: 15.6 KiB) exceeds half of the 31.2 KiB one "
+                   "process has on cpu; sharded over 4 processes it is 3.9 KiB each")
+    assert choose_strategy(m, torch.device("cpu"), 4, memory=32_000)[0] == "ddp"
+    kind, why = choose_strategy(m.to(torch.bfloat16), torch.device("cpu"), 4, memory=16_000)
+    assert kind == "ddp" and "slots: 7.8 KiB) fits in half of the 15.6 KiB" in why  # the dtype counts
+    assert "5.0 GiB" in choose_strategy(m, torch.device("cpu"), 2, memory=5 * 2**30)[1]
+
+
+def test_fsdp_blocks_are_the_children_with_weights_through_containers():
+    from brisk.distributed import fsdp_blocks
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Linear(2, 4)
+            self.layers = nn.ModuleList([nn.Linear(4, 4), nn.Sequential(nn.Linear(4, 4), nn.ReLU())])
+            self.act = nn.ReLU()
+            self.head = nn.Linear(4, 2)
+
+    net = Net()
+    assert fsdp_blocks(net) == [net.embed, net.layers[0], net.layers[1][0], net.head]
+    seq = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.BatchNorm1d(3))
+    assert fsdp_blocks(seq) == [seq[0], seq[2]]
+
+
+def test_fsdp_refuses_what_it_cannot_shard_before_training():
+    x, y = data(8)
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    t = brisk.Trainer(model, optimizer=opt, loss="cross_entropy", device="cpu", strategy="fsdp")
+    t.dist = FakeShardingDist(agreed=1)
+    with pytest.raises(ValueError, match="^optimizer: strategy='fsdp' replaces the weights by "
+                                         "shards, so a torch optimizer built on the full"):
+        t.fit(x, y, batch_size=4, verbose=0)
+    t = brisk.Trainer(model, optimizer="schedulefree_adamw", loss="cross_entropy",
+                      device="cpu", strategy="fsdp")
+    t.dist = FakeShardingDist(agreed=1)
+    with pytest.raises(ValueError, match="^optimizer: schedule-free optimizers are not supported"):
+        t.fit(x, y, batch_size=4, verbose=0)
+    t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
+    t._ensure_optimizer()
+    t.optimizer.state[next(model.parameters())]["momentum_buffer"] = torch.zeros(1)
+    with pytest.raises(ValueError, match="^strategy='fsdp': the optimizer already holds state"):
+        t.fit(x, y, batch_size=4, verbose=0)
+    t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
+    with pytest.raises(ValueError, match="^callbacks: ModelCheckpoint is not supported with "
+                                         "strategy='fsdp' yet"):
+        t.fit(x, y, batch_size=4, verbose=0,
+              callbacks=[brisk.callbacks.ModelCheckpoint("/nonexistent/m.safetensors")])
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    # fp16 loss scaling over shards: refused by the policy itself, before any collective
+    with pytest.raises(ValueError, match="^precision: 'fp16-mixed' with strategy='fsdp'"):
+        Distributed.shard(FakeDist(), model, model, "fp16-mixed")
+
+
+def test_fsdp_trains_through_the_root_and_syncs_gradients_on_the_last_micro_batch():
+    """Rank 0 of 2, accumulate=2, one sample per batch: gradient sync off on the first
+    micro-batch of each group, on for the last; the root is built on the function the
+    engine trains, with the precision mode, before the optimizer (built on its weights)."""
+    x, y = data(8)
+    fake = FakeShardingDist(agreed=3, peers=[[0.0, 0.0, 0.0, 0.0]])
+    t = make(mlp(), fake, lr=0.1, strategy="fsdp", accumulate=2, seed=3)
+    t.fit(x, y, batch_size=1, epochs=1, verbose=0)
+    (root, precision), = fake.roots
+    assert precision == "fp32" and root.module is t.module and t._fsdp is root
+    assert root.syncs == [False, True, False, True]  # 4 batches of rank 0's 4 rows
+    assert [f for f in root.forwards if f[0] == 1][-4:] == [(1, False)] * 4
+    assert t.global_step == 2 and fake.log.index("shard") < fake.log.index("agree")
+    assert t.optimizer.param_groups[0]["params"][0] is next(t.module.parameters())
+
+
+def test_fsdp_inference_pads_its_forwards_to_the_ranks_most_batches():
+    """Under FSDP every forward is a collective: rank 0 evaluates its 4 of 8 rows in 2
+    batches while another rank ran 5, so it runs 3 more forwards of one sample; predict
+    goes through the root with the model's own forward (full=True)."""
+    x, y = data(8)
+    fake = FakeShardingDist(agreed=3, peers=[[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]],
+                            most=5, after=torch.zeros(4, CLASSES))
+    t = make(mlp(), fake, lr=0.1, strategy="fsdp", seed=3)
+    t.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    (root, _), = fake.roots
+    n = len(root.forwards)
+    t.evaluate(x, y, batch_size=2)
+    assert root.forwards[n:] == [(2, False), (2, False), (1, False), (1, False), (1, False)]
+    assert fake.max_calls == [2]
+    n = len(root.forwards)
+    out = t.predict(x, batch_size=4)
+    assert root.forwards[n:] == [(4, True), (1, False), (1, False), (1, False), (1, False)]
+    assert fake.max_calls == [2, 1] and out.shape == (8, CLASSES)
+    assert fake.broadcast  # rank 0's BatchNorm statistics before inference
+
+
+def test_a_sharded_checkpoint_folder_is_checked_before_anything_loads(tmp_path):
+    t = make(mlp())
+    with pytest.raises(ValueError) as e:
+        t.load_checkpoint(tmp_path)
+    assert str(e.value).startswith(f"checkpoint {str(tmp_path)!r}: is a folder, not a "
+                                   "checkpoint (a sharded checkpoint is a folder with .metadata")
+    (tmp_path / ".metadata").write_bytes(b"")
+    (tmp_path / "trainer.pt").write_bytes(b"")
+    with pytest.raises(ValueError, match="a sharded checkpoint \\(a folder\\) loads under "
+                                         "torchrun into a Trainer\\(strategy='fsdp' or 'auto'\\)"):
+        t.load_checkpoint(tmp_path)  # one process
+    t = make(mlp(), FakeShardingDist(), strategy="ddp")
+    with pytest.raises(ValueError, match="loads under torchrun into a Trainer"):
+        t.load_checkpoint(tmp_path)
+    t = make(mlp(), FakeShardingDist(), strategy="fsdp")
+    t.load_checkpoint(tmp_path)  # not sharded yet: loaded when it is
+    assert t._pending_sharded == str(tmp_path)

@@ -183,7 +183,7 @@ class _Precision:
 def _batch_trainer(cw_table=None, nothing_to_train=False):
     from types import SimpleNamespace
 
-    t = SimpleNamespace(_cw_table=cw_table, _nothing_to_train=nothing_to_train,
+    t = SimpleNamespace(_cw_table=cw_table, _nothing_to_train=nothing_to_train, _fsdp=None,
                         precision=_Precision(), fwd=[], accumulated=[])
 
     def fwd_loss(xb, yb, wb=None):

@@ -186,7 +186,7 @@ class Sequential(nn.Module):
 
     # ----------------------------------------------------------------- Keras model API
     def _layer_name(self, i: int, layer: nn.Module) -> str:
-        return getattr(layer, "name", None) or f"{type(layer).__name__.lower()}_{i}"
+        return getattr(layer, "name", None) or f"{_class_name(layer).lower()}_{i}"
 
     def get_layer(self, name: str | None = None, index: int | None = None) -> nn.Module:
         """A layer by name or by index (Keras ``Model.get_layer``). Names are the layers'
@@ -450,7 +450,7 @@ class Sequential(nn.Module):
             total_flops += flops
             name = self._layer_name(i, layer)
             rows.append(
-                (f"{name} ({type(layer).__name__})", str(self._display_shape(shape_out)),
+                (f"{name} ({_class_name(layer)})", str(self._display_shape(shape_out)),
                  f"{params:,}", f"{flops:,}")
             )
         widths = [max(len(r[c]) for r in rows) + 2 for c in range(4)]
@@ -548,11 +548,11 @@ class Sequential(nn.Module):
             if isinstance(layer, Sequential):
                 spec = {"class": "Sequential", "config": layer.get_config()}
                 spec["config"].pop("compile", None)  # only the outer model is compiled
-            elif isinstance(layer, L.Layer) and type(layer).__name__ in L.LAYERS:
-                spec = {"class": type(layer).__name__, "config": layer.get_config()}
+            elif isinstance(layer, L.Layer) and _class_name(layer) in L.LAYERS:
+                spec = {"class": _class_name(layer), "config": layer.get_config()}
             else:
                 raise TypeError(
-                    f"save: layer {type(layer).__name__} is not a brisk layer, so the "
+                    f"save: layer {_class_name(layer)} is not a brisk layer, so the "
                     "architecture cannot be written; save the weights with "
                     "torch.save(model.state_dict(), path) instead"
                 )
@@ -620,12 +620,31 @@ class Sequential(nn.Module):
     def save(self, path: str | os.PathLike) -> None:
         """Write architecture, weights and compile settings to one safetensors file,
         atomically (a crash never leaves a half-written file at ``path``), with a checksum
-        of all of them that ``load_model`` verifies."""
+        of all of them that ``load_model`` verifies. Trained with ``strategy='fsdp'``, the
+        weights are sharded: call ``save`` on every rank; the full weights are gathered and
+        rank 0 writes them."""
         if not self.built:
             raise ValueError("save: the model is not built yet; train it or call build() first")
+        from brisk import distributed
+
         config = self.get_config()
         tensors = plain_state_dict(self)  # pruning masks folded in: loads as a plain model
+        if distributed.is_sharded(self) and not distributed.is_rank_zero():
+            return  # FSDP: every rank gathered, rank 0 writes
         save_safetensors(path, tensors, {"brisk": json.dumps(config)})
+
+
+def _class_name(layer: nn.Module) -> str:
+    """The layer's class name. FSDP's ``fully_shard`` swaps a module's class for a subclass
+    ``FSDP<class>`` (bases: ``FSDPModule``, the class): the original name is the layer's."""
+    cls = type(layer)
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:  # a torch build without torch.distributed
+        return cls.__name__
+    if isinstance(layer, FSDPModule):
+        cls = next(b for b in cls.__bases__ if b is not FSDPModule)
+    return cls.__name__
 
 
 class _OptimizerView:

@@ -136,8 +136,14 @@ def plain_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     """``module.state_dict()`` as detached, contiguous CPU tensors, with pruning masks
     folded in: ``torch.nn.utils.prune`` keeps ``<name>_orig`` and ``<name>_mask``; a
     weights file stores their product as ``<name>``, so the file loads into the plain
-    (unpruned) architecture, with the pruned weights exactly zero."""
-    sd = module.state_dict()
+    (unpruned) architecture, with the pruned weights exactly zero. A module sharded by
+    FSDP is gathered first, a collective: rank 0 gets the full tensors, the others an empty
+    dict."""
+    from brisk.distributed import full_state_dict
+
+    sd = full_state_dict(module)  # FSDP: gathered on rank 0 (every rank must call this)
+    if sd is None:
+        sd = module.state_dict()
     out = {}
     for k, v in sd.items():
         base = k[:-5]
@@ -314,3 +320,85 @@ def _is_safetensors(path: str | os.PathLike) -> bool:
     except OSError:
         return False
     return len(head) == 9 and head[8:9] == b"{"
+
+
+SHARDED_TRAINER_FILE = "trainer.pt"  # a sharded checkpoint's unsharded state (rank 0 writes)
+
+
+def save_sharded(path: str | os.PathLike, payload: dict, rest: dict) -> None:
+    """A sharded checkpoint (FSDP): the folder ``path`` holds ``payload`` (sharded tensors:
+    weights, optimizer state) written by every rank through ``torch.distributed.checkpoint``
+    and ``rest`` (step, epoch, RNG, position: the same on every rank but the RNG, rank 0's)
+    in ``trainer.pt``. Every rank must call it. Atomic as a whole: written to
+    ``<path>.brisk-tmp``, then rank 0 renames it over ``path`` (the old folder is removed
+    only after), so an interrupted save leaves the previous checkpoint."""
+    import shutil
+
+    import torch.distributed as dist
+    import torch.distributed.checkpoint as dcp
+
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"checkpoint {path!r}: a sharded checkpoint is a folder, and this "
+                         "is a file")
+    tmp, old = path + _TMP_SUFFIX, path + ".brisk-old"
+    zero = dist.get_rank() == 0
+    if zero:
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    dist.barrier()
+    dcp.save(payload, checkpoint_id=tmp)
+    if zero:
+        save_checkpoint(os.path.join(tmp, SHARDED_TRAINER_FILE), rest)
+        shutil.rmtree(old, ignore_errors=True)
+        if os.path.exists(path):
+            os.replace(path, old)
+        os.replace(tmp, path)
+        _fsync_dir(os.path.dirname(path))
+        shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()  # the folder is complete when save returns on any rank
+
+
+def check_sharded(path: str | os.PathLike) -> None:
+    """``FileNotFoundError`` for a missing ``path``, ``ValueError`` naming it when it is not
+    a complete sharded checkpoint folder (``.metadata``, written last by
+    torch.distributed.checkpoint, and ``trainer.pt``)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint: no such folder {path!r}")
+    if not (os.path.isdir(path) and os.path.exists(os.path.join(path, ".metadata"))
+            and os.path.exists(os.path.join(path, SHARDED_TRAINER_FILE))):
+        raise ValueError(f"checkpoint {path!r}: is a folder, not a checkpoint (a sharded "
+                         f"checkpoint is a folder with .metadata and {SHARDED_TRAINER_FILE}, "
+                         "written by save_checkpoint under strategy='fsdp')")
+
+
+def load_sharded(path: str | os.PathLike, payload: dict, map_location="cpu") -> dict:
+    """Fill ``payload`` (the live sharded state dicts, as ``save_sharded`` was given them)
+    from the sharded checkpoint folder ``path``, in place; returns its ``rest``. Raises
+    ``FileNotFoundError``, or ``ValueError`` naming the folder when it is not a complete
+    sharded checkpoint or does not fit (checked before any tensor is written)."""
+    import torch.distributed.checkpoint as dcp
+
+    path = os.fspath(path)
+    check_sharded(path)
+    rest = load_checkpoint(os.path.join(path, SHARDED_TRAINER_FILE), map_location=map_location)
+    reader = dcp.FileSystemReader(path)
+    saved = reader.read_metadata().state_dict_metadata
+    ours = {f"model.{k}": v for k, v in payload["model"].items()}  # the weights: checked here
+    missing = sorted(set(ours) - set(saved))
+    extra = sorted(k for k in saved if k.startswith("model.") and k not in ours)
+    if missing or extra:
+        raise ValueError(f"checkpoint {path!r}: does not fit this model (not in it: "
+                         f"{missing[:3]}; not in this model: {extra[:3]})")
+    for k, v in ours.items():
+        want = getattr(saved[k], "size", None)
+        if torch.is_tensor(v) and want is not None and tuple(want) != tuple(v.shape):
+            raise ValueError(f"checkpoint {path!r}: {k} is {tuple(want)}, this model's "
+                             f"{tuple(v.shape)}")
+    try:
+        dcp.load(payload, checkpoint_id=path)
+    except Exception as e:  # DCP's CheckpointException wraps each rank's error
+        raise ValueError(f"checkpoint {path!r}: could not be read ({e})") from e
+    return rest
+

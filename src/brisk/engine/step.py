@@ -29,12 +29,15 @@ def train_batch(trainer, xb: torch.Tensor, yb: torch.Tensor, weight: float, wb=N
     """Forward, loss and backward for one (micro-)batch; ``weight`` scales the loss (its
     share of an accumulated update). Gradients add up until ``optimizer_step``. Under
     torchrun, ``sync=False`` (a micro-batch before the last of its accumulation group) runs
-    forward and backward under DDP's ``no_sync``: the last one all-reduces the sum."""
+    forward and backward under DDP's ``no_sync`` (FSDP: ``set_requires_gradient_sync``):
+    the last one all-reduces (reduce-scatters) the sum."""
     if trainer._cw_table is not None:  # Keras multiplies class and sample weights
         cw = class_sample_weights(trainer._cw_table, yb)
         wb = cw if wb is None else wb * cw
     no_sync = (trainer._ddp.no_sync() if not sync and trainer._ddp is not None
                and trainer._fwd is trainer._ddp else contextlib.nullcontext())
+    if trainer._fsdp is not None:  # FSDP: gradients reduce-scattered on the group's last only
+        trainer._fsdp.set_requires_gradient_sync(sync)
     with no_sync:
         with torch.no_grad() if trainer._nothing_to_train else contextlib.nullcontext():
             if wb is not None:

@@ -39,10 +39,13 @@ from brisk.engine import inputs
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList, History
 from brisk.engine.checkpoint import (
+    check_sharded,
     load_checkpoint,
+    load_sharded,
     plain_state_dict,
     refresh_pruned,
     save_checkpoint,
+    save_sharded,
 )
 from brisk.engine.freeze import apply_trainable, frozen_batchnorm_eval
 from brisk.engine.precision import Precision
@@ -98,6 +101,20 @@ class _LazyLogs(Mapping):
 
     def __len__(self):
         return len(self._load())
+
+
+def _check_fsdp_callbacks(callbacks) -> None:
+    """Under FSDP saving is a collective of every rank, and ModelCheckpoint and
+    BackupAndRestore write on rank 0 only: refused before training, with what to do."""
+    from brisk.engine.callbacks import BackupAndRestore, ModelCheckpoint
+
+    for cb in callbacks:
+        if isinstance(cb, (ModelCheckpoint, BackupAndRestore)):
+            raise ValueError(
+                f"callbacks: {type(cb).__name__} is not supported with strategy='fsdp' yet (it "
+                "writes on rank 0, and saving sharded weights needs every rank): call "
+                "trainer.save_checkpoint(folder) on every rank (e.g. from a LambdaCallback's "
+                "on_epoch_end), or use strategy='ddp'")
 
 
 class _NoRows:
@@ -186,6 +203,17 @@ class Trainer:
             statistics of the global batch (``torch.nn.SyncBatchNorm``); CPU (gloo) is
             refused when fit starts, as torch's SyncBatchNorm runs on CUDA only. One process:
             nothing to synchronise, no effect.
+        strategy: under torchrun, 'ddp' (default: a full copy of the model per process,
+            gradients all-reduced, ``DistributedDataParallel``), 'fsdp' (weights, gradients
+            and optimizer state sharded over the processes, FSDP2 ``fully_shard`` per block
+            then the root, with the mixed-precision policy of ``precision``) or 'auto'
+            (FSDP when a full copy of the training state exceeds half of one process's
+            memory; ``strategy_reason`` says why, and fit prints it on rank 0). One
+            process: no effect. Under FSDP, after ``fit`` the model's weights stay sharded:
+            ``evaluate``/``predict`` work as usual, ``save``/``model.save`` gather the full
+            weights and rank 0 writes them (call them on every rank), and
+            ``save_checkpoint(folder)``/``load_checkpoint(folder)`` write and read sharded
+            checkpoints (``torch.distributed.checkpoint``), on every rank.
     """
 
     def __init__(
@@ -205,6 +233,7 @@ class Trainer:
         clip_value: float | None = None,
         seed: int | None = None,
         sync_batchnorm: bool = False,
+        strategy: str = "ddp",
     ):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
@@ -250,6 +279,10 @@ class Trainer:
         if not isinstance(sync_batchnorm, bool):
             raise TypeError(f"sync_batchnorm: expected True or False, got {sync_batchnorm!r}")
         self.sync_batchnorm = sync_batchnorm
+        self.strategy = distributed.check_strategy(strategy)
+        self.strategy_reason: str | None = None  # strategy='auto': why it chose (under torchrun)
+        self._fsdp: nn.Module | None = None  # the sharded root that trains (strategy='fsdp')
+        self._pending_sharded: str | None = None  # a sharded checkpoint to load once sharded
         if seed is not None:
             set_random_seed(seed)  # torch, numpy and random, as keras.utils.set_random_seed
         # Optimizer: resolved now (bad names fail early), built when parameters exist.
@@ -331,8 +364,8 @@ class Trainer:
         modes = [(mod, mod.training) for mod in m.modules()]
         m.eval()
         try:
-            with torch.no_grad(), self.precision.autocast():
-                out = fn(self._cast_input(sample.to(self.device)))
+            with torch.no_grad(), self.precision.autocast():  # sharded: through the root
+                out = (fn if self._fsdp is None else self._fsdp)(self._cast_input(sample.to(self.device)))
         except (RuntimeError, ValueError, IndexError) as e:
             raise ValueError(
                 f"x: input with per-sample shape {tuple(sample.shape[1:])} does not fit "
@@ -349,7 +382,9 @@ class Trainer:
         # binary accuracy thresholds the probability at 0.5)
         self._argmax_only = getattr(self.loss_fn, "activation", None) == "softmax" and all(
             getattr(m, "argmax_invariant", False) for m in self.metrics)
-        self._fwd = self._fwd_raw = fn
+        self._fwd = self._fsdp if self._fsdp is not None else fn
+        self._fwd_raw = fn
+        self._pad_sample = self._cast_input(sample[:1].to(self.device))
         if self.compile and self._fwd_loss is None:
             # Forward and loss as one graph (AOTAutograd compiles its backward too); the
             # optimizer step is already a fused/foreach kernel. dynamic=False: training
@@ -408,6 +443,62 @@ class Trainer:
             self._ddp, self._ddp_key = self.dist.wrap(self.module, self._fwd_raw), key
         self._fwd = self._ddp
 
+    def _use_fsdp(self, verbose) -> bool:
+        """Under torchrun: whether this run shards the model (``strategy``; 'auto' decides
+        once, and says why on rank 0)."""
+        if self._fsdp is not None or self.strategy == "fsdp":
+            return True
+        if self.strategy == "auto" and self.strategy_reason is None:
+            choice, self.strategy_reason = distributed.choose_strategy(
+                self.module, self.device, self.dist.world_size)
+            self._auto_choice = choice
+            if resolve_verbose(verbose) and self.dist.is_zero:
+                print(self.strategy_reason)
+        return self.strategy == "auto" and self._auto_choice == "fsdp"
+
+    def _shard(self) -> None:
+        """FSDP2 (``Distributed.shard``), once: the module's weights become shards in place,
+        so the optimizer is built on them afterwards. ``ValueError`` for what cannot be
+        sharded correctly, before anything trains."""
+        if self._fsdp is not None:
+            return
+        if isinstance(self._optimizer_arg, torch.optim.Optimizer):
+            raise ValueError("optimizer: strategy='fsdp' replaces the weights by shards, so a "
+                             "torch optimizer built on the full weights would update nothing; "
+                             "pass a name, a brisk.optimizers object or a callable "
+                             "params -> optimizer")
+        if getattr(self.optimizer_spec, "schedule_free", False):
+            raise ValueError("optimizer: schedule-free optimizers are not supported with "
+                             "strategy='fsdp'; use strategy='ddp' or another optimizer")
+        if self.optimizer is not None and self.optimizer.state:
+            raise ValueError("strategy='fsdp': the optimizer already holds state for the full "
+                             "(unsharded) weights, e.g. from a .pt checkpoint; load a sharded "
+                             "checkpoint (a folder written by save_checkpoint under FSDP)")
+        self.optimizer, self._params_key = None, None
+        apply_trainable(self.module)
+        if self.sync_batchnorm:
+            distributed.sync_batchnorm(self.module, self.device)
+        self._fsdp = self.dist.shard(self.module, self._fwd_raw, self.precision.mode)
+        self._ddp = None
+
+    def _check_fsdp_optimizer(self) -> None:
+        if self.optimizer is not None and (
+                not isinstance(self.optimizer, torch.optim.Optimizer)
+                or hasattr(self.optimizer, "optimizers")):
+            raise ValueError(f"optimizer: strategy='fsdp' needs one torch.optim.Optimizer "
+                             f"(its sharded checkpoints go through torch.distributed."
+                             f"checkpoint), got {type(self.optimizer).__name__}")
+
+    def _pad_forwards(self, ran: int) -> None:
+        """Under FSDP every forward is a collective (its blocks' all-gathers): a rank that
+        ran fewer inference batches than another runs forwards of one sample until every
+        rank has run as many (evaluation and prediction split rows unevenly)."""
+        if self._fsdp is None:
+            return
+        for _ in range(self.dist.max(ran) - ran):
+            with self.precision.autocast():
+                self._fsdp(self._pad_sample)
+
     def _set_optimizer_mode(self, train: bool) -> None:
         """Schedule-free optimizers keep different weights for training and evaluation."""
         fn = getattr(self.optimizer, "train" if train else "eval", None)
@@ -425,7 +516,10 @@ class Trainer:
         self._set_optimizer_mode(False)
         # never through DDP: its forward syncs buffers, a collective that ranks with
         # different numbers of evaluation batches would wait on forever
-        fwd, self._fwd = self._fwd, getattr(self, "_fwd_raw", self._fwd)
+        fwd, self._fwd = self._fwd, (self._fsdp if self._fsdp is not None
+                                     else getattr(self, "_fwd_raw", self._fwd))
+        if self._fsdp is not None:  # rank 0's BatchNorm statistics, as DDP's forward syncs them
+            self.dist.broadcast_buffers(self.module)
         try:
             yield
         finally:
@@ -718,8 +812,14 @@ class Trainer:
             self._check_sample_shape(val[0], "validation_data")
         if val is not None and val[1] is not None:
             val = (val[0], inputs.check_targets(self.loss_fn, self._out_shape, val[1], "validation_data labels"))
+        if self.dist is not None and (self._use_fsdp(verbose) or self._pending_sharded):
+            self._shard()
         self._ensure_optimizer()
-        if self.dist is not None:
+        if self._fsdp is not None:
+            self._check_fsdp_optimizer()
+            self._fwd = self._fsdp
+            self._apply_pending_sharded()
+        elif self.dist is not None:
             self._wrap_ddp()
         self._cw_table = inputs.class_weight_table(class_weight, self._keras_loss, self._out_shape,
                                                    self.device)
@@ -780,6 +880,8 @@ class Trainer:
         cbs = CallbackList([*[cb for cb in user if cb not in backups], self.history, *backups])
         if verbose and (self.dist is None or self.dist.is_zero):  # rank 0 prints
             cbs.append(ProgressBar(verbose))
+        if self._fsdp is not None:
+            _check_fsdp_callbacks(cbs.callbacks)
         cbs.set_trainer(self)
         cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
         self._callbacks = cbs.callbacks
@@ -916,7 +1018,7 @@ class Trainer:
         refresh_pruned(self.module)  # pruned weights as trained, not as at the last forward
         self._cw_table = None  # class weights belong to this fit only
         if self.dist is not None:
-            self._fwd = self._fwd_raw
+            self._fwd = self._fsdp if self._fsdp is not None else self._fwd_raw
             self.dist.broadcast_buffers(self.module)  # the same model on every rank
         cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
         self._callbacks = []
@@ -1022,12 +1124,15 @@ class Trainer:
         states = [m._snapshot() if m.keras_protocol else None for m in self.metrics]
         self._reset_stats()
         cbs.on_test_begin()
+        ran = 0
         with self._inference():
             for i, (xb, yb, wb) in enumerate(itertools.islice(self._batches(loader, weights=True), steps)):
                 cbs.on_test_batch_begin(i)
                 out, loss = self._fwd_loss(xb, yb, wb) if wb is not None else self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
                 cbs.on_test_batch_end(i, _LazyLogs(self, {}))
+                ran += 1
+            self._pad_forwards(ran)
         logs = self._read_stats(reduce=self._sharded(loader))
         self._stats, self._counts = saved
         for m, state in zip(self.metrics, states, strict=True):
@@ -1040,6 +1145,7 @@ class Trainer:
         if self._fwd is None or self._params_key is None and not getattr(self.module, "built", True):
             sample = x[:2] if torch.is_tensor(x) else next(iter(self._batches(self._loader(x, None, 2, False, 0))))[0]
             self._setup_module(sample)
+            self._apply_pending_sharded()
         else:
             self._check_sample_shape(x, name)
 
@@ -1109,7 +1215,7 @@ class Trainer:
         self._ready_for_inference(x)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
-        fn = self.module
+        fn = self.module if self._fsdp is None else (lambda xb: self._fsdp(xb, full=True))
         outs = []
         cbs.on_predict_begin()
         # under torchrun each rank predicts its rows, then every rank gets all of them in
@@ -1122,6 +1228,7 @@ class Trainer:
                 with self.precision.autocast():
                     outs.append(fn(xb).float())
                 cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
+            self._pad_forwards(len(outs))
         cbs.on_predict_end()
         out = (torch.cat(outs) if outs else
                torch.zeros((0, *self._out_shape), device=self.device))  # a rank with no rows
@@ -1347,11 +1454,22 @@ class Trainer:
             self._ensure_optimizer()
             opt_state = self._matched_optimizer_state(state, source)
         self.module.load_state_dict(state.get("train_model", state["model"]))
+        if opt_state is not None:
+            self.optimizer.load_state_dict(opt_state)
+        self._load_rest(state)
+        refresh_pruned(self.module)
+        params = dict(self.module.named_parameters())
+        for n, p in params.items():
+            g = (state.get("grads") or {}).get(n)
+            p.grad = None if g is None else g.to(p.device, p.dtype).clone()
+        self._loads += 1
+
+    def _load_rest(self, state: dict) -> None:
+        """Everything of ``state_dict()`` but the weights, the optimizer and the gradients:
+        the step, the epoch, the precision and RNG states, the position, the callbacks'."""
         self.global_step = int(state["global_step"])
         self.epoch = int(state["epoch"])
         self.precision.load_state_dict(state["precision"])
-        if opt_state is not None:
-            self.optimizer.load_state_dict(opt_state)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
@@ -1371,12 +1489,6 @@ class Trainer:
             self._position = {"epoch": self.epoch, "batch": 0, "pass": self.epoch, "drawn": 0,
                               "seed": None, "batches": None}
         self._callback_states = state.get("callbacks")
-        refresh_pruned(self.module)
-        params = dict(self.module.named_parameters())
-        for n, p in params.items():
-            g = (state.get("grads") or {}).get(n)
-            p.grad = None if g is None else g.to(p.device, p.dtype).clone()
-        self._loads += 1
 
     def save_checkpoint(self, path) -> None:
         """Atomically write ``state_dict()``; loads with ``weights_only=True``. A
@@ -1384,6 +1496,9 @@ class Trainer:
         (a callback) its training weights are saved too, as ``train_model``, and the run
         goes on with them untouched: switching to evaluation and back is not exact in
         floating point, and a resumed run must continue from the very same weights."""
+        if self._fsdp is not None:
+            self._save_sharded(path)
+            return
         if not (getattr(self, "_optimizer_training", False)
                 and getattr(self.optimizer_spec, "schedule_free", False)):
             self._set_optimizer_mode(False)
@@ -1401,9 +1516,81 @@ class Trainer:
         state["train_model"] = live
         save_checkpoint(path, state)
 
+    def _save_sharded(self, path) -> None:
+        """``save_checkpoint`` under FSDP: a folder (``checkpoint.save_sharded``) written by
+        every rank."""
+        from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
+
+        if any(p.grad is not None for p in self.module.parameters()):
+            raise ValueError("save_checkpoint: under strategy='fsdp' checkpoints are taken "
+                             "between optimizer steps, not inside an accumulation group")
+        if self.optimizer is not None:
+            model_sd, optim_sd = get_state_dict(self._fsdp, self.optimizer)
+            payload = {"model": model_sd, "optimizer": optim_sd}
+        else:
+            payload = {"model": get_model_state_dict(self._fsdp)}
+        rest = {k: v for k, v in self.state_dict().items()
+                if k not in ("model", "optimizer", "optimizer_params", "grads")}
+        rest["sharded"] = True
+        save_sharded(path, payload, rest)
+
+    def _load_sharded(self, path) -> None:
+        """``load_checkpoint`` of a sharded folder: now when the model is sharded, else when
+        it is (the next ``fit``, ``evaluate`` or ``predict``)."""
+        check_sharded(path)
+        if self.dist is None or self.strategy == "ddp":
+            raise ValueError(f"checkpoint {os.fspath(path)!r}: a sharded checkpoint (a folder) "
+                             "loads under torchrun into a Trainer(strategy='fsdp' or 'auto'); "
+                             "in one process, load the full weights that save() exports")
+        if self._fsdp is None:
+            self._pending_sharded = os.fspath(path)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            get_model_state_dict,
+            get_state_dict,
+            set_model_state_dict,
+            set_state_dict,
+        )
+
+        if self.optimizer is not None:
+            model_sd, optim_sd = get_state_dict(self._fsdp, self.optimizer)
+            payload = {"model": model_sd, "optimizer": optim_sd}
+        else:
+            payload = {"model": get_model_state_dict(self._fsdp)}
+        rest = load_sharded(path, payload, map_location=self.device)
+        if rest.get("precision", {}).get("mode") != self.precision.mode:
+            raise ValueError(f"checkpoint {os.fspath(path)!r}: written with precision "
+                             f"{rest.get('precision', {}).get('mode')!r}, this run uses "
+                             f"{self.precision.mode!r}")
+        if self.optimizer is not None:
+            set_state_dict(self._fsdp, self.optimizer, model_state_dict=payload["model"],
+                           optim_state_dict=payload["optimizer"])
+        else:
+            set_model_state_dict(self._fsdp, payload["model"])
+        self._load_rest(rest)
+        for p in self.module.parameters():
+            p.grad = None
+        self._loads += 1
+
+    def _apply_pending_sharded(self) -> None:
+        """A sharded checkpoint loaded before the model was sharded: shard, then load it."""
+        path, self._pending_sharded = getattr(self, "_pending_sharded", None), None
+        if path is None:
+            return
+        if self._fsdp is None:
+            self._shard()
+            self._ensure_optimizer()
+            self._check_fsdp_optimizer()
+            self._fwd = self._fsdp
+        self._load_sharded(path)
+
     def load_checkpoint(self, path) -> None:
         """Restore a ``save_checkpoint`` file; ``ValueError`` naming the file when it is not
-        one or does not fit this model, before anything is modified."""
+        one or does not fit this model, before anything is modified. Under FSDP a
+        checkpoint is a folder (``torch.distributed.checkpoint``), loaded on every rank."""
+        if os.path.isdir(path):
+            self._load_sharded(path)
+            return
         self.load_state_dict(load_checkpoint(path, map_location=self.device),
                              source=f"checkpoint {os.fspath(path)!r}")
 
@@ -1413,4 +1600,7 @@ class Trainer:
         from brisk.engine.checkpoint import save_safetensors
 
         self._set_optimizer_mode(False)
-        save_safetensors(path, plain_state_dict(self.module))  # masks folded in, checksummed
+        tensors = plain_state_dict(self.module)  # masks folded in; FSDP: gathered on rank 0
+        if distributed.is_sharded(self.module) and not distributed.is_rank_zero():
+            return
+        save_safetensors(path, tensors)  # checksummed
