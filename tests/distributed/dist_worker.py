@@ -173,6 +173,15 @@ def run(scenario: str, rank: int, out: str) -> dict:
         t2.load_checkpoint(os.path.join(out, "ckpt"))
         t2.fit(x, y, batch_size=8, epochs=4, initial_epoch=3, verbose=0)
         result["resumed"] = brisk.distributed.full_state_dict(model2)
+        # another precision: refused, before any weight is overwritten
+        model3 = mlp(seed=7)
+        t3 = trainer(model3, seed=9, strategy="fsdp", precision="bf16-mixed")
+        t3.load_checkpoint(os.path.join(out, "ckpt"))
+        try:
+            t3.fit(x, y, batch_size=8, epochs=4, initial_epoch=3, verbose=0)
+        except ValueError as e:
+            result["precision_error"] = str(e)
+        result["refused_state"] = brisk.distributed.full_state_dict(model3)
         result["files"] = sorted(os.listdir(out))
         result["ckpt_files"] = sorted(os.listdir(os.path.join(out, "ckpt")))
         return result

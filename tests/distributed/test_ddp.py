@@ -200,6 +200,9 @@ def test_fsdp_sharded_checkpoint_resumes_exactly_and_rank_0_exports_full_weights
     assert got["files"] == ["ckpt", "full.safetensors"]  # no temp folder left behind
     assert_same_state(got["resumed"], got["continued"], atol=0)
     assert any(not torch.equal(got["continued"][k], got["state"][k]) for k in got["state"])
+    assert got["precision_error"] == (f"checkpoint {os.path.join(results['fsdp_dir'], 'ckpt')!r}: "
+                                      "written with precision 'fp32', this run uses 'bf16-mixed'")
+    assert_same_state(got["refused_state"], w.mlp(seed=7).state_dict(), atol=0)
     full, _ = load_safetensors(os.path.join(results["fsdp_dir"], "full.safetensors"), "test")
     assert_same_state(full, got["state"], atol=0)
 

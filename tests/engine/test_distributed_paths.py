@@ -1301,6 +1301,9 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training():
                                          "strategy='fsdp' yet"):
         t.fit(x, y, batch_size=4, verbose=0,
               callbacks=[brisk.callbacks.ModelCheckpoint("/nonexistent/m.safetensors")])
+    t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
+    with pytest.raises(ValueError, match="^on_nan: 'restore' is not supported with strategy"):
+        t.fit(x, y, batch_size=4, verbose=0, on_nan="restore")
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     # fp16 loss scaling over shards: refused by the policy itself, before any collective
     with pytest.raises(ValueError, match="^precision: 'fp16-mixed' with strategy='fsdp'"):

@@ -373,16 +373,20 @@ def check_sharded(path: str | os.PathLike) -> None:
                          "written by save_checkpoint under strategy='fsdp')")
 
 
-def load_sharded(path: str | os.PathLike, payload: dict, map_location="cpu") -> dict:
+def load_sharded(path: str | os.PathLike, payload: dict, map_location="cpu",
+                 check=None) -> dict:
     """Fill ``payload`` (the live sharded state dicts, as ``save_sharded`` was given them)
     from the sharded checkpoint folder ``path``, in place; returns its ``rest``. Raises
     ``FileNotFoundError``, or ``ValueError`` naming the folder when it is not a complete
-    sharded checkpoint or does not fit (checked before any tensor is written)."""
+    sharded checkpoint or does not fit (checked before any tensor is written, as is
+    ``check(rest)``, which raises for a ``rest`` that does not fit)."""
     import torch.distributed.checkpoint as dcp
 
     path = os.fspath(path)
     check_sharded(path)
     rest = load_checkpoint(os.path.join(path, SHARDED_TRAINER_FILE), map_location=map_location)
+    if check is not None:
+        check(rest)
     reader = dcp.FileSystemReader(path)
     saved = reader.read_metadata().state_dict_metadata
     ours = {f"model.{k}": v for k, v in payload["model"].items()}  # the weights: checked here

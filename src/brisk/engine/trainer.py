@@ -882,6 +882,9 @@ class Trainer:
             cbs.append(ProgressBar(verbose))
         if self._fsdp is not None:
             _check_fsdp_callbacks(cbs.callbacks)
+            if on_nan == "restore":
+                raise ValueError("on_nan: 'restore' is not supported with strategy='fsdp' (it "
+                                 "keeps a copy of the whole training state); use 'stop'")
         cbs.set_trainer(self)
         cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
         self._callbacks = cbs.callbacks
@@ -1557,11 +1560,13 @@ class Trainer:
             payload = {"model": model_sd, "optimizer": optim_sd}
         else:
             payload = {"model": get_model_state_dict(self._fsdp)}
-        rest = load_sharded(path, payload, map_location=self.device)
-        if rest.get("precision", {}).get("mode") != self.precision.mode:
-            raise ValueError(f"checkpoint {os.fspath(path)!r}: written with precision "
-                             f"{rest.get('precision', {}).get('mode')!r}, this run uses "
-                             f"{self.precision.mode!r}")
+        def same_precision(rest: dict) -> None:
+            mode = (rest.get("precision") or {}).get("mode")
+            if mode != self.precision.mode:
+                raise ValueError(f"checkpoint {os.fspath(path)!r}: written with precision "
+                                 f"{mode!r}, this run uses {self.precision.mode!r}")
+
+        rest = load_sharded(path, payload, map_location=self.device, check=same_precision)
         if self.optimizer is not None:
             set_state_dict(self._fsdp, self.optimizer, model_state_dict=payload["model"],
                            optim_state_dict=payload["optimizer"])
