@@ -281,16 +281,22 @@ class Distributed:
                              "'bf16-mixed' or 'fp32'")
         for t in [*module.parameters(), *module.buffers()]:
             dist.broadcast(t.data, 0)  # rank 0's initial weights everywhere
+        from torch.distributed.device_mesh import init_device_mesh
+
         policy = (MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
                   if precision == "bf16-mixed" else MixedPrecisionPolicy())
+        # the run's device type (FSDP's default mesh is CUDA whenever a GPU exists, even for
+        # a run on the CPU)
+        mesh = init_device_mesh("cuda" if self.device.type == "cuda" else "cpu",
+                                (self.world_size,))
         for block in fsdp_blocks(module):
-            fully_shard(block, mp_policy=policy)
+            fully_shard(block, mesh=mesh, mp_policy=policy)
             if callable(getattr(block, "forward_logits", None)):
                 # a Keras-front model calls its last layer's forward_logits (the loss takes
                 # logits): it must all-gather that block's weights as forward does
                 register_fsdp_forward_method(block, "forward_logits")
         root = _Forward(module, fn)
-        fully_shard(root, mp_policy=policy)
+        fully_shard(root, mesh=mesh, mp_policy=policy)
         return root
 
     def max(self, value: int) -> int:
