@@ -421,7 +421,18 @@ def _float_ok(text: str) -> bool:
     return math.isfinite(v) and v > 0
 
 
+def _float_in(text: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> bool:
+    try:
+        v = float(text)
+    except ValueError:
+        return False
+    return (lo < v if lo_open else lo <= v) and (v < hi if hi_open else v <= hi)
+
+
 CLI_OPTIONS = {
+    "--width": lambda s: _int_ok(s, 1, 65536),
+    "--weight-decay": lambda s: _float_in(s, 0, math.inf, False, True),
+    "--validation-split": lambda s: _float_in(s, 0, 1, True, True),
     "--epochs": lambda s: _int_ok(s, 1),
     "--batch-size": lambda s: _int_ok(s, 1),
     "--lr": _float_ok,

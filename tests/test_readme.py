@@ -16,7 +16,8 @@ def python_blocks() -> list[str]:
 def test_readme_has_examples_for_the_public_api():
     text = "\n".join(python_blocks())
     for name in ("brisk.Sequential", "brisk.Trainer", "brisk.DeviceLoader", "brisk.augment",
-                 "schedules", "lr_find", "EarlyStopping", "compress.prune", "load_model"):
+                 "schedules", "lr_find", "EarlyStopping", "compress.prune", "load_model",
+                 "brisk.tune"):
         assert name in text, name
 
 
@@ -30,6 +31,9 @@ def test_readme_examples_run(tmp_path, monkeypatch, data_dir):
     assert (tmp_path / "lr_find.png").is_file() and (tmp_path / "mlp.brisk").is_file()
     assert {p.name for p in (tmp_path / "logs").iterdir()} == {"train", "validation"}
     assert namespace["result"]["test_accuracy"] > 0.95  # one epoch of the mnist-mlp recipe
+    search = namespace["search"]  # brisk.tune's example: 3 trials, batch size fixed at 64
+    assert len(search.rows) == 3 and {r["batch_size"] for r in search.rows} == {64}
+    assert search.best_command.startswith("brisk train --dataset digits ")
     # what the comments in the README claim
     summary = namespace["small_net"].summary(print_fn=None)
     assert "Trainable params: 9\n" in summary and "Non-trainable params: 40\n" in summary

@@ -25,6 +25,10 @@ from brisk.api.sequential import Sequential, load_model
 from brisk.data.loader import DeviceLoader
 from brisk.engine.trainer import Trainer, select_device
 
+# brisk.tune is the function (hyperparameter search); its module, brisk/tune.py, imports
+# Optuna only when a search starts. `from brisk.tune import PruningCallback` still works.
+from brisk.tune import tune  # noqa: E402
+
 __version__ = "0.1.0"
 
 # Subpackages with heavier imports, loaded on first use: ``brisk.compress.fold``,
@@ -60,5 +64,6 @@ __all__ = [
     "optimizers",
     "schedules",
     "select_device",
+    "tune",
     "utils",
 ]

@@ -4,6 +4,7 @@ Example::
 
     brisk train                                   # 8x8 digits, offline, a few seconds
     brisk train --dataset mnist --model cnn --epochs 2 --data-dir ../shared/data --out runs/cnn
+    brisk tune --trials 20 --workers 2 --out runs/tune   # hyperparameter search (brisk.tune)
 """
 
 from __future__ import annotations
@@ -12,40 +13,50 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 import time
 
 from brisk import distributed
+from brisk._argtypes import fraction as _fraction
+from brisk._argtypes import non_negative_float as _non_negative_float
 from brisk._argtypes import positive_float as _positive_float
 from brisk._argtypes import positive_int as _positive_int
 from brisk._argtypes import seed as _seed
+from brisk._argtypes import width as _width
 from brisk.engine.checkpoint import atomic_write_text
 
 MODELS = ("mlp", "cnn")
 DATASETS = ("digits", "mnist", "fashion-mnist")
+# --width's default per model: the hidden Dense units (mlp), the first Conv2D's filters (cnn)
+DEFAULT_WIDTH = {"mlp": 64, "cnn": 32}
 
 
-def build_model(kind: str, input_shape: tuple[int, ...], num_classes: int):
+def build_model(kind: str, input_shape: tuple[int, ...], num_classes: int,
+                width: int | None = None):
     """The CLI's two models, in Keras-style layers (the README's quick start). The datasets
-    are uint8 images: ``Rescaling(1/255)`` maps them to 0..1 inside the model."""
+    are uint8 images: ``Rescaling(1/255)`` maps them to 0..1 inside the model. ``width``:
+    the units of the mlp's two hidden Dense layers (default 64), or the filters of the
+    cnn's first Conv2D, the second having twice as many (default 32)."""
     import brisk
     from brisk.layers import Conv2D, Dense, Dropout, Flatten, MaxPooling2D, Rescaling
 
+    width = DEFAULT_WIDTH[kind] if width is None else width
     if kind == "mlp":
         return brisk.Sequential([
             Rescaling(1 / 255, input_shape=input_shape),
             Flatten(),
-            Dense(64, activation="relu"),
-            Dense(64, activation="relu"),
+            Dense(width, activation="relu"),
+            Dense(width, activation="relu"),
             Dense(num_classes, activation="softmax"),
         ])
     # The Keras MNIST convnet; 'same' padding so it also fits 8x8 digits.
     return brisk.Sequential([
         Rescaling(1 / 255, input_shape=(*input_shape, 1)),
-        Conv2D(32, 3, padding="same", activation="relu"),
+        Conv2D(width, 3, padding="same", activation="relu"),
         MaxPooling2D(2),
-        Conv2D(64, 3, padding="same", activation="relu"),
+        Conv2D(2 * width, 3, padding="same", activation="relu"),
         MaxPooling2D(2),
         Flatten(),
         Dropout(0.5),
@@ -76,12 +87,17 @@ def _data_and_model(args: argparse.Namespace):
         x_train, x_test = x_train[..., None], x_test[..., None]
     num_classes = int(max(y_train.max(), y_test.max())) + 1
     model = build_model(args.model, tuple(x_train.shape[1:3] if args.model == "cnn" else x_train.shape[1:]),
-                        num_classes)
+                        num_classes, width=getattr(args, "width", None))
     optimizer = args.optimizer
-    if getattr(args, "lr", None) is not None:
-        optimizer = brisk.optimizers.get(args.optimizer, learning_rate=args.lr)
+    # --lr and --weight-decay override the optimizer's Keras defaults (AdamW's decay is 0.004)
+    config = {k: v for k, v in (("learning_rate", getattr(args, "lr", None)),
+                                ("weight_decay", getattr(args, "weight_decay", None)))
+              if v is not None}
+    if config:
+        optimizer = brisk.optimizers.get({"name": args.optimizer, **config})
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy",
-                  metrics=["accuracy"], device=args.device, seed=args.seed)
+                  metrics=["accuracy"], device=args.device, seed=args.seed,
+                  schedule=getattr(args, "schedule", None))
     return (x_train, y_train), (x_test, y_test), model
 
 
@@ -173,10 +189,43 @@ def cmd_train(args: argparse.Namespace) -> int:
                                     epochs=args.epochs, seed=args.seed, out=args.out)
     if args.epochs is None:
         args.epochs = 20
-    (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
+    result, model, history = train_from_args(args)
     # under torchrun (the model's Trainer joined the process group) rank 0 prints and writes
+    if not distributed.is_rank_zero():
+        return 0
+    if "val_accuracy" in result:
+        print(f"validation accuracy: {result['val_accuracy']:.4f}  "
+              f"validation loss: {result['val_loss']:.4f}")
+    print(f"test accuracy: {result['test_accuracy']:.4f}  test loss: {result['test_loss']:.4f}")
+    print(f"wall time: {result['train_seconds']:.2f} s  ({result['samples_per_second']:.0f} "
+          f"samples/s on {result['device']})")
+    if args.out:
+        os.makedirs(args.out, exist_ok=True)
+        model.save(os.path.join(args.out, "model.safetensors"))
+        # every file through the atomic writer: a kill leaves the old file or the new one
+        keys = list(history.history)
+        rows = io.StringIO()
+        w = csv.writer(rows)
+        w.writerow(["epoch", *keys])
+        for i, epoch in enumerate(history.epoch):
+            w.writerow([epoch + 1, *[history.history[k][i] for k in keys]])
+        atomic_write_text(os.path.join(args.out, "history.csv"), rows.getvalue())
+        atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(result, indent=2))
+        print(f"wrote {args.out}/model.safetensors, history.csv, result.json")
+    return 0
+
+
+def train_from_args(args: argparse.Namespace, callbacks: list | tuple = ()):
+    """What ``brisk train`` computes, without printing or writing: returns ``(result,
+    model, history)``. ``brisk tune`` runs each trial through here, with its pruning
+    callback added, so a trial and the ``brisk train`` command line that reruns it cannot
+    drift apart."""
+    if args.validate and args.validation_split is not None:
+        raise ValueError("--validation-split: give either --validate (the test set after "
+                         "every epoch) or --validation-split, not both")
+    (x_train, y_train), (x_test, y_test), model = _data_and_model(args)
     zero = distributed.is_rank_zero()
-    callbacks, history = [], None
+    callbacks, history = list(callbacks), None
     if args.out:  # a backup every epoch: run the same command again after a crash
         from brisk.callbacks import BackupAndRestore
 
@@ -192,15 +241,21 @@ def cmd_train(args: argparse.Namespace) -> int:
             if zero:
                 print(f"resuming from the backup in {backup} (--no-resume starts over)")
         history = _run_history()
-        callbacks = [history, BackupAndRestore(backup)]
+        callbacks = [history, BackupAndRestore(backup), *callbacks]
     t0 = time.perf_counter()
+    # --validation-split holds out the *last* fraction of the training arrays, before
+    # shuffling (Keras's validation_split): the same samples for every run and seed
     ran = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
                     verbose=args.verbose, callbacks=callbacks,
+                    validation_split=args.validation_split or 0.0,
                     validation_data=(x_test, y_test) if args.validate else None)
     wall = time.perf_counter() - t0
     history = history or ran
     loss, acc = model.evaluate(x_test, y_test)
-    samples = len(x_train) * len(ran.epoch)
+    trained = len(x_train)  # the samples fit trained on: fit's own split point (Keras's)
+    if args.validation_split is not None:
+        trained = int(math.ceil(trained * (1.0 - args.validation_split)))
+    samples = trained * len(ran.epoch)
     result = {
         "dataset": args.dataset,
         "model": args.model,
@@ -213,24 +268,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         "train_seconds": round(wall, 2),
         "samples_per_second": round(samples / wall, 1),
     }
-    if not zero:
-        return 0
-    print(f"test accuracy: {acc:.4f}  test loss: {loss:.4f}")
-    print(f"wall time: {wall:.2f} s  ({result['samples_per_second']:.0f} samples/s on {result['device']})")
-    if args.out:
-        os.makedirs(args.out, exist_ok=True)
-        model.save(os.path.join(args.out, "model.safetensors"))
-        # every file through the atomic writer: a kill leaves the old file or the new one
-        keys = list(history.history)
-        rows = io.StringIO()
-        w = csv.writer(rows)
-        w.writerow(["epoch", *keys])
-        for i, epoch in enumerate(history.epoch):
-            w.writerow([epoch + 1, *[history.history[k][i] for k in keys]])
-        atomic_write_text(os.path.join(args.out, "history.csv"), rows.getvalue())
-        atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(result, indent=2))
-        print(f"wrote {args.out}/model.safetensors, history.csv, result.json")
-    return 0
+    if args.validation_split is not None:  # the last epoch's, on the held-out fraction
+        result["validation_split"] = args.validation_split
+        result["val_loss"] = round(history.history["val_loss"][-1], 4)
+        result["val_accuracy"] = round(history.history["val_accuracy"][-1], 4)
+    return result, model, history
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -254,6 +296,13 @@ def make_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive_int, default=None,
                    help="epochs (default 20; a recipe's own default with --recipe)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (default 32)")
+    t.add_argument("--schedule", type=_schedule_name, default=None,
+                   help="learning-rate schedule over the whole training: " + ", ".join(_SCHEDULES)
+                   + " (default: none, a constant rate); logged as learning_rate")
+    t.add_argument("--validation-split", type=_fraction, default=None, metavar="F",
+                   help="hold out the last fraction F of the training data (before shuffling, "
+                   "as Keras's validation_split) and report val_loss and val_accuracy after "
+                   "every epoch; result.json gets the last epoch's")
     t.add_argument("--out", default=None,
                    help="folder to write model.safetensors, history.csv and result.json; "
                    "a backup of the training state goes to OUT/backup every epoch, and the "
@@ -313,7 +362,74 @@ def make_parser() -> argparse.ArgumentParser:
     )
     add_bench_arguments(b)
     b.set_defaults(func=cmd_bench)
+
+    u = sub.add_parser(
+        "tune",
+        help="hyperparameter search on Optuna: N worker processes, a shared storage, a pruner; "
+        "prints the best configuration as a 'brisk train' command line",
+        description="Search learning rate, batch size, optimizer, schedule, weight decay and "
+        "the model's width (TPE sampling, a pruner fed the validation accuracy after every "
+        "epoch). Each trial is a 'brisk train' run that holds out the last 20% of the "
+        "training data for validation (--validation-split 0.2), with the same --seed. "
+        "Prints a table of the trials and the best one as a 'brisk train' command line; "
+        "with --out writes trials.csv, best.json and tune.png. Several machines: run the "
+        "same command on each with the same database --storage and --study-name.",
+    )
+    u.add_argument("--dataset", choices=DATASETS, default="digits",
+                   help="dataset (default: digits, bundled with scikit-learn)")
+    u.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    u.add_argument("--model", choices=MODELS, default="mlp", help="mlp or cnn (default mlp)")
+    u.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the best)")
+    u.add_argument("--trials", type=_positive_int, default=20,
+                   help="trials this command runs, split over the workers (default 20)")
+    u.add_argument("--workers", type=_positive_int, default=1,
+                   help="worker processes sharing the storage (default 1: this process)")
+    u.add_argument("--epochs", type=_positive_int, default=10, help="epochs per trial (10)")
+    u.add_argument("--storage", default=None,
+                   help="journal file path (one machine) or database URL, e.g. "
+                   "sqlite:///tune.db, postgresql://user@host/db (several machines); "
+                   "default OUT/journal.log, or a temporary journal with --workers > 1")
+    u.add_argument("--study-name", default=None,
+                   help="study in the storage (default 'brisk'); an existing one with the "
+                   "same settings is continued")
+    u.add_argument("--pruner", choices=("median", "halving", "none"), default="median",
+                   help="median (default), halving (successive halving) or none")
+    u.add_argument("--seed", type=_seed, default=0,
+                   help="every trial's training seed, and the sampler's (default 0)")
+    u.add_argument("--timeout", type=_positive_float, default=None,
+                   help="seconds after which no new trial starts (running ones finish)")
+    u.add_argument("--search", action="append", default=None, metavar="NAME=SPEC",
+                   help="narrow the search (repeatable): lr=1e-3:1e-1 or weight_decay=... "
+                   "(log range), optimizer=adam,sgd (choices), width=64 (fixed); names: "
+                   "lr, batch_size, optimizer, schedule, weight_decay, width")
+    u.add_argument("--out", default=None,
+                   help="folder for journal.log, trials.csv, best.json, tune.png and the "
+                   "workers' logs")
+    u.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # internal: one worker
+    u.set_defaults(func=cmd_tune)
     return parser
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from brisk.tune import WORKER_ENV, _parse_search_option, _run_worker, tune
+
+    if args.worker is not None:  # started by tune's coordinator, the spec in its environment
+        return _run_worker(json.loads(os.environ[WORKER_ENV]))
+    try:
+        tune(dataset=args.dataset, model=args.model, trials=args.trials, workers=args.workers,
+             epochs=args.epochs, storage=args.storage, study_name=args.study_name,
+             pruner=args.pruner, seed=args.seed, data_dir=args.data_dir, device=args.device,
+             out=args.out, timeout=args.timeout, search=_parse_search_option(args.search))
+    except RuntimeError as e:  # a worker failed: its log is in the message
+        print(str(e), file=sys.stderr)
+        return 1
+    except ImportError as e:  # no Optuna: the message says what to install
+        print(f"brisk tune: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("brisk tune: interrupted; the workers were stopped", file=sys.stderr)
+        return 130
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -328,6 +444,18 @@ def cmd_compress(args: argparse.Namespace) -> int:
     return run_compress_from_args(args)
 
 
+# brisk.optim.schedules.SCHEDULES, written out so the parser needs no import (a test checks)
+_SCHEDULES = ("constant", "step", "exponential", "linear", "inverse_sqrt", "cosine",
+              "polynomial", "one_cycle", "warmup_cosine")
+
+
+def _schedule_name(text: str) -> str:
+    key = text.strip().lower().replace("-", "_")
+    if key not in _SCHEDULES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(_SCHEDULES)}, got {text!r}")
+    return key
+
+
 def _data_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASETS, default="digits",
                    help="dataset to train on (default: digits, bundled with scikit-learn)")
@@ -338,6 +466,12 @@ def _data_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="mlp: Flatten-Dense64-Dense64-softmax; cnn: the Keras MNIST convnet")
     p.add_argument("--optimizer", default="adam",
                    help="optimizer name: adam, sgd, momentum, rmsprop, adamw, ... (default adam)")
+    p.add_argument("--weight-decay", type=_non_negative_float, default=None, metavar="W",
+                   help="the optimizer's weight_decay (default: its own, 0 except adamw's "
+                   "0.004); biases and norm parameters are never decayed")
+    p.add_argument("--width", type=_width, default=None, metavar="N",
+                   help="hidden width: units of the mlp's two Dense layers (default 64), or "
+                   "filters of the cnn's first Conv2D, the second having 2N (default 32)")
     p.add_argument("--device", default=None,
                    help="cpu, cuda, cuda:N, mps (default: cuda, then mps, then cpu)")
     p.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
