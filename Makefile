@@ -22,7 +22,7 @@ run: install
 	$(BIN)/brisk train
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples tools
