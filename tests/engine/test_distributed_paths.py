@@ -1283,31 +1283,77 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     t = brisk.Trainer(model, optimizer=opt, loss="cross_entropy", device="cpu", strategy="fsdp")
     t.dist = FakeShardingDist(agreed=1)
-    with pytest.raises(ValueError, match="^optimizer: strategy='fsdp' replaces the weights by "
-                                         "shards, so a torch optimizer built on the full"):
+    with pytest.raises(ValueError) as e:
         t.fit(x, y, batch_size=4, verbose=0)
+    assert str(e.value) == (
+        "optimizer: strategy='fsdp' replaces the weights by shards, so a torch optimizer built "
+        "on the full weights would update nothing; pass a name, a brisk.optimizers object or a "
+        "callable params -> optimizer")
     t = brisk.Trainer(model, optimizer="schedulefree_adamw", loss="cross_entropy",
                       device="cpu", strategy="fsdp")
     t.dist = FakeShardingDist(agreed=1)
-    with pytest.raises(ValueError, match="^optimizer: schedule-free optimizers are not supported"):
+    with pytest.raises(ValueError) as e:
         t.fit(x, y, batch_size=4, verbose=0)
+    assert str(e.value) == ("optimizer: schedule-free optimizers are not supported with "
+                            "strategy='fsdp'; use strategy='ddp' or another optimizer")
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
     t._ensure_optimizer()
     t.optimizer.state[next(model.parameters())]["momentum_buffer"] = torch.zeros(1)
-    with pytest.raises(ValueError, match="^strategy='fsdp': the optimizer already holds state"):
+    with pytest.raises(ValueError) as e:
         t.fit(x, y, batch_size=4, verbose=0)
+    assert str(e.value) == (
+        "strategy='fsdp': the optimizer already holds state for the full (unsharded) weights, "
+        "e.g. from a .pt checkpoint; load a sharded checkpoint (a folder written by "
+        "save_checkpoint under FSDP)")
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
-    with pytest.raises(ValueError, match="^callbacks: ModelCheckpoint is not supported with "
-                                         "strategy='fsdp' yet"):
+    with pytest.raises(ValueError) as e:
         t.fit(x, y, batch_size=4, verbose=0,
               callbacks=[brisk.callbacks.ModelCheckpoint("/nonexistent/m.safetensors")])
+    assert str(e.value) == (
+        "callbacks: ModelCheckpoint is not supported with strategy='fsdp' yet (it writes on "
+        "rank 0, and saving sharded weights needs every rank): call "
+        "trainer.save_checkpoint(folder) on every rank (e.g. from a LambdaCallback's "
+        "on_epoch_end), or use strategy='ddp'")
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
-    with pytest.raises(ValueError, match="^on_nan: 'restore' is not supported with strategy"):
+    with pytest.raises(ValueError, match="^callbacks: BackupAndRestore is not supported"):
+        t.fit(x, y, batch_size=4, verbose=0, callbacks=[
+            brisk.callbacks.LambdaCallback(), brisk.callbacks.BackupAndRestore("/nonexistent")])
+    t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
+    with pytest.raises(ValueError) as e:
         t.fit(x, y, batch_size=4, verbose=0, on_nan="restore")
+    assert str(e.value) == ("on_nan: 'restore' is not supported with strategy='fsdp' (it keeps "
+                            "a copy of the whole training state); use 'stop'")
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     # fp16 loss scaling over shards: refused by the policy itself, before any collective
     with pytest.raises(ValueError, match="^precision: 'fp16-mixed' with strategy='fsdp'"):
         Distributed.shard(FakeDist(), model, model, "fp16-mixed")
+
+
+@pytest.mark.parametrize("memory, rank, verbose, shards, printed", [
+    (10**12, 0, 2, False, True),   # plenty of memory: DDP, said on rank 0
+    (16, 0, 2, True, True),        # 16 bytes per process: FSDP
+    (16, 1, 2, True, False),       # rank 1 prints nothing
+    (16, 0, 0, True, False),       # verbose=0 prints nothing
+])
+def test_auto_strategy_chooses_once_from_the_process_memory_and_says_why(
+        monkeypatch, capsys, memory, rank, verbose, shards, printed):
+    asked = []
+
+    def process_memory(device):
+        asked.append(device)
+        return memory
+
+    monkeypatch.setattr(brisk.distributed, "process_memory", process_memory)
+    x, y = data(8)
+    fake = FakeShardingDist(rank=rank, agreed=3, peers=[[0.0] * 4, [0.0] * 4])
+    t = make(mlp(), fake, lr=0.1, strategy="auto", seed=3)
+    t.fit(x, y, batch_size=4, epochs=1, verbose=verbose)
+    t.fit(x, y, batch_size=4, epochs=1, verbose=verbose)  # decided once
+    assert asked == [torch.device("cpu")]
+    assert (len(fake.roots), len(fake.wrapped)) == ((1, 0) if shards else (0, 1))
+    assert t.strategy_reason.startswith(f"strategy='auto' chose '{'fsdp' if shards else 'ddp'}'")
+    out = capsys.readouterr().out
+    assert (t.strategy_reason in out) == printed and out.count("strategy='auto'") == printed
 
 
 def test_fsdp_trains_through_the_root_and_syncs_gradients_on_the_last_micro_batch():
@@ -1364,3 +1410,14 @@ def test_a_sharded_checkpoint_folder_is_checked_before_anything_loads(tmp_path):
     t = make(mlp(), FakeShardingDist(), strategy="fsdp")
     t.load_checkpoint(tmp_path)  # not sharded yet: loaded when it is
     assert t._pending_sharded == str(tmp_path)
+
+
+def test_fsdp_with_sync_batchnorm_is_refused_on_cpu_before_sharding():
+    x, y = data(8)
+    fake = FakeShardingDist(agreed=1)
+    t = make(mlp(batchnorm=True), fake, lr=0.1, strategy="fsdp", sync_batchnorm=True)
+    with pytest.raises(ValueError) as e:
+        t.fit(x, y, batch_size=4, verbose=0)
+    assert str(e.value).startswith("sync_batchnorm: torch's SyncBatchNorm runs on CUDA only, "
+                                   "and this run is on cpu (gloo)")
+    assert fake.roots == []  # refused before anything was sharded
