@@ -1421,3 +1421,63 @@ def test_fsdp_with_sync_batchnorm_is_refused_on_cpu_before_sharding():
     assert str(e.value).startswith("sync_batchnorm: torch's SyncBatchNorm runs on CUDA only, "
                                    "and this run is on cpu (gloo)")
     assert fake.roots == []  # refused before anything was sharded
+
+
+# ------------------------------------------------------------------ FSDP for real, 1 rank
+@pytest.fixture
+def one_rank_group(tmp_path):
+    """A real gloo process group of one rank in this process (FSDP and
+    torch.distributed.checkpoint run for real; torchrun's 2-rank runs are in
+    tests/distributed), destroyed afterwards."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)
+    try:
+        yield Distributed(torch.device("cpu"))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_real_fsdp_on_one_rank_checkpoints_a_folder_and_resumes_exactly(one_rank_group, tmp_path):
+    """fully_shard for real (one rank: shards are whole tensors): fit, save_checkpoint
+    (a folder renamed into place), fit on; a fresh trainer loading the folder before its
+    model is sharded ends bit-identical; a checkpoint of another model is refused, naming
+    the folder, before any weight changes; save() writes the full weights."""
+    from torch.distributed.tensor import DTensor
+
+    from brisk.engine.checkpoint import load_safetensors
+
+    x, y = data(16)
+    kw = dict(strategy="fsdp", seed=3, lr=0.1)
+    t = make(mlp(seed=0), one_rank_group, **kw)
+    t.fit(x, y, batch_size=4, epochs=2, verbose=0)
+    assert isinstance(next(t.module.parameters()), DTensor)
+    ckpt = tmp_path / "ckpt"
+    t.save_checkpoint(ckpt)
+    assert sorted(os.listdir(ckpt)) == [".metadata", "__0_0.distcp", "trainer.pt"]
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "store"]  # no temp folder left
+    t.save_checkpoint(ckpt)  # over an existing one
+    assert sorted(os.listdir(tmp_path)) == ["ckpt", "store"]
+    t.fit(x, y, batch_size=4, epochs=3, initial_epoch=2, verbose=0)
+    want = {k: v.full_tensor() for k, v in t.module.state_dict().items()}
+    t.save(tmp_path / "full.safetensors")
+    full, _ = load_safetensors(tmp_path / "full.safetensors", "test")
+    assert full.keys() == want.keys() and all(torch.equal(full[k], want[k]) for k in want)
+
+    t2 = make(mlp(seed=5), one_rank_group, **kw)
+    t2.load_checkpoint(ckpt)  # pending: applied when fit shards the model
+    t2.fit(x, y, batch_size=4, epochs=3, initial_epoch=2, verbose=0)
+    got = {k: v.full_tensor() for k, v in t2.module.state_dict().items()}
+    assert all(torch.equal(got[k], want[k]) for k in want)
+    assert t2.global_step == t.global_step == 12
+
+    wide = nn.Sequential(nn.Linear(FEATURES, 9), nn.ReLU(), nn.Linear(9, CLASSES))
+    t3 = make(wide, one_rank_group, **kw)
+    t3.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    before = {k: v.full_tensor().clone() for k, v in wide.state_dict().items()}
+    with pytest.raises(ValueError) as e:
+        t3.load_checkpoint(ckpt)
+    assert str(e.value) == (f"checkpoint {str(ckpt)!r}: model.module.0.weight is (8, 3), "
+                            "this model's (9, 3)")
+    assert all(torch.equal(v.full_tensor(), before[k]) for k, v in wide.state_dict().items())
