@@ -161,8 +161,9 @@ def test_fsdp_equals_one_process_on_the_union_batch(results):
     model = w.mlp(seed=0)
     t = w.trainer(model, seed=5)
     hist = t.fit(*w.data(), batch_size=16, epochs=3, verbose=0, validation_data=(xe, ye))
-    want_eval = t.evaluate(xe, ye, batch_size=5, return_dict=True)
-    want_pred = torch.as_tensor(t.predict(xe, batch_size=4))
+    want_eval = t.evaluate(xe, ye, batch_size=3, return_dict=True)
+    want_pred = torch.as_tensor(t.predict(xe, batch_size=3))
+    want_one = t.evaluate(xe[:1], ye[:1], return_dict=True)
     assert results["fsdp", 1]["state"] == {}  # gathered on rank 0 only
     assert_same_state(results["fsdp", 0]["state"], model.state_dict(), atol=1e-6)
     for r in (0, 1):
@@ -171,6 +172,8 @@ def test_fsdp_equals_one_process_on_the_union_batch(results):
         assert_same_history(got["history"], hist.history)
         assert got["evaluate"] == pytest.approx(want_eval, abs=1e-6)
         torch.testing.assert_close(got["predict"], want_pred, atol=1e-6, rtol=0)
+        assert got["evaluate_one"] == pytest.approx(want_one, abs=1e-6)
+        torch.testing.assert_close(got["predict_one"], want_pred[:1], atol=1e-6, rtol=0)
 
 
 def test_fsdp_accumulation_equals_the_union_batch_and_auto_says_why(results):
@@ -199,6 +202,7 @@ def test_fsdp_sharded_checkpoint_resumes_exactly_and_rank_0_exports_full_weights
     assert got["ckpt_files"] == [".metadata", "__0_0.distcp", "__1_0.distcp", "trainer.pt"]
     assert got["files"] == ["ckpt", "full.safetensors"]  # no temp folder left behind
     assert_same_state(got["resumed"], got["continued"], atol=0)
+    assert got["epoch_after_load"] == 2  # the saved epoch, readable before fit
     assert any(not torch.equal(got["continued"][k], got["state"][k]) for k in got["state"])
     assert got["precision_error"] == (f"checkpoint {os.path.join(results['fsdp_dir'], 'ckpt')!r}: "
                                       "written with precision 'fp32', this run uses 'bf16-mixed'")

@@ -1200,16 +1200,21 @@ class FakeFSDP(_Forward):
     """What ``FakeShardingDist.shard`` returns: the module through ``fn``, unsharded; records
     each gradient-sync setting and each forward."""
 
-    def __init__(self, module, fn):
+    def __init__(self, module, fn, log):
         super().__init__(module, fn)
         self.syncs: list[bool] = []
         self.forwards: list[tuple[int, bool]] = []  # (rows, full)
+        self.log = log
 
     def set_requires_gradient_sync(self, flag):
         self.syncs.append(flag)
 
+    def reshard(self):
+        self.log.append("reshard")
+
     def forward(self, x, full=False):
         self.forwards.append((x.shape[0], full))
+        self.log.append("forward")
         return super().forward(x, full)
 
 
@@ -1224,13 +1229,14 @@ class FakeShardingDist(FakeDist):
         self.max_calls: list[int] = []
 
     def shard(self, module, fn, precision):
-        root = FakeFSDP(module, fn)
+        root = FakeFSDP(module, fn, self.log)
         self.roots.append((root, precision))
         self.log.append("shard")
         return root
 
     def max(self, value):
         self.max_calls.append(value)
+        self.log.append("max")
         return max(value, self.most)
 
 
@@ -1382,15 +1388,17 @@ def test_fsdp_inference_pads_its_forwards_to_the_ranks_most_batches():
     t = make(mlp(), fake, lr=0.1, strategy="fsdp", seed=3)
     t.fit(x, y, batch_size=4, epochs=1, verbose=0)
     (root, _), = fake.roots
-    n = len(root.forwards)
+    n, at = len(root.forwards), len(fake.log)
     t.evaluate(x, y, batch_size=2)
     assert root.forwards[n:] == [(2, False), (2, False), (1, False), (1, False), (1, False)]
     assert fake.max_calls == [2]
+    # the count is agreed before the first forward (a collective between forwards would
+    # pair with another rank's all-gather), and the root is resharded after
+    assert fake.log[at:] == ["max", "broadcast_buffers", *["forward"] * 5, "reshard", "sum"]
     n = len(root.forwards)
     out = t.predict(x, batch_size=4)
     assert root.forwards[n:] == [(4, True), (1, False), (1, False), (1, False), (1, False)]
     assert fake.max_calls == [2, 1] and out.shape == (8, CLASSES)
-    assert fake.broadcast  # rank 0's BatchNorm statistics before inference
 
 
 def test_a_sharded_checkpoint_folder_is_checked_before_anything_loads(tmp_path):
@@ -1408,8 +1416,23 @@ def test_a_sharded_checkpoint_folder_is_checked_before_anything_loads(tmp_path):
     with pytest.raises(ValueError, match="loads under torchrun into a Trainer"):
         t.load_checkpoint(tmp_path)
     t = make(mlp(), FakeShardingDist(), strategy="fsdp")
-    t.load_checkpoint(tmp_path)  # not sharded yet: loaded when it is
+    with pytest.raises(ValueError, match="trainer.pt': corrupt, truncated or not a checkpoint"):
+        t.load_checkpoint(tmp_path)  # the unsharded state is read at once
+    from brisk.engine.checkpoint import save_checkpoint
+
+    rest = {k: v for k, v in make(mlp(), seed=1).state_dict().items() if k != "model"}
+    rest.update(epoch=2, global_step=7)
+    save_checkpoint(tmp_path / "trainer.pt", rest)
+    t = make(mlp(), FakeShardingDist(), strategy="fsdp")
+    t.load_checkpoint(tmp_path)  # not sharded yet: the weights are loaded when it is
     assert t._pending_sharded == str(tmp_path)
+    assert (t.epoch, t.global_step) == (2, 7)  # the rest now (a resume reads trainer.epoch)
+    t = make(mlp(), FakeShardingDist(), strategy="fsdp", precision="bf16-mixed")
+    with pytest.raises(ValueError) as e:
+        t.load_checkpoint(tmp_path)
+    assert str(e.value) == (f"checkpoint {str(tmp_path)!r}: written with precision 'fp32', "
+                            "this run uses 'bf16-mixed'")
+    assert (t.epoch, t._pending_sharded) == (0, None)
 
 
 def test_fsdp_with_sync_batchnorm_is_refused_on_cpu_before_sharding():
@@ -1467,6 +1490,7 @@ def test_real_fsdp_on_one_rank_checkpoints_a_folder_and_resumes_exactly(one_rank
 
     t2 = make(mlp(seed=5), one_rank_group, **kw)
     t2.load_checkpoint(ckpt)  # pending: applied when fit shards the model
+    assert (t2.epoch, t2.global_step) == (1, 8)  # the rest at once: epoch 1 (0-based) ended
     t2.fit(x, y, batch_size=4, epochs=3, initial_epoch=2, verbose=0)
     got = {k: v.full_tensor() for k, v in t2.module.state_dict().items()}
     assert all(torch.equal(got[k], want[k]) for k in want)
@@ -1481,3 +1505,56 @@ def test_real_fsdp_on_one_rank_checkpoints_a_folder_and_resumes_exactly(one_rank
     assert str(e.value) == (f"checkpoint {str(ckpt)!r}: model.module.0.weight is (8, 3), "
                             "this model's (9, 3)")
     assert all(torch.equal(v.full_tensor(), before[k]) for k, v in wide.state_dict().items())
+
+
+class RootScaled(nn.Module):
+    """Nested blocks and a weight on the root itself (FSDP's root keeps its own weights
+    gathered after a forward until resharded)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.scale = nn.Parameter(torch.ones(8))
+        self.blocks = nn.ModuleList([nn.Sequential(nn.Linear(FEATURES, 8), nn.ReLU())])
+        self.head = nn.Linear(8, CLASSES)
+
+    def forward(self, x):
+        return self.head(self.blocks[0](x) * self.scale)
+
+
+def test_real_fsdp_keeps_a_root_weights_optimizer_state_across_fits(one_rank_group):
+    """Two fits equal one (Adam's moments of the root's own weight kept: the optimizer is
+    not rebuilt on the gathered root weight), with validation in between."""
+    from torch.distributed.tensor import DTensor
+
+    x, y = data(16)
+    runs = []
+    for split in (True, False):
+        model = RootScaled()
+        t = brisk.Trainer(model, optimizer="adam", loss="cross_entropy", device="cpu",
+                          strategy="fsdp", seed=3)
+        t.dist = one_rank_group
+        if split:
+            t.fit(x, y, batch_size=4, epochs=2, verbose=0, validation_data=(x[:5], y[:5]))
+            opt = t.optimizer
+            t.fit(x, y, batch_size=4, epochs=4, initial_epoch=2, verbose=0)
+            assert t.optimizer is opt  # not rebuilt
+        else:
+            t.fit(x, y, batch_size=4, epochs=4, verbose=0)
+        assert isinstance(model.scale, DTensor)  # resharded after fit
+        runs.append({k: v.full_tensor() for k, v in model.state_dict().items()})
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adagrad", "adam", "adamw", "rmsprop"])
+def test_real_fsdp_trains_with_each_optimizer(one_rank_group, name):
+    """The fused SGD and Adagrad kernels have no DTensor rule: foreach under FSDP."""
+    x, y = data(8)
+    model = mlp()
+    before = [p.detach().clone() for p in model.parameters()]
+    t = brisk.Trainer(model, optimizer=name, loss="cross_entropy", device="cpu",
+                      strategy="fsdp", seed=3)
+    t.dist = one_rank_group
+    t.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    after = [p.full_tensor() for p in model.parameters()]
+    assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))

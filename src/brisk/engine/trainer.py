@@ -39,6 +39,7 @@ from brisk.engine import inputs
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList, History
 from brisk.engine.checkpoint import (
+    SHARDED_TRAINER_FILE,
     check_sharded,
     load_checkpoint,
     load_sharded,
@@ -399,6 +400,8 @@ class Trainer:
         frozen at compile time); rebuild when ``requires_grad`` flags changed, keeping the
         state of parameters that stay."""
         apply_trainable(self.module)  # the trainable flags as they are now
+        if self._fsdp is not None:  # the root's weights stay gathered after a forward:
+            self._fsdp.reshard()  # its shards are the parameters the optimizer holds
         params = tuple(p for p in self.module.parameters() if p.requires_grad)
         self._nothing_to_train = not params
         if not params:  # Keras 3 warns and runs the epochs without updates
@@ -428,6 +431,11 @@ class Trainer:
                     opt.state[p] = s
         for g in opt.param_groups:
             g.setdefault("initial_lr", g["lr"])
+            if self._fsdp is not None and g.get("fused") and not isinstance(
+                    opt, (torch.optim.Adam, torch.optim.AdamW)):
+                # DTensor has sharding rules for the fused Adam/AdamW kernels only (SGD's and
+                # Adagrad's raise NotImplementedError on shards): torch's foreach instead
+                g["fused"], g["foreach"] = False, True
         self.optimizer, self._params_key = opt, key
 
     def _wrap_ddp(self) -> None:
@@ -489,13 +497,19 @@ class Trainer:
                              f"(its sharded checkpoints go through torch.distributed."
                              f"checkpoint), got {type(self.optimizer).__name__}")
 
-    def _pad_forwards(self, ran: int) -> None:
-        """Under FSDP every forward is a collective (its blocks' all-gathers): a rank that
-        ran fewer inference batches than another runs forwards of one sample until every
-        rank has run as many (evaluation and prediction split rows unevenly)."""
+    def _padding(self, loader, steps: int | None) -> int:
+        """Under FSDP every forward is a collective (its blocks' all-gathers), and
+        evaluation and prediction split rows unevenly: the forwards this rank must add after
+        its batches so that every rank runs as many. Agreed before any forward (a
+        collective in between would pair with another rank's all-gather); 0 otherwise."""
         if self._fsdp is None:
-            return
-        for _ in range(self.dist.max(ran) - ran):
+            return 0
+        mine = len(loader) if steps is None else min(len(loader), steps)
+        return self.dist.max(mine) - mine
+
+    def _pad_forwards(self, n: int) -> None:
+        """``n`` forwards of one sample through the sharded root (``_padding``)."""
+        for _ in range(n):
             with self.precision.autocast():
                 self._fsdp(self._pad_sample)
 
@@ -523,6 +537,8 @@ class Trainer:
         try:
             yield
         finally:
+            if self._fsdp is not None:
+                self._fsdp.reshard()  # the root's weights back to their shards
             self._fwd = fwd
             for m, mode in modes:
                 m.training = mode
@@ -813,6 +829,10 @@ class Trainer:
         if val is not None and val[1] is not None:
             val = (val[0], inputs.check_targets(self.loss_fn, self._out_shape, val[1], "validation_data labels"))
         if self.dist is not None and (self._use_fsdp(verbose) or self._pending_sharded):
+            _check_fsdp_callbacks(callbacks if isinstance(callbacks, (list, tuple)) else [])
+            if on_nan == "restore":
+                raise ValueError("on_nan: 'restore' is not supported with strategy='fsdp' (it "
+                                 "keeps a copy of the whole training state); use 'stop'")
             self._shard()
         self._ensure_optimizer()
         if self._fsdp is not None:
@@ -880,11 +900,6 @@ class Trainer:
         cbs = CallbackList([*[cb for cb in user if cb not in backups], self.history, *backups])
         if verbose and (self.dist is None or self.dist.is_zero):  # rank 0 prints
             cbs.append(ProgressBar(verbose))
-        if self._fsdp is not None:
-            _check_fsdp_callbacks(cbs.callbacks)
-            if on_nan == "restore":
-                raise ValueError("on_nan: 'restore' is not supported with strategy='fsdp' (it "
-                                 "keeps a copy of the whole training state); use 'stop'")
         cbs.set_trainer(self)
         cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
         self._callbacks = cbs.callbacks
@@ -1020,6 +1035,8 @@ class Trainer:
         self._set_optimizer_mode(False)
         refresh_pruned(self.module)  # pruned weights as trained, not as at the last forward
         self._cw_table = None  # class weights belong to this fit only
+        if self._fsdp is not None:
+            self._fsdp.reshard()  # the model's parameters are its shards between calls
         if self.dist is not None:
             self._fwd = self._fsdp if self._fsdp is not None else self._fwd_raw
             self.dist.broadcast_buffers(self.module)  # the same model on every rank
@@ -1127,15 +1144,14 @@ class Trainer:
         states = [m._snapshot() if m.keras_protocol else None for m in self.metrics]
         self._reset_stats()
         cbs.on_test_begin()
-        ran = 0
+        pad = self._padding(loader, steps)
         with self._inference():
             for i, (xb, yb, wb) in enumerate(itertools.islice(self._batches(loader, weights=True), steps)):
                 cbs.on_test_batch_begin(i)
                 out, loss = self._fwd_loss(xb, yb, wb) if wb is not None else self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
                 cbs.on_test_batch_end(i, _LazyLogs(self, {}))
-                ran += 1
-            self._pad_forwards(ran)
+            self._pad_forwards(pad)
         logs = self._read_stats(reduce=self._sharded(loader))
         self._stats, self._counts = saved
         for m, state in zip(self.metrics, states, strict=True):
@@ -1224,6 +1240,7 @@ class Trainer:
         # under torchrun each rank predicts its rows, then every rank gets all of them in
         # order (with steps: every rank predicts the same first batches)
         loader = self._loader(x, None, batch_size, False, 0, part="rows" if steps is None else None)
+        pad = self._padding(loader, steps)
         with self._inference():
             batches = self._batches(loader)
             for i, (xb, _) in enumerate(itertools.islice(batches, steps)):
@@ -1231,7 +1248,7 @@ class Trainer:
                 with self.precision.autocast():
                     outs.append(fn(xb).float())
                 cbs.on_predict_batch_end(i, {"outputs": outs[-1]})
-            self._pad_forwards(len(outs))
+            self._pad_forwards(pad)
         cbs.on_predict_end()
         out = (torch.cat(outs) if outs else
                torch.zeros((0, *self._out_shape), device=self.device))  # a rank with no rows
@@ -1524,6 +1541,8 @@ class Trainer:
         every rank."""
         from torch.distributed.checkpoint.state_dict import get_model_state_dict, get_state_dict
 
+        self._fsdp.reshard()  # the parameters the optimizer holds (the root's are gathered
+        # after a forward until resharded)
         if any(p.grad is not None for p in self.module.parameters()):
             raise ValueError("save_checkpoint: under strategy='fsdp' checkpoints are taken "
                              "between optimizer steps, not inside an accumulation group")
@@ -1537,7 +1556,7 @@ class Trainer:
         rest["sharded"] = True
         save_sharded(path, payload, rest)
 
-    def _load_sharded(self, path) -> None:
+    def _load_sharded(self, path, weights_only: bool = False) -> None:
         """``load_checkpoint`` of a sharded folder: now when the model is sharded, else when
         it is (the next ``fit``, ``evaluate`` or ``predict``)."""
         check_sharded(path)
@@ -1545,8 +1564,20 @@ class Trainer:
             raise ValueError(f"checkpoint {os.fspath(path)!r}: a sharded checkpoint (a folder) "
                              "loads under torchrun into a Trainer(strategy='fsdp' or 'auto'); "
                              "in one process, load the full weights that save() exports")
-        if self._fsdp is None:
+        def same_precision(rest: dict) -> None:
+            mode = (rest.get("precision") or {}).get("mode")
+            if mode != self.precision.mode:
+                raise ValueError(f"checkpoint {os.fspath(path)!r}: written with precision "
+                                 f"{mode!r}, this run uses {self.precision.mode!r}")
+
+        if self._fsdp is None:  # the step, epoch, position and RNG now; the weights and the
+            # optimizer state once the model is sharded (fit, evaluate or predict)
+            rest = load_checkpoint(os.path.join(path, SHARDED_TRAINER_FILE),
+                                   map_location=self.device)
+            same_precision(rest)
+            self._load_rest(rest)
             self._pending_sharded = os.fspath(path)
+            self._loads += 1
             return
         from torch.distributed.checkpoint.state_dict import (
             get_model_state_dict,
@@ -1555,27 +1586,23 @@ class Trainer:
             set_state_dict,
         )
 
+        self._fsdp.reshard()
         if self.optimizer is not None:
             model_sd, optim_sd = get_state_dict(self._fsdp, self.optimizer)
             payload = {"model": model_sd, "optimizer": optim_sd}
         else:
             payload = {"model": get_model_state_dict(self._fsdp)}
-        def same_precision(rest: dict) -> None:
-            mode = (rest.get("precision") or {}).get("mode")
-            if mode != self.precision.mode:
-                raise ValueError(f"checkpoint {os.fspath(path)!r}: written with precision "
-                                 f"{mode!r}, this run uses {self.precision.mode!r}")
-
         rest = load_sharded(path, payload, map_location=self.device, check=same_precision)
         if self.optimizer is not None:
             set_state_dict(self._fsdp, self.optimizer, model_state_dict=payload["model"],
                            optim_state_dict=payload["optimizer"])
         else:
             set_model_state_dict(self._fsdp, payload["model"])
-        self._load_rest(rest)
         for p in self.module.parameters():
             p.grad = None
-        self._loads += 1
+        if not weights_only:
+            self._load_rest(rest)
+            self._loads += 1
 
     def _apply_pending_sharded(self) -> None:
         """A sharded checkpoint loaded before the model was sharded: shard, then load it."""
@@ -1587,7 +1614,7 @@ class Trainer:
             self._ensure_optimizer()
             self._check_fsdp_optimizer()
             self._fwd = self._fsdp
-        self._load_sharded(path)
+        self._load_sharded(path, weights_only=True)  # the rest was loaded with the path
 
     def load_checkpoint(self, path) -> None:
         """Restore a ``save_checkpoint`` file; ``ValueError`` naming the file when it is not
