@@ -1282,6 +1282,13 @@ def test_fsdp_blocks_are_the_children_with_weights_through_containers():
     assert fsdp_blocks(seq) == [seq[0], seq[2]]
 
 
+def fit_error(t, x, y, **fit) -> str:
+    """The ValueError message of ``t.fit`` (batch 4, silent)."""
+    with pytest.raises(ValueError) as e:
+        t.fit(x, y, batch_size=4, verbose=0, **fit)
+    return str(e.value)
+
+
 def test_fsdp_refuses_what_it_cannot_shard_before_training():
     x, y = data(8)
     model = mlp()
@@ -1289,33 +1296,25 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     t = brisk.Trainer(model, optimizer=opt, loss="cross_entropy", device="cpu", strategy="fsdp")
     t.dist = FakeShardingDist(agreed=1)
-    with pytest.raises(ValueError) as e:
-        t.fit(x, y, batch_size=4, verbose=0)
-    assert str(e.value) == (
+    assert fit_error(t, x, y) == (
         "optimizer: strategy='fsdp' replaces the weights by shards, so a torch optimizer built "
         "on the full weights would update nothing; pass a name, a brisk.optimizers object or a "
         "callable params -> optimizer")
     t = brisk.Trainer(model, optimizer="schedulefree_adamw", loss="cross_entropy",
                       device="cpu", strategy="fsdp")
     t.dist = FakeShardingDist(agreed=1)
-    with pytest.raises(ValueError) as e:
-        t.fit(x, y, batch_size=4, verbose=0)
-    assert str(e.value) == ("optimizer: schedule-free optimizers are not supported with "
+    assert fit_error(t, x, y) == ("optimizer: schedule-free optimizers are not supported with "
                             "strategy='fsdp'; use strategy='ddp' or another optimizer")
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
     t._ensure_optimizer()
     t.optimizer.state[next(model.parameters())]["momentum_buffer"] = torch.zeros(1)
-    with pytest.raises(ValueError) as e:
-        t.fit(x, y, batch_size=4, verbose=0)
-    assert str(e.value) == (
+    assert fit_error(t, x, y) == (
         "strategy='fsdp': the optimizer already holds state for the full (unsharded) weights, "
         "e.g. from a .pt checkpoint; load a sharded checkpoint (a folder written by "
         "save_checkpoint under FSDP)")
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
-    with pytest.raises(ValueError) as e:
-        t.fit(x, y, batch_size=4, verbose=0,
-              callbacks=[brisk.callbacks.ModelCheckpoint("/nonexistent/m.safetensors")])
-    assert str(e.value) == (
+    mc = brisk.callbacks.ModelCheckpoint("/nonexistent/m.safetensors")
+    assert fit_error(t, x, y, callbacks=[mc]) == (
         "callbacks: ModelCheckpoint is not supported with strategy='fsdp' yet (it writes on "
         "rank 0, and saving sharded weights needs every rank): call "
         "trainer.save_checkpoint(folder) on every rank (e.g. from a LambdaCallback's "
@@ -1325,9 +1324,7 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training():
         t.fit(x, y, batch_size=4, verbose=0, callbacks=[
             brisk.callbacks.LambdaCallback(), brisk.callbacks.BackupAndRestore("/nonexistent")])
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
-    with pytest.raises(ValueError) as e:
-        t.fit(x, y, batch_size=4, verbose=0, on_nan="restore")
-    assert str(e.value) == ("on_nan: 'restore' is not supported with strategy='fsdp' (it keeps "
+    assert fit_error(t, x, y, on_nan="restore") == ("on_nan: 'restore' is not supported with strategy='fsdp' (it keeps "
                             "a copy of the whole training state); use 'stop'")
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     # fp16 loss scaling over shards: refused by the policy itself, before any collective
