@@ -76,8 +76,7 @@ def choose_strategy(module: nn.Module, device: torch.device, world_size: int,
                     memory: int | None = None) -> tuple[str, str]:
     """``strategy='auto'``: ('fsdp' or 'ddp', why). The training state of DDP is a full
     copy per process of the weights, their gradients and two optimizer slots per weight
-    (Adam's moments): 4 x 4 bytes per float32 weight (16 x the weights' bytes / 4 for
-    smaller dtypes, 4 copies). FSDP is chosen when that exceeds half of one process's
+    (Adam's moments): 4 x the weights' bytes. FSDP is chosen when that exceeds half of one process's
     memory (``process_memory``; the other half is left to activations and the data), since
     FSDP keeps 1/world_size of it per process and pays an all-gather per block per
     forward and backward for it."""

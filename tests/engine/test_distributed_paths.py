@@ -1555,3 +1555,5 @@ def test_real_fsdp_trains_with_each_optimizer(one_rank_group, name):
     t.fit(x, y, batch_size=4, epochs=1, verbose=0)
     after = [p.full_tensor() for p in model.parameters()]
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+    # fused where the kernel takes shards (Adam, AdamW), else foreach
+    assert bool(t.optimizer.defaults.get("fused")) == (name in ("adam", "adamw"))

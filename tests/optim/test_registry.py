@@ -270,7 +270,8 @@ def test_fused_matches_foreach(spec, monkeypatch):
     results = {}
     for impl in ("fused", "foreach"):
         net = copy.deepcopy(base)
-        monkeypatch.setattr(registry, "_impl_kwargs", lambda cls, dev, impl=impl: {impl: True})
+        monkeypatch.setattr(registry, "_impl_kwargs",
+                            lambda cls, dev, groups=None, impl=impl: {impl: True})
         opt = spec.build(net)
         assert opt.defaults[impl] is True
         for _ in range(5):

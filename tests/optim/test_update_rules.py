@@ -195,7 +195,7 @@ def test_matches_float64_reference(case, impl, monkeypatch):
     spec, update, wd = CASES[case]
     if impl != "auto":  # auto = fused for SGD/Adam/AdamW/Adagrad on CPU
         monkeypatch.setattr(
-            registry, "_impl_kwargs", lambda cls, dev: {"foreach": impl == "foreach"}
+            registry, "_impl_kwargs", lambda cls, dev, groups=None: {"foreach": impl == "foreach"}
         )
     w, b = _torch_run(spec)
     w_ref, b_ref = _numpy_run(update, wd)

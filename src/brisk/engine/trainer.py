@@ -431,11 +431,6 @@ class Trainer:
                     opt.state[p] = s
         for g in opt.param_groups:
             g.setdefault("initial_lr", g["lr"])
-            if self._fsdp is not None and g.get("fused") and not isinstance(
-                    opt, (torch.optim.Adam, torch.optim.AdamW)):
-                # DTensor has sharding rules for the fused Adam/AdamW kernels only (SGD's and
-                # Adagrad's raise NotImplementedError on shards): torch's foreach instead
-                g["fused"], g["foreach"] = False, True
         self.optimizer, self._params_key = opt, key
 
     def _wrap_ddp(self) -> None:
@@ -1553,7 +1548,6 @@ class Trainer:
             payload = {"model": get_model_state_dict(self._fsdp)}
         rest = {k: v for k, v in self.state_dict().items()
                 if k not in ("model", "optimizer", "optimizer_params", "grads")}
-        rest["sharded"] = True
         save_sharded(path, payload, rest)
 
     def _load_sharded(self, path, weights_only: bool = False) -> None:
@@ -1606,7 +1600,7 @@ class Trainer:
 
     def _apply_pending_sharded(self) -> None:
         """A sharded checkpoint loaded before the model was sharded: shard, then load it."""
-        path, self._pending_sharded = getattr(self, "_pending_sharded", None), None
+        path, self._pending_sharded = self._pending_sharded, None
         if path is None:
             return
         if self._fsdp is None:
