@@ -13,7 +13,6 @@ import argparse
 import csv
 import io
 import json
-import math
 import os
 import sys
 import time
@@ -254,7 +253,9 @@ def train_from_args(args: argparse.Namespace, callbacks: list | tuple = ()):
     loss, acc = model.evaluate(x_test, y_test)
     trained = len(x_train)  # the samples fit trained on: fit's own split point (Keras's)
     if args.validation_split is not None:
-        trained = int(math.ceil(trained * (1.0 - args.validation_split)))
+        from brisk.engine.inputs import split_point
+
+        trained = split_point(trained, args.validation_split)
     samples = trained * len(ran.epoch)
     result = {
         "dataset": args.dataset,

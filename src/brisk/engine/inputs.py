@@ -241,6 +241,12 @@ def check_fit_arguments(*, batch_size, epochs, shuffle, initial_epoch, validatio
     return batch_size, epochs, steps_per_epoch, validation_steps
 
 
+def split_point(n: int, validation_split: float) -> int:
+    """The training samples Keras keeps of ``n`` with ``validation_split``: the first
+    ``ceil(n * (1 - validation_split))`` (the rest, the last ones, validate)."""
+    return int(math.ceil(n * (1.0 - validation_split)))
+
+
 def validation_set(x, y, sw, validation_split: float, validation_data, keras_loss: bool):
     """Keras's validation: the *last* ``validation_split`` fraction of array inputs (taken
     before shuffling, with its sample weights), or ``validation_data`` as ``(x, y)``,
@@ -251,7 +257,7 @@ def validation_set(x, y, sw, validation_split: float, validation_data, keras_los
         if not torch.is_tensor(x):
             raise ValueError("validation_split: only works with array inputs; "
                              "pass validation_data for a Dataset or DataLoader")
-        split_at = int(math.ceil(len(x) * (1.0 - validation_split)))
+        split_at = split_point(len(x), validation_split)
         if split_at in (0, len(x)):
             raise ValueError(f"validation_split: {validation_split} leaves an empty split "
                              f"of {len(x)} samples")
