@@ -63,6 +63,38 @@ def build_model(kind: str, input_shape: tuple[int, ...], num_classes: int,
     ])
 
 
+def init_from(path: str, image_shape: tuple[int, ...], num_classes: int):
+    """``brisk train --init-from``: a model written by ``brisk train --out`` (its folder or
+    its ``model.safetensors``) or by ``model.save``, as the starting point of a new task.
+    Every weight is loaded; when the last layer is a ``Dense`` of another class count it is
+    replaced by a new one (fresh weights, same activation), Keras's ``pop`` then ``add``.
+
+    ``image_shape``: the dataset's per-sample shape, e.g. (28, 28). Raises
+    ``FileNotFoundError`` naming the file, ``ValueError`` when the model's input does not
+    fit the dataset or its head cannot be replaced."""
+    import brisk
+    from brisk.layers import Dense
+
+    file = os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"--init-from: no model at {file!r} (expected a brisk train "
+                                f"--out folder holding model.safetensors, or a model.save file)")
+    model = brisk.load_model(file, compile=False)
+    shape = tuple(image_shape)
+    if model.sample_shape not in (shape, (*shape, 1)):
+        raise ValueError(f"--init-from: the model in {file!r} takes inputs of shape "
+                         f"{model.sample_shape}, the dataset's samples are {shape}")
+    last = model.layers[-1]
+    if model.output_shape[-1] != num_classes:
+        if not isinstance(last, Dense):
+            raise ValueError(f"--init-from: the model in {file!r} has {model.output_shape[-1]} "
+                             f"outputs, the dataset {num_classes} classes, and its last layer "
+                             f"is {type(last).__name__}, not a Dense that can be replaced")
+        model.pop()
+        model.add(Dense(num_classes, activation=last.activation))
+    return model
+
+
 def load_dataset(name: str, data_dir: str | None):
     from brisk import datasets
 
@@ -82,11 +114,16 @@ def _data_and_model(args: argparse.Namespace):
     if args.seed is not None:
         torch.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = load_dataset(args.dataset, args.data_dir)
-    if args.model == "cnn":
-        x_train, x_test = x_train[..., None], x_test[..., None]
     num_classes = int(max(y_train.max(), y_test.max())) + 1
-    model = build_model(args.model, tuple(x_train.shape[1:3] if args.model == "cnn" else x_train.shape[1:]),
-                        num_classes, width=getattr(args, "width", None))
+    if getattr(args, "init_from", None):
+        model = init_from(args.init_from, x_train.shape[1:], num_classes)
+        if len(model.sample_shape) == x_train.ndim:  # a cnn's (H, W, 1)
+            x_train, x_test = x_train[..., None], x_test[..., None]
+    else:
+        if args.model == "cnn":
+            x_train, x_test = x_train[..., None], x_test[..., None]
+        model = build_model(args.model, tuple(x_train.shape[1:3] if args.model == "cnn" else x_train.shape[1:]),
+                            num_classes, width=getattr(args, "width", None))
     optimizer = args.optimizer
     # --lr and --weight-decay override the optimizer's Keras defaults (AdamW's decay is 0.004)
     config = {k: v for k, v in (("learning_rate", getattr(args, "lr", None)),
@@ -259,7 +296,7 @@ def train_from_args(args: argparse.Namespace, callbacks: list | tuple = ()):
     samples = trained * len(ran.epoch)
     result = {
         "dataset": args.dataset,
-        "model": args.model,
+        "model": args.model if not getattr(args, "init_from", None) else "init-from",
         "optimizer": args.optimizer,
         "epochs": args.epochs,
         "epochs_this_run": len(ran.epoch),  # fewer after a resume
@@ -269,6 +306,8 @@ def train_from_args(args: argparse.Namespace, callbacks: list | tuple = ()):
         "train_seconds": round(wall, 2),
         "samples_per_second": round(samples / wall, 1),
     }
+    if getattr(args, "init_from", None):
+        result["init_from"] = args.init_from
     if args.validation_split is not None:  # the last epoch's, on the held-out fraction
         result["validation_split"] = args.validation_split
         result["val_loss"] = round(history.history["val_loss"][-1], 4)
@@ -304,6 +343,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="hold out the last fraction F of the training data (before shuffling, "
                    "as Keras's validation_split) and report val_loss and val_accuracy after "
                    "every epoch; result.json gets the last epoch's")
+    t.add_argument("--init-from", default=None, metavar="PATH",
+                   help="start from a model saved by brisk train --out (its folder) or "
+                        "model.save; the head is replaced when the class count differs "
+                        "(--model and --width are then ignored)")
     t.add_argument("--out", default=None,
                    help="folder to write model.safetensors, history.csv and result.json; "
                    "a backup of the training state goes to OUT/backup every epoch, and the "

@@ -1,0 +1,184 @@
+"""brisk.finetune: the two phases of the Keras transfer-learning guide, feature caching."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import brisk
+from brisk.finetune import Finetuned, blocks, extract_features, finetune
+
+
+def _backbone():
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU(), nn.Dropout(0.3),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten())
+
+
+def _head():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Dropout(0.2), nn.Linear(6, 3))
+
+
+def _data(n=96):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(n, 1, 8, 8, generator=g)
+    y = (x[:, 0, :4].mean((1, 2)) > 0).long() + (x[:, 0, 4:].mean((1, 2)) > 0).long()
+    return x, y
+
+
+def _snapshot(m):
+    return {k: v.clone() for k, v in m.state_dict().items()}
+
+
+def test_blocks_are_the_weighted_children_bottom_to_top_through_wrappers():
+    b = _backbone()
+    assert [type(m).__name__ for m in blocks(b)] == ["Conv2d", "BatchNorm2d", "Conv2d",
+                                                      "BatchNorm2d"]
+
+    class Wrapper(nn.Module):  # preprocessing around a model: its blocks are the model's
+        def __init__(self, inner):
+            super().__init__()
+            self.inner, self.scale = inner, 2.0
+
+        def forward(self, x):
+            return self.inner(x * self.scale)
+
+    assert blocks(Wrapper(b)) == blocks(b)
+    nested = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.ReLU(), nn.Linear(2, 3)),
+                           nn.ModuleList([nn.Linear(3, 3)]))
+    assert blocks(nested) == [nested[0], nested[1][1], nested[2][0]]
+
+
+def test_head_phase_keeps_the_backbone_bit_identical_and_its_batchnorm_statistics():
+    x, y = _data()
+    b, h = _backbone(), _head()
+    before, head0 = _snapshot(b), _snapshot(h)
+    r = finetune(b, h, x, y, epochs=(2, 0), batch_size=16, cache=False, seed=0, verbose=0)
+    after = b.state_dict()
+    for k, v in before.items():  # weights, running_mean/var and num_batches_tracked
+        assert torch.equal(v, after[k]), k
+    assert any(not torch.equal(v, h.state_dict()[k]) for k, v in head0.items())
+    assert r.finetune_history is None and len(r.head_history.history["loss"]) == 2
+    assert isinstance(r.model, Finetuned) and r.model.head is h
+
+
+@pytest.mark.parametrize("cache", ["memory", "disk"])
+def test_cached_features_train_the_same_head_as_the_full_path(cache, tmp_path):
+    x, y = _data()
+    heads = []
+    for c in (False, str(tmp_path / "f.npy") if cache == "disk" else "memory"):
+        b, h = _backbone(), _head()
+        r = finetune(b, h, x, y, epochs=(3, 0), batch_size=16, cache=c, seed=5,
+                     validation_split=0.25, verbose=0)
+        heads.append((_snapshot(h), r.head_history.history))
+    (a, ha), (c_, hc) = heads
+    for k in a:
+        torch.testing.assert_close(a[k], c_[k], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ha["val_loss"], hc["val_loss"], rtol=1e-5)
+    if cache == "disk":
+        f = np.load(tmp_path / "f.npy", mmap_mode="r")
+        assert f.shape == (96, 6) and f.dtype == np.float32
+
+
+def test_extract_features_is_the_backbone_in_inference_mode_batched():
+    x, _ = _data(50)
+    b = _backbone()
+    b.train()
+    f = extract_features(b, x, batch_size=7, verbose=0)
+    assert b.training  # restored
+    b.eval()
+    with torch.no_grad():
+        ref = b(x)
+    assert f.shape == (50, 6) and f.dtype == torch.float32
+    torch.testing.assert_close(f, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="batch_size"):
+        extract_features(b, x, batch_size=0)
+    with pytest.raises(TypeError, match="x: expected a tensor or NumPy array"):
+        extract_features(b, [1, 2])
+
+
+def test_phase_two_trains_only_the_unfrozen_top_blocks_with_layer_wise_rates():
+    x, y = _data()
+    b, h = _backbone(), _head()
+    start = _snapshot(b)
+    r = finetune(b, h, x, y, epochs=(1, 2), learning_rate=(1e-2, 1e-2), unfreeze=2,
+                 layer_decay=0.5, batch_size=16, seed=0, verbose=0)
+    end = b.state_dict()
+    for k in ("0.weight", "0.bias", "1.weight", "1.bias"):  # below the top two blocks
+        assert torch.equal(start[k], end[k]), k
+    for k in ("3.weight", "4.weight"):  # the top two blocks trained
+        assert not torch.equal(start[k], end[k]), k
+    # batchnorm='inference' (the default): no statistic moved, not even the unfrozen one's
+    for k in ("1.running_mean", "4.running_mean", "4.running_var", "4.num_batches_tracked"):
+        assert torch.equal(start[k], end[k]), k
+    rates = {}
+    for g in r.trainer.optimizer.param_groups:
+        for p in g["params"]:
+            rates[id(p)] = g["initial_lr"]
+    assert {rates[id(p)] for p in h.parameters()} == {1e-2}
+    assert {rates[id(p)] for p in b[4].parameters()} == {1e-2 * 0.5}  # the top block
+    assert {rates[id(p)] for p in b[3].parameters()} == {1e-2 * 0.25}  # the next one
+    assert not any(id(p) in rates for p in b[0].parameters())
+    assert len(r.finetune_history.history["loss"]) == 2
+
+
+def test_batchnorm_adapt_updates_only_the_unfrozen_blocks_statistics():
+    x, y = _data()
+    b, h = _backbone(), _head()
+    start = _snapshot(b)
+    finetune(b, h, x, y, epochs=(1, 1), unfreeze=1, batchnorm="adapt", batch_size=16,
+             seed=0, verbose=0)
+    end = b.state_dict()
+    assert not torch.equal(start["4.running_mean"], end["4.running_mean"])  # unfrozen
+    assert torch.equal(start["1.running_mean"], end["1.running_mean"])  # still frozen
+    assert torch.equal(start["3.weight"], end["3.weight"])  # unfreeze=1: only the BN trains
+
+
+def test_early_stopping_in_phase_two_restores_the_best_epoch():
+    x, y = _data()
+    b, h = _backbone(), _head()
+    r = finetune(b, h, x, y, epochs=(1, 6), learning_rate=(1e-2, 5.0), patience=1,
+                 optimizer="sgd", validation_split=0.25, batch_size=16, seed=0, verbose=0)
+    losses = r.finetune_history.history["val_loss"]
+    assert len(losses) < 6  # a rate of 5 diverges: stopped early
+    best = min(range(len(losses)), key=losses.__getitem__)
+    assert best < len(losses) - 1
+    val = r.trainer.evaluate(x[72:], y[72:], verbose=0, return_dict=True)
+    assert val["loss"] == pytest.approx(losses[best], rel=1e-5)
+
+
+def test_bad_arguments_are_refused_before_training():
+    x, y = _data(16)
+    b, h = _backbone(), _head()
+    start = _snapshot(h)
+    bad = [
+        (dict(epochs=(0, 1)), ValueError, "epochs: the head phase needs at least 1 epoch"),
+        (dict(epochs=(1, 2, 3)), ValueError, "epochs: expected one value or a pair"),
+        (dict(learning_rate=(1e-3, -1.0)), ValueError, "learning_rate"),
+        (dict(unfreeze=5), ValueError, "unfreeze: expected 'all' or a number of top blocks "
+                                       "from 1 to 4"),
+        (dict(layer_decay=0), ValueError, "layer_decay"),
+        (dict(batchnorm="train"), ValueError, "batchnorm"),
+        (dict(patience=-1), ValueError, "patience"),
+        (dict(cache="memory", augment=brisk.augment.FlipLR()), ValueError,
+         "cache: cached features cannot be augmented"),
+    ]
+    for kwargs, err, msg in bad:
+        with pytest.raises(err, match=msg):
+            finetune(b, h, x, y, verbose=0, **kwargs)
+    with pytest.raises(TypeError, match="backbone"):
+        finetune("resnet", h, x, y)
+    with pytest.raises(ValueError, match="cache: features are cached for arrays"):
+        finetune(b, h, torch.utils.data.TensorDataset(x, y), cache="memory")
+    assert all(torch.equal(v, h.state_dict()[k]) for k, v in start.items())
+
+
+def test_augment_runs_the_full_path_when_cache_is_auto():
+    x, y = _data(32)
+    b, h = _backbone(), _head()
+    r = finetune(b, h, x, y, epochs=(1, 0), augment=brisk.augment.FlipLR(), batch_size=16,
+                 seed=0, verbose=0)
+    assert r.trainer.module is r.model  # not the head on features
