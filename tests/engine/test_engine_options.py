@@ -1118,3 +1118,43 @@ def test_bad_checkpoints_are_refused_naming_the_file_before_anything_changes(tmp
         for k, v in b.state_dict().items():  # nothing was replaced
             assert torch.equal(v, before[k]), (name, k)
     assert b.trainer.global_step == 0
+
+
+class _Recorder(torch.nn.Module):
+    """Stands for brisk.applications' Preprocess: marked ``unit_images``, it records what
+    the trainer hands it."""
+
+    unit_images = True
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.detach().clone())
+        return x.float().flatten(1)
+
+
+@pytest.mark.parametrize("source", ["array", "tensor", "dataset"])
+def test_uint8_images_reach_a_unit_images_model_divided_by_255(source):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (6, 1, 2, 2), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 4, (6,), generator=g)
+    rec = _Recorder()
+    net = torch.nn.Sequential(rec, torch.nn.Linear(4, 4))
+    t = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy", device="cpu")
+    data = {"array": (x.numpy(), y.numpy()), "tensor": (x, y),
+            "dataset": (torch.utils.data.TensorDataset(x, y), None)}[source]
+    t.fit(*data, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    got = rec.seen[-1]
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, x.float() / 255, rtol=0, atol=1e-7)
+    rec.seen.clear()
+    t.predict(x.numpy() if source == "array" else x, verbose=0)
+    torch.testing.assert_close(rec.seen[-1], x.float() / 255, rtol=0, atol=1e-7)
+    # a model without the mark gets uint8 values as they are, as Keras feeds them
+    plain = torch.nn.Sequential(_Recorder(), torch.nn.Linear(4, 4))
+    plain[0].unit_images = False
+    brisk.Trainer(plain, optimizer="sgd", loss="cross_entropy", device="cpu").fit(
+        x, y, batch_size=6, epochs=1, shuffle=False, verbose=0)
+    torch.testing.assert_close(plain[0].seen[-1], x.float(), rtol=0, atol=0)

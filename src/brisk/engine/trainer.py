@@ -296,6 +296,10 @@ class Trainer:
         self._fwd = None
         self._fwd_loss = None
         self._int_inputs = False
+        # a model that normalises images itself (brisk.applications' Preprocess, marked
+        # ``unit_images``) takes floats in [0, 1]: uint8 batches are divided by 255 for it
+        self._unit_images = any(getattr(mod, "unit_images", False) is True
+                                for mod in module.modules())
         self._nothing_to_train = False  # every weight frozen (fit warns and only computes)
         self._cw_table: torch.Tensor | None = None
         self.global_step = 0
@@ -588,10 +592,12 @@ class Trainer:
             loader._brisk_pass_seeded = True
             loader._brisk_rows = rows
             return loader
+        uint8 = getattr(x, "dtype", None) in (np.uint8, torch.uint8)
         loader = DeviceLoader(
             x, y, batch_size=batch_size, shuffle=shuffle, drop_last=drop_last,
             device=self.device, seed=seed, transform=transform, sample_weight=sample_weight,
             integer_inputs=self._int_inputs and transform is None,
+            rescale=1 / 255 if self._unit_images and uint8 else None,
         )
         if dist is not None and part == "train":
             loader = loader.shard(dist.rank, dist.world_size)
@@ -648,7 +654,9 @@ class Trainer:
         features (a float64 tensor, an int or uint8 array) are cast, never rescaled (uint8
         images stay 0..255: scale them in the model with ``Rescaling(1/255)``, or with the
         loader's ``rescale``/``mean``/``std``); integer token ids stay integers for models
-        with an embedding."""
+        with an embedding; for a model marked ``unit_images`` uint8 images become [0, 1]."""
+        if self._unit_images and xb.dtype == torch.uint8:
+            return xb.float().div_(255.0)
         if xb.dtype == torch.float32 or (self._int_inputs and not xb.is_floating_point()):
             return xb
         return xb.float()  # the precision policy then casts for pure bf16
