@@ -1,10 +1,11 @@
 # Two entry points for a fresh machine: `make run` and `make test`.
-# Both create .venv and, when it has no torch, install the CPU wheel pinned below first,
-# so the open `torch>=2.4` range in pyproject.toml does not pull several GB of CUDA.
+# Both create .venv and, when it lacks torch or torchvision, install the CPU wheel pinned
+# below first (with the torchvision of that release), so the open `torch>=2.4` range in
+# pyproject.toml, and torchvision's own pin on a newer torch, do not pull several GB of CUDA.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-TORCH_CPU ?= torch==2.13.0
+TORCH_CPU ?= torch==2.13.0 torchvision==0.28.0
 
 .PHONY: venv install run test lint bench clean mutate seeded-bugs
 
@@ -12,8 +13,10 @@ $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# find_spec, not import, for torchvision: PyPI's build (CUDA) imports beside the CPU torch
+# only through brisk.applications' workaround (src/brisk/applications/_deps.py).
 venv: $(BIN)/python
-	@$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_CPU)
+	@$(BIN)/python -c "import importlib.util as u, torch; assert u.find_spec('torchvision')" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH_CPU)
 
 install: venv
 	$(BIN)/python -m pip install --quiet -e ".[test]"

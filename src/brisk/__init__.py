@@ -32,8 +32,9 @@ from brisk.tune import tune  # noqa: E402
 __version__ = "0.1.0"
 
 # Subpackages with heavier imports, loaded on first use: ``brisk.compress.fold``,
-# ``brisk.recipes.get`` ... work after ``import brisk`` alone.
-_LAZY = ("api", "bench", "compress", "data", "engine", "optim", "recipes")
+# ``brisk.recipes.get``, ``brisk.applications.get`` ... work after ``import brisk`` alone
+# (brisk.applications imports torchvision/timm only when a model is asked for).
+_LAZY = ("api", "applications", "bench", "compress", "data", "engine", "optim", "recipes")
 
 
 def __getattr__(name: str):
@@ -49,6 +50,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "DeviceLoader",
+    "applications",
     "compress",
     "recipes",
     "Sequential",
