@@ -182,3 +182,26 @@ def test_augment_runs_the_full_path_when_cache_is_auto():
     r = finetune(b, h, x, y, epochs=(1, 0), augment=brisk.augment.FlipLR(), batch_size=16,
                  seed=0, verbose=0)
     assert r.trainer.module is r.model  # not the head on features
+
+
+def test_brisk_finetune_command_offline(tmp_path, capsys):
+    from brisk.cli import main
+
+    out = tmp_path / "ft"
+    argv = ["finetune", "--dataset", "digits", "--limit", "64", "--test-limit", "50",
+            "--image-size", "32", "--epochs", "1", "--finetune-epochs", "1", "--unfreeze", "2",
+            "--verbose", "0", "--out", str(out)]
+    assert main(argv) == 0
+    import json
+
+    result = json.loads((out / "result.json").read_text())
+    assert result["train_samples"] == 64 and result["test_samples"] == 50
+    assert result["image_size"] == [32, 32] and 0 <= result["test_accuracy"] <= 1
+    from safetensors.torch import load_file
+
+    keys = load_file(out / "model.safetensors")
+    assert "head.1.weight" in keys and keys["head.1.weight"].shape == (10, 1280)
+    assert main(["finetune", "--model", "resnet_nope", "--dataset", "digits"]) == 2
+    assert "resnet_nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["finetune", "--unfreeze", "some"])

