@@ -17,7 +17,7 @@ def test_readme_has_examples_for_the_public_api():
     text = "\n".join(python_blocks())
     for name in ("brisk.Sequential", "brisk.Trainer", "brisk.DeviceLoader", "brisk.augment",
                  "schedules", "lr_find", "EarlyStopping", "compress.prune", "load_model",
-                 "brisk.tune"):
+                 "brisk.tune", "brisk.finetune", "applications.get"):
         assert name in text, name
 
 
@@ -44,3 +44,8 @@ def test_readme_examples_run(tmp_path, monkeypatch, data_dir):
     report = namespace["compress"].sparsity_report(namespace["small"])
     assert abs(report["total"]["sparsity"] - 0.9) < 1e-3
     assert namespace["compress"].size_report(namespace["small"], "mlp.brisk")["ratio"] > 10
+    # the fine-tuning example: both phases ran, phase 2 at most 1 epoch, logits for 10 classes
+    tuned = namespace["tuned"]
+    assert len(tuned.head_history.history["val_accuracy"]) == 2
+    assert len(tuned.finetune_history.history["loss"]) == 1
+    assert namespace["probs"].shape == (4, 10)

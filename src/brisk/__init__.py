@@ -29,6 +29,10 @@ from brisk.engine.trainer import Trainer, select_device
 # Optuna only when a search starts. `from brisk.tune import PruningCallback` still works.
 from brisk.tune import tune  # noqa: E402
 
+# brisk.finetune is the function (two-phase fine-tuning); `from brisk.finetune import
+# extract_features, blocks, Finetuned` reaches the rest of its module.
+from brisk.finetune import finetune  # noqa: E402
+
 __version__ = "0.1.0"
 
 # Subpackages with heavier imports, loaded on first use: ``brisk.compress.fold``,
@@ -58,6 +62,7 @@ __all__ = [
     "augment",
     "callbacks",
     "datasets",
+    "finetune",
     "layers",
     "load_model",
     "losses",
