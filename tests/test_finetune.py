@@ -205,3 +205,42 @@ def test_brisk_finetune_command_offline(tmp_path, capsys):
     assert "resnet_nope" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["finetune", "--unfreeze", "some"])
+
+
+def test_a_torchvision_resnet_frozen_and_unfrozen_by_blocks():
+    """trainable on a torchvision model: the frozen part (weights and BatchNorm statistics)
+    stays bit-identical through fit, its Dropout-free blocks unfrozen from the top only."""
+    from brisk import applications
+
+    torch.manual_seed(0)
+    net = applications.get("resnet18", weights=None, include_top=False, pooling="avg",
+                           input_shape=(32, 32, 3))
+    names = [type(b).__name__ for b in blocks(net)]
+    assert names == ["Conv2d", "BatchNorm2d"] + ["BasicBlock"] * 8  # conv1, bn1, layer1-4
+    x = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    y = torch.randint(0, 3, (32,))
+    start = _snapshot(net)
+    head = nn.Linear(512, 3)
+    finetune(net, head, x, y, epochs=(1, 1), unfreeze=1, batchnorm="adapt", batch_size=16,
+             learning_rate=(1e-2, 1e-2), seed=0, verbose=0)
+    end = net.state_dict()
+    top = "model.layer4.1."  # layer4's last BasicBlock
+    changed = {k for k in start if not torch.equal(start[k], end[k])}
+    assert changed and all(k.startswith(top) for k in changed), sorted(changed)[:5]
+    assert top + "bn2.running_mean" in changed  # adapt: the unfrozen block's statistics
+    assert top + "conv1.weight" in changed
+
+
+def test_frozen_modules_keep_dropout_active_in_training():
+    """Keras's trainable=False: weights fixed, Dropout still drops while training."""
+    net = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5), nn.Linear(8, 2))
+    net[0].trainable = False
+    net[1].trainable = False
+    seen = []
+    net[1].register_forward_hook(lambda m, i, o: seen.append((o == 0).float().mean().item()))
+    x, y = torch.rand(64, 8) + 0.1, torch.randint(0, 2, (64,))
+    w0 = net[0].weight.clone()
+    brisk.Trainer(net, optimizer="sgd", loss="cross_entropy").fit(x, y, batch_size=64,
+                                                                   epochs=1, verbose=0)
+    assert torch.equal(net[0].weight, w0)
+    assert seen[-1] > 0.3  # about half the units dropped in the training step
