@@ -163,11 +163,25 @@ def test_class_weight_with_a_class_per_position_is_refused():
     y = (np.arange(8 * 16) % 3).reshape(8, 4, 4)
     with pytest.raises(ValueError) as e:
         seg.fit(x, y, class_weight={0: 1.0, 1: 2.0}, verbose=0)
-    assert str(e.value).startswith("class_weight: needs a class index per sample, (N,) or (N, 1), "
-                                   "or one-hot labels shaped like the output (None, ")
-    assert "got labels of shape (8, 4, 4)" in str(e.value)
+    assert str(e.value) == (
+        "class_weight: needs a class index per sample, (N,) or (N, 1), or one-hot labels shaped "
+        "like the output (None, 3, 4, 4); got labels of shape (8, 4, 4) (a class per position: "
+        "weigh them with sample_weight, or in the loss)")
+    with pytest.raises(ValueError, match=r"got labels of shape \(8, 1, 4\)"):  # a 1 on axis 1
+        seg.fit(x, y[:, :1], class_weight={0: 1.0}, verbose=0)
     seg.fit(x, y, verbose=0)  # without class_weight the same labels train
     clf = brisk.Sequential([brisk.layers.Input((3,)), brisk.layers.Dense(2, activation="softmax")])
     clf.compile(optimizer="sgd", loss="categorical_crossentropy")
     onehot = np.eye(2, dtype="float32")[np.arange(6) % 2]  # (N, C): Keras's argmax, accepted
     clf.fit(np.random.rand(6, 3).astype("float32"), onehot, class_weight={1: 3.0}, verbose=0)
+    # (N, 1) class indices are a class per sample; (N, 2) indices for 3 classes are not
+    tri = brisk.Sequential([brisk.layers.Input((3,)), brisk.layers.Dense(3, activation="softmax")])
+    tri.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+    xs = np.random.rand(6, 3).astype("float32")
+    tri.fit(xs, (np.arange(6) % 3).reshape(6, 1), class_weight={1: 3.0}, verbose=0)
+    seq = brisk.Sequential([brisk.layers.Input((2, 4)), brisk.layers.Dense(3, activation="softmax")])
+    seq.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")  # (N, 2, 3) outputs
+    xq, yq = np.random.rand(6, 2, 4).astype("float32"), (np.arange(12) % 3).reshape(6, 2)
+    with pytest.raises(ValueError, match=r"got labels of shape \(6, 2\)"):
+        seq.fit(xq, yq, class_weight={1: 3.0}, verbose=0)
+    seq.fit(xq, yq, verbose=0)

@@ -1326,6 +1326,21 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training():
     t = make(model, FakeShardingDist(agreed=1), lr=0.1, strategy="fsdp")
     assert fit_error(t, x, y, on_nan="restore") == ("on_nan: 'restore' is not supported with strategy='fsdp' (it keeps "
                             "a copy of the whole training state); use 'stop'")
+    # Muon is two torch optimizers in one (a CombinedOptimizer): refused, naming it
+    t = brisk.Trainer(model, optimizer="muon", loss="cross_entropy", device="cpu", strategy="fsdp")
+    t.dist = FakeShardingDist(agreed=1)
+    assert fit_error(t, x, y) == (
+        "optimizer: strategy='fsdp' needs one torch.optim.Optimizer (its sharded checkpoints go "
+        "through torch.distributed.checkpoint), got CombinedOptimizer")
+
+    class NotAnOptimizer:  # a callable's result that is no torch optimizer
+        def __init__(self, params):
+            self.param_groups, self.state = [{"params": list(params), "lr": 0.1}], {}
+
+    t = brisk.Trainer(model, optimizer=NotAnOptimizer, loss="cross_entropy", device="cpu",
+                      strategy="fsdp")
+    t.dist = FakeShardingDist(agreed=1)
+    assert fit_error(t, x, y).endswith("got NotAnOptimizer")
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
     # fp16 loss scaling over shards: refused by the policy itself, before any collective
     with pytest.raises(ValueError, match="^precision: 'fp16-mixed' with strategy='fsdp'"):

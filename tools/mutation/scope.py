@@ -24,7 +24,10 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.trainer": ENGINE + (E + "test_resume.py", E + "test_checkpoint_exact.py",
                                       E + "test_file_integrity.py",
                                       E + "test_distributed_paths.py",
-                                      E + "test_trainer_state_exact.py"),
+                                      E + "test_trainer_state_exact.py",
+                                      # on_nan='restore' (_good_state, _restore_good): the
+                                      # exact tests live with the callbacks; a node-id prefix
+                                      E + "test_callbacks.py::test_on_nan"),
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
     "brisk.engine.inputs": ENGINE,
     "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",
