@@ -25,13 +25,13 @@ from brisk.api.sequential import Sequential, load_model
 from brisk.data.loader import DeviceLoader
 from brisk.engine.trainer import Trainer, select_device
 
-# brisk.tune is the function (hyperparameter search); its module, brisk/tune.py, imports
-# Optuna only when a search starts. `from brisk.tune import PruningCallback` still works.
-from brisk.tune import tune  # noqa: E402
-
 # brisk.finetune is the function (two-phase fine-tuning); `from brisk.finetune import
 # extract_features, blocks, Finetuned` reaches the rest of its module.
 from brisk.finetune import finetune  # noqa: E402
+
+# brisk.tune is the function (hyperparameter search); its module, brisk/tune.py, imports
+# Optuna only when a search starts. `from brisk.tune import PruningCallback` still works.
+from brisk.tune import tune  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -1572,3 +1572,53 @@ def test_real_fsdp_trains_with_each_optimizer(one_rank_group, name):
     assert all(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
     # fused where the kernel takes shards (Adam, AdamW), else foreach
     assert bool(t.optimizer.defaults.get("fused")) == (name in ("adam", "adamw"))
+
+
+def test_real_fsdp_checkpoint_edges(one_rank_group, tmp_path):
+    """trainer.pt holds no weights or optimizer state (they are the shards); a checkpoint
+    inside an accumulation group is refused; a model with nothing to train saves and loads
+    its weights alone; a load from on_train_begin moves fit to the checkpoint's position."""
+    x, y = data(16)
+    kw = dict(strategy="fsdp", seed=3, lr=0.1)
+    t = make(mlp(seed=0), one_rank_group, **kw)
+    t.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    ckpt = tmp_path / "ckpt"
+    t.save_checkpoint(ckpt)
+    rest = torch.load(ckpt / "trainer.pt", weights_only=True)
+    assert not {"model", "optimizer", "optimizer_params", "grads"} & set(rest)
+    assert {"global_step", "epoch", "rng"} <= set(rest), sorted(rest)
+
+    acc = make(mlp(seed=0), one_rank_group, accumulate=2, **kw)
+    saver = brisk.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: acc.save_checkpoint(tmp_path / "mid"))
+    with pytest.raises(ValueError) as e:
+        acc.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[saver])
+    assert str(e.value) == ("save_checkpoint: under strategy='fsdp' checkpoints are taken "
+                            "between optimizer steps, not inside an accumulation group")
+
+    frozen = mlp(seed=1)
+    frozen.trainable = False
+    f = make(frozen, one_rank_group, **kw)
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        f.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert f.optimizer is None
+    f.save_checkpoint(tmp_path / "frozen")
+    want = {k: v.full_tensor().clone() for k, v in frozen.state_dict().items()}
+    other = mlp(seed=2)
+    other.trainable = False
+    g = make(other, one_rank_group, **kw)
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        g.fit(x, y, batch_size=4, epochs=1, verbose=0)  # sharded, no optimizer
+    g.load_checkpoint(tmp_path / "frozen")
+    got = {k: v.full_tensor() for k, v in other.state_dict().items()}
+    assert all(torch.equal(got[k], want[k]) for k in want)
+
+    # loaded by a callback as training begins: fit goes on from the checkpoint's epoch
+    h = make(mlp(seed=4), one_rank_group, **kw)
+    loader = brisk.callbacks.LambdaCallback(on_train_begin=lambda logs: h.load_checkpoint(ckpt))
+    hist = h.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[loader])
+    assert hist.epoch == [1] and h.global_step == 8
+    t.fit(x, y, batch_size=4, epochs=2, initial_epoch=1, verbose=0)
+    a = {k: v.full_tensor() for k, v in t.module.state_dict().items()}
+    b = {k: v.full_tensor() for k, v in h.module.state_dict().items()}
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -313,6 +313,7 @@ class Trainer:
                                           "seed": None, "batches": None}
         self._callback_states: dict[str, Any] | None = None  # loaded, applied by fit
         self._callbacks: list[Callback] = []  # those of the fit in progress (checkpointed)
+        self._in_group = False  # inside an accumulate group: gradients not yet applied
         self._loads = 0  # load_state_dict calls: fit sees a restore during on_train_begin
         self.stopped_for_nan = False  # set by fit(on_nan='stop'); BackupAndRestore reads it
         self._stats: list[torch.Tensor] | None = None
@@ -972,6 +973,7 @@ class Trainer:
                 weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
                 last = (i + 1) % accumulate == 0 or i + 1 == n_batches  # of its group
                 step_mod.train_batch(self, xb, yb, weight, wb, sync=last)
+                self._in_group = not last  # gradients wait for the group's optimizer step
                 if last:
                     step_mod.optimizer_step(self, schedule, self.global_step if keras_schedule
                                             else epoch * optimizer_steps + step_in_epoch)
@@ -1546,7 +1548,9 @@ class Trainer:
 
         self._fsdp.reshard()  # the parameters the optimizer holds (the root's are gathered
         # after a forward until resharded)
-        if any(p.grad is not None for p in self.module.parameters()):
+        # FSDP2 accumulates a group's gradients unsharded, outside p.grad, until its last
+        # micro-batch: the trainer's own flag says whether it is inside one
+        if self._in_group or any(p.grad is not None for p in self.module.parameters()):
             raise ValueError("save_checkpoint: under strategy='fsdp' checkpoints are taken "
                              "between optimizer steps, not inside an accumulation group")
         if self.optimizer is not None:
