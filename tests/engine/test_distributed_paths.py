@@ -1622,3 +1622,36 @@ def test_real_fsdp_checkpoint_edges(one_rank_group, tmp_path):
     a = {k: v.full_tensor() for k, v in t.module.state_dict().items()}
     b = {k: v.full_tensor() for k, v in h.module.state_dict().items()}
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Rows(brisk.metrics.Metric):
+    """A Keras-style metric (update_state/result): mean rows per batch."""
+
+    name = "rows"
+
+    def __init__(self):
+        super().__init__()
+        self.total = self.add_weight(name="total")
+        self.count = self.add_weight(name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total += y_true.shape[0]
+        self.count += 1
+
+    def result(self):
+        return self.total / self.count
+
+
+def test_reduced_epoch_logs_keep_each_metrics_own_count():
+    """Over 2 ranks a Keras-style metric's result comes from its summed state (count 1),
+    a plain metric's from the summed sums and counts, whichever order they are listed in."""
+    x, y = data(8)
+    model = mlp()
+    loss, hits = ce_sum(model, x[0::2], y[0::2]), correct(model, x[0::2], y[0::2])
+    # peers: [loss, rows (unused), accuracy sums | their counts], then rows' total and count
+    fake = FakeDist(rank=0, agreed=2, peers=[[0.5, 0.0, 3.0, 4.0, 1.0, 4.0], 6.0, 2.0])
+    hist = make(model, fake, metrics=(Rows(), "accuracy"), seed=2).fit(
+        x, y, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    assert hist.history["rows"] == pytest.approx([(4 + 6) / (2 + 2)])
+    assert hist.history["accuracy"] == pytest.approx([(hits + 3) / 8], rel=1e-6)
+    assert hist.history["loss"] == pytest.approx([(loss + 0.5) / 8], rel=1e-6)
