@@ -137,20 +137,25 @@ def test_batchnorm_adapt_updates_only_the_unfrozen_blocks_statistics():
     assert torch.equal(start["3.weight"], end["3.weight"])  # unfreeze=1: only the BN trains
 
 
-def test_early_stopping_in_phase_two_restores_the_best_epoch():
+def test_early_stopping_in_phase_two_falls_back_to_the_head_phase_when_worse():
     x, y = _data()
     b, h = _backbone(), _head()
-    r = finetune(b, h, x, y, epochs=(1, 6), learning_rate=(1e-2, 5.0), patience=1,
-                 optimizer="sgd", validation_split=0.25, batch_size=16, seed=0, verbose=0)
+    kw = dict(learning_rate=(1e-2, 5.0), optimizer="sgd", validation_split=0.25, batch_size=16,
+              seed=0, verbose=0)
+    with pytest.warns(UserWarning, match="phase 2 never improved val_loss on the head phase's"):
+        r = finetune(b, h, x, y, epochs=(1, 6), patience=1, **kw)
     losses = r.finetune_history.history["val_loss"]
     assert len(losses) < 6  # a rate of 5 diverges: stopped early
-    best = min(range(len(losses)), key=losses.__getitem__)
-    assert best < len(losses) - 1
+    assert not r.model.training  # returned in eval mode
+    ref_b, ref_h = _backbone(), _head()  # the same head phase alone
+    ref = finetune(ref_b, ref_h, x, y, epochs=(1, 0), **kw)
+    got, want = r.model.state_dict(), ref.model.state_dict()
+    assert all(torch.equal(got[k], want[k]) for k in want)
     val = r.trainer.evaluate(x[72:], y[72:], verbose=0, return_dict=True)
-    assert val["loss"] == pytest.approx(losses[best], rel=1e-5)
+    assert val["loss"] == pytest.approx(ref.head_history.history["val_loss"][-1], rel=1e-5)
 
 
-def test_bad_arguments_are_refused_before_training():
+def test_bad_arguments_are_refused_before_training(tmp_path):
     x, y = _data(16)
     b, h = _backbone(), _head()
     start = _snapshot(h)
@@ -163,6 +168,10 @@ def test_bad_arguments_are_refused_before_training():
         (dict(layer_decay=0), ValueError, "layer_decay"),
         (dict(batchnorm="train"), ValueError, "batchnorm"),
         (dict(patience=-1), ValueError, "patience"),
+        (dict(patience=1, monitor="val_acc"), ValueError, r"monitor: expected one of \["),
+        (dict(epochs=(1, 1), warmup=1), ValueError, "warmup: 1 steps leave none of phase 2's 1"),
+        (dict(cache="disk"), ValueError, "cache: expected 'auto', True, False, 'memory' or the"),
+        (dict(cache=str(tmp_path / "missing" / "f.npy")), ValueError, "cache: the folder of"),
         (dict(cache="memory", augment=brisk.augment.FlipLR()), ValueError,
          "cache: cached features cannot be augmented"),
     ]
@@ -244,3 +253,64 @@ def test_frozen_modules_keep_dropout_active_in_training():
                                                                    epochs=1, verbose=0)
     assert torch.equal(net[0].weight, w0)
     assert seen[-1] > 0.3  # about half the units dropped in the training step
+
+
+@pytest.mark.parametrize("cache", ["memory", False])
+def test_a_softmax_head_trains_as_its_logits_head(cache):
+    """Keras's canonical head, Dense(k, activation='softmax'), and nn.Sequential(..., Softmax):
+    the loss comes from the logits (as brisk.Sequential's), not a second softmax."""
+    x, y = _data()
+    torch.manual_seed(1)
+    lin = nn.Linear(6, 3)
+    dense = brisk.layers.Dense(3, activation="softmax")
+    dense.build((6,))
+    dense.linear.load_state_dict(lin.state_dict())
+    torch_head = nn.Sequential(nn.Linear(6, 3), nn.Softmax(-1))
+    torch_head[0].load_state_dict(lin.state_dict())
+    runs = [finetune(_backbone(), h, x, y, epochs=(2, 0), batch_size=16, cache=cache, seed=0,
+                     verbose=0) for h in (lin, dense, torch_head)]
+    ref = runs[0].head_history.history["loss"]
+    for r in runs[1:]:
+        np.testing.assert_allclose(r.head_history.history["loss"], ref, rtol=1e-5)
+    torch.testing.assert_close(dense.linear.weight, lin.weight, rtol=1e-5, atol=1e-6)
+    probs = runs[1].trainer.predict(x[:5], verbose=0)  # the whole model, images in
+    torch.testing.assert_close(torch.as_tensor(probs).sum(-1), torch.ones(5))
+
+
+@pytest.mark.parametrize("layout", ["NHW", "NHWC"])
+def test_augment_sees_nchw_images_whatever_the_input_layout(layout):
+    x, y = _data(32)
+    img = x[:, 0] if layout == "NHW" else x.permute(0, 2, 3, 1)
+    seen = []
+
+    def spy(xb, generator=None):
+        seen.append(tuple(xb.shape))
+        return xb.flip(-1)
+
+    b, h = _backbone(), _head()
+    finetune(b, h, img, y, epochs=(1, 0), augment=spy, batch_size=16, seed=0, verbose=0)
+    assert seen and all(s == (16, 1, 8, 8) for s in seen)
+
+
+def test_head_only_result_trainer_takes_images():
+    x, y = _data(32)
+    r = finetune(_backbone(), _head(), x, y, epochs=(1, 0), batch_size=16, seed=0, verbose=0)
+    assert r.trainer.module is r.model
+    torch.testing.assert_close(torch.as_tensor(r.trainer.predict(x[:4], verbose=0)),
+                               r.model(x[:4]).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_blocks_of_pretrained_families():
+    from brisk import applications
+
+    lite = applications.get("efficientnet_lite0", include_top=False, pooling="avg")
+    names = {id(m): n for n, m in lite.named_modules()}
+    got = [names[id(b)] for b in blocks(lite)]
+    assert len(got) == 20 and got[:3] == ["model.conv_stem", "model.bn1", "model.blocks.0.0"]
+    assert got[-3:] == ["model.blocks.6.0", "model.conv_head", "model.bn2"]  # 6.0 whole
+    vit = applications.get("vit_b_16", weights=None, include_top=False, pooling="avg")
+    names = {id(m): n for n, m in vit.named_modules()}
+    got = [names[id(b)] for b in blocks(vit)]
+    assert len(got) == 14 and got[1] == "model.encoder.layers.encoder_layer_0"
+    mob = applications.get("mobilenet_v3_small", weights=None, include_top=False)
+    assert len(blocks(mob)) == 13  # inverted residuals whole, not their conv layers

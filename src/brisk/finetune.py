@@ -23,6 +23,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import warnings
@@ -61,12 +62,66 @@ class Finetuned(nn.Module):
         return self
 
 
+def head_activation(head: nn.Module) -> tuple[str | None, object]:
+    """``(activation, logits_fn)`` of a head that ends in a softmax or sigmoid: a
+    ``brisk.Sequential`` or brisk layer with ``activation="softmax"|"sigmoid"`` (Keras's
+    canonical head), or an ``nn.Sequential`` ending in ``nn.Softmax``/``nn.Sigmoid``.
+    The trainer then computes the loss from the logits, as for a Keras model; ``(None,
+    None)`` for a head that outputs logits (PyTorch's convention)."""
+    act = getattr(head, "output_activation", None)
+    if act in ("softmax", "sigmoid") and callable(getattr(head, "forward_logits", None)):
+        return act, head.forward_logits
+    act = getattr(head, "activation", None)
+    if act in ("softmax", "sigmoid") and callable(getattr(head, "forward_logits", None)):
+        return act, head.forward_logits
+    if type(head) is nn.Sequential and len(head) and isinstance(head[-1], (nn.Softmax, nn.Sigmoid)):
+        return ("softmax" if isinstance(head[-1], nn.Softmax) else "sigmoid"), head[:-1]
+    return None, None
+
+
+class _KerasHead(nn.Module):
+    """A head ending in a softmax/sigmoid seen as the Keras front sees a model: the
+    trainer reads ``output_activation`` and takes the loss from ``forward_logits``."""
+
+    def __init__(self, head: nn.Module, activation: str, logits):
+        super().__init__()
+        self.head, self.output_activation, self._logits = head, activation, logits
+
+    def forward(self, x):
+        return self.head(x)
+
+    def forward_logits(self, x):
+        return self._logits(x)
+
+
+class _KerasFinetuned(Finetuned):
+    """``Finetuned`` over a head ending in a softmax/sigmoid (see ``head_activation``)."""
+
+    def __init__(self, backbone, head, activation: str, logits, backbone_inference=True):
+        super().__init__(backbone, head, backbone_inference)
+        self.output_activation, self._logits = activation, logits
+
+    def forward_logits(self, x):
+        return self._logits(self.backbone(x))
+
+
+def _nchw(x):
+    """Images as NCHW for brisk.augment: (N, H, W) gets a channel axis, (N, H, W, C) with
+    C 1 or 3 (and axis 1 not) is transposed, as the applications' Preprocess reads them."""
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        return x.permute(0, 3, 1, 2) if isinstance(x, torch.Tensor) else x.transpose(0, 3, 1, 2)
+    return x
+
+
 @dataclass
 class FinetuneResult:
-    """What ``finetune`` returns: the trained ``Finetuned`` model, each phase's ``History``
-    (``finetune_history`` is None when ``epochs[1] == 0``), and the ``Trainer`` of the last
-    phase (to evaluate, predict, save a checkpoint or train on; after a cached head phase
-    with ``epochs[1] == 0`` it trains the head alone, on features)."""
+    """What ``finetune`` returns: the trained ``Finetuned`` model (in eval mode), each
+    phase's ``History`` (``finetune_history`` is None when ``epochs[1] == 0``), and a
+    ``Trainer`` over the whole model, images in (to evaluate, predict, save a checkpoint or
+    train on): phase 2's, or after a head phase alone a new one (its optimizer starts
+    fresh)."""
 
     model: Finetuned
     head_history: History
@@ -74,23 +129,52 @@ class FinetuneResult:
     trainer: Trainer
 
 
+_CONTAINERS = (nn.Sequential, nn.ModuleList)  # exact types: plain containers only
+
+
+def _weighted(m: nn.Module) -> bool:
+    return any(True for _ in m.parameters())
+
+
+def _holds_repeats(m: nn.Module) -> bool:
+    """A module that holds a run of blocks: a plain container child with two or more
+    weighted entries, all of one type that is not itself a container subclass (a ViT
+    encoder's layers, a ConvNeXt stage's blocks; not the conv-norm-activation layers inside
+    a MobileNet inverted residual)."""
+    for c in m.children():
+        if type(c) in _CONTAINERS:
+            kinds = {type(e) for e in c.children() if _weighted(e)}
+            n = sum(1 for e in c.children() if _weighted(e))
+            if n >= 2 and len(kinds) == 1 and not issubclass(kinds.pop(), _CONTAINERS):
+                return True
+    return False
+
+
+def _expand(m: nn.Module) -> list[nn.Module]:
+    if type(m) in _CONTAINERS or _holds_repeats(m):
+        return [b for c in m.children() if _weighted(c) for b in _expand(c)]
+    return [m]
+
+
 def blocks(module: nn.Module) -> list[nn.Module]:
-    """The blocks of a backbone, bottom to top, as ``finetune`` unfreezes them: the
-    children that own parameters, looking through plain containers (``nn.Sequential``,
-    ``nn.ModuleList``) and through a module whose parameters all sit in one child (a
-    preprocessing wrapper around a torchvision or timm model). A ResNet gives conv1, bn1,
-    then each residual block of layer1-4, then fc; an EfficientNet its stem, each
-    inverted-residual block, its head conv and norm."""
-    out = []
-    owners = [c for c in module.children() if any(True for _ in c.parameters())]
-    if len(owners) == 1 and not any(True for _ in module.parameters(recurse=False)):
-        return blocks(owners[0]) or owners
-    for child in owners:
-        if type(child) in (nn.ModuleList, nn.Sequential):
-            out.extend(blocks(child))
-        else:
-            out.append(child)
-    return out
+    """The blocks of a backbone, bottom to top, as ``finetune`` unfreezes them. Wrappers
+    whose weights all sit in one child (a preprocessing wrapper around a torchvision or
+    timm model) are looked through; then each weighted child is a block, except plain
+    containers (``nn.Sequential``, ``nn.ModuleList``), which are flattened, and modules
+    that hold a run of same-type blocks in such a container (a ViT encoder, a ConvNeXt
+    stage), which are opened. A ResNet gives conv1, bn1, each residual block of layer1-4
+    (and fc); an EfficientNet its stem conv and norm, each (inverted-)residual block, its
+    head conv and norm; a ViT its patch projection, each encoder block, the final norm.
+    Weights outside every block (a ViT's class token and position embedding) train only
+    with ``unfreeze="all"``."""
+    while True:
+        owners = [c for c in module.children() if _weighted(c)]
+        if (len(owners) == 1 and type(module) not in _CONTAINERS
+                and not any(True for _ in module.parameters(recurse=False))):
+            module = owners[0]
+            continue
+        break
+    return [b for c in module.children() if _weighted(c) for b in _expand(c)]
 
 
 def _batches(x, batch_size: int):
@@ -273,7 +357,21 @@ def finetune(
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int)
                                  or patience < 0):
         raise ValueError(f"patience: expected an int >= 0 or None, got {patience!r}")
-    if not (cache in ("auto", "memory") or isinstance(cache, (bool, str, os.PathLike))):
+    metric_names = [m if isinstance(m, str) else getattr(m, "name", "") for m in metrics or ()]
+    monitors = {"loss", "val_loss", *metric_names, *(f"val_{m}" for m in metric_names)}
+    if patience is not None and monitor not in monitors:
+        raise ValueError(f"monitor: expected one of {sorted(monitors)} (the logs of these "
+                         f"metrics), got {monitor!r}")
+    if isinstance(cache, bool) or cache in ("auto", "memory"):
+        path = None
+    elif isinstance(cache, (str, os.PathLike)):
+        path = os.fspath(cache)
+        if not path.endswith(".npy"):
+            raise ValueError(f"cache: expected 'auto', True, False, 'memory' or the path of a "
+                             f".npy file for memory-mapped features, got {cache!r}")
+        if not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise ValueError(f"cache: the folder of {path!r} does not exist")
+    else:
         raise TypeError(f"cache: expected 'auto', True, False, 'memory' or a .npy path, got "
                         f"{cache!r}")
     arrays = isinstance(x, (torch.Tensor, np.ndarray))
@@ -290,24 +388,42 @@ def finetune(
             and isinstance(validation_data[0], (torch.Tensor, np.ndarray))):
         raise ValueError("validation_data: with cached features expected (x_val, y_val) "
                          "arrays; pass cache=False for other validation data")
+    if augment is not None and arrays:  # brisk.augment works on NCHW batches
+        x = _nchw(x)
+        if isinstance(validation_data, (tuple, list)) and len(validation_data) >= 2 and \
+                isinstance(validation_data[0], (torch.Tensor, np.ndarray)):
+            validation_data = (_nchw(validation_data[0]), *validation_data[1:])
+    if epochs[1] and hasattr(x, "__len__") and not isinstance(warmup, bool) and \
+            isinstance(warmup, int) and warmup > 0:
+        from brisk.engine.inputs import split_point
 
-    model = Finetuned(backbone, head, backbone_inference=True)
+        rows = split_point(len(x), validation_split) if validation_split else len(x)
+        steps = epochs[1] * math.ceil(rows / batch_size)
+        if warmup >= steps:
+            raise ValueError(f"warmup: {warmup} steps leave none of phase 2's {steps} optimizer "
+                             f"steps ({epochs[1]} epochs of {math.ceil(rows / batch_size)})")
+
+    act, logits = head_activation(head)
+    model = (Finetuned(backbone, head) if act is None
+             else _KerasFinetuned(backbone, head, act, logits))
     common = dict(loss=loss, metrics=list(metrics) if metrics else None, device=device,
                   precision=precision, seed=seed)
     fit_args = dict(batch_size=batch_size, verbose=verbose, validation_split=validation_split)
+    say = print if verbose not in (0, "0") else (lambda *a, **k: None)
 
     # ---- phase 1: the head on the frozen backbone
     backbone.trainable = False
+    say(f"finetune: phase 1, the head on the frozen backbone"
+        f"{' (features computed once)' if use_cache else ''}")
     if use_cache:
-        t1 = Trainer(head, optimizer=get_optimizer(optimizer, learning_rate=lrs[0]), **common)
+        t1 = Trainer(head if act is None else _KerasHead(head, act, logits),
+                     optimizer=get_optimizer(optimizer, learning_rate=lrs[0]), **common)
         dev = t1.device  # the features are computed where the head trains
         backbone.to(dev)
-        path = None if cache in ("auto", True, "memory") else os.fspath(cache)
         feats = extract_features(backbone, x, device=dev, path=path, verbose=verbose)
         val = None
         if validation_data is not None:
-            vpath = None if path is None else (path[:-4] if path.endswith(".npy") else path) \
-                + ".val.npy"
+            vpath = None if path is None else path[:-4] + ".val.npy"
             val = (extract_features(backbone, validation_data[0], device=dev, path=vpath,
                                     verbose=verbose), validation_data[1])
         h1 = t1.fit(feats, y, epochs=epochs[0], validation_data=val, **fit_args)
@@ -316,9 +432,13 @@ def finetune(
         h1 = t1.fit(x, y, epochs=epochs[0], validation_data=validation_data, augment=augment,
                     **fit_args)
     if epochs[1] == 0:
-        return FinetuneResult(model, h1, None, t1)
+        full = t1 if not use_cache else Trainer(
+            model, optimizer=get_optimizer(optimizer, learning_rate=lrs[0]), **common)
+        return FinetuneResult(model.eval(), h1, None, full)
 
     # ---- phase 2: unfreeze the top blocks, lower rate, layer-wise decay
+    say(f"finetune: phase 2, {'every block' if unfreeze == 'all' else f'the top {unfreeze} blocks'}"
+        f" of the backbone and the head at learning rate {lrs[1]:g}")
     unfrozen = all_blocks if unfreeze == "all" else all_blocks[-unfreeze:]
     backbone.trainable = True
     for b in all_blocks:
@@ -332,14 +452,24 @@ def finetune(
     spec = get_optimizer(optimizer, learning_rate=lrs[1])
     t2 = Trainer(model, optimizer=_lr_scaled_optimizer(spec, model, unfrozen, layer_decay,
                                                        None), warmup=warmup, **common)
-    callbacks = []
+    callbacks, stop = [], None
     has_val = validation_data is not None or validation_split
     if patience is not None and has_val:
-        callbacks.append(EarlyStopping(monitor=monitor, patience=patience,
-                                       restore_best_weights=True))
+        stop = EarlyStopping(monitor=monitor, patience=patience, restore_best_weights=True)
+        callbacks.append(stop)
     elif patience is not None:
         warnings.warn("patience: early stopping needs validation data (validation_split or "
                       "validation_data); phase 2 runs all its epochs", stacklevel=2)
+    phase1 = h1.history.get(monitor, [None])[-1] if stop is not None else None
+    before = copy.deepcopy(model.state_dict()) if phase1 is not None else None
     h2 = t2.fit(x, y, epochs=epochs[1], validation_data=validation_data, augment=augment,
                 callbacks=callbacks, **fit_args)
-    return FinetuneResult(model, h1, h2, t2)
+    if before is not None:  # early stopping's best includes where phase 1 ended
+        best = [v for v in h2.history.get(monitor, []) if v == v]
+        maximize = "acc" in monitor
+        if not best or (max(best) <= phase1 if maximize else min(best) >= phase1):
+            model.load_state_dict(before)
+            warnings.warn(f"finetune: phase 2 never improved {monitor} on the head phase's "
+                          f"{phase1:.4g}; the model is back at the end of phase 1",
+                          stacklevel=2)
+    return FinetuneResult(model.eval(), h1, h2, t2)
