@@ -31,6 +31,8 @@ def test_another_class_count_replaces_only_the_head(tmp_path):
     model, path = _saved(tmp_path, units=3)
     got = init_from(path, (8, 8), 10)
     assert got.output_shape == (None, 10) and got.layers[-1].activation == "softmax"
+    # the new head keeps the old one's name: a fresh process's automatic 'dense' clashed
+    assert got.layers[-1].name == model.layers[-1].name
     old, new = model.state_dict(), got.state_dict()
     for k in ("layers.2.linear.weight", "layers.2.linear.bias"):
         assert torch.equal(old[k], new[k]), k
@@ -53,10 +55,12 @@ def test_init_from_refuses_what_cannot_fit(tmp_path):
 
 def test_brisk_train_init_from_a_run_folder(tmp_path, capsys):
     run, again = tmp_path / "run", tmp_path / "again"
-    assert main(["train", "--epochs", "2", "--verbose", "0", "--out", str(run)]) == 0
+    assert main(["train", "--epochs", "1", "--verbose", "0", "--out", str(run)]) == 0
     assert main(["train", "--init-from", str(run), "--epochs", "1", "--verbose", "0",
                  "--out", str(again)]) == 0
     result = json.loads((again / "result.json").read_text())
     assert result["init_from"] == str(run) and result["model"] == "init-from"
     assert main(["train", "--init-from", str(tmp_path / "none"), "--epochs", "1"]) == 2
     assert "--init-from: no model at" in capsys.readouterr().err
+    assert main(["train", "--recipe", "mnist-mlp", "--init-from", str(run)]) == 2
+    assert "give --recipe or --init-from, not both" in capsys.readouterr().err

@@ -91,8 +91,8 @@ def init_from(path: str, image_shape: tuple[int, ...], num_classes: int):
             raise ValueError(f"--init-from: the model in {file!r} has {model.output_shape[-1]} "
                              f"outputs, the dataset {num_classes} classes, and its last layer "
                              f"is {type(last).__name__}, not a Dense that can be replaced")
-        model.pop()
-        model.add(Dense(num_classes, activation=last.activation))
+        model.pop()  # the new head takes the old one's name (Keras's automatic name could
+        model.add(Dense(num_classes, activation=last.activation, name=last.name))  # clash)
     return model
 
 
@@ -222,6 +222,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.recipe is not None:
         from brisk.recipes.cli import run_recipe_from_args
 
+        if args.init_from:
+            raise ValueError("--init-from: a recipe builds its own model; give --recipe or "
+                             "--init-from, not both")
+
         return run_recipe_from_args(args.recipe, data_dir=args.data_dir, device=args.device,
                                     epochs=args.epochs, seed=args.seed, out=args.out)
     if args.epochs is None:
@@ -276,7 +280,9 @@ def train_from_args(args: argparse.Namespace, callbacks: list | tuple = ()):
                 os.path.join(backup, "previous.pt")):
             _check_backup_epochs(backup, args.epochs)
             if zero:
-                print(f"resuming from the backup in {backup} (--no-resume starts over)")
+                print(f"resuming from the backup in {backup} (--no-resume starts over)"
+                      + (": its weights replace --init-from's" if getattr(args, "init_from", None)
+                         else ""))
         history = _run_history()
         callbacks = [history, BackupAndRestore(backup), *callbacks]
     t0 = time.perf_counter()

@@ -341,7 +341,7 @@ def finetune(
     epochs = _check_pair("epochs", epochs, int, 0)
     if epochs[0] < 1:
         raise ValueError(f"epochs: the head phase needs at least 1 epoch, got {epochs!r}")
-    lrs = _check_pair("learning_rate", learning_rate, (int, float), 0)
+    lrs = _check_pair("learning_rate", learning_rate, (int, float), -math.inf)
     if not all(math.isfinite(v) and v > 0 for v in lrs):
         raise ValueError(f"learning_rate: expected positive finite rates, got {learning_rate!r}")
     all_blocks = blocks(backbone)

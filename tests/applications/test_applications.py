@@ -33,7 +33,7 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    import huggingface_hub
+    import huggingface_hub.file_download  # the submodule is imported lazily otherwise
     from huggingface_hub import constants
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
@@ -398,3 +398,26 @@ def test_import_brisk_imports_neither_torchvision_nor_timm():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torchvision', 'timm')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_float_images_outside_zero_one_and_a_single_hwc_image_are_refused():
+    from brisk.applications import Preprocess
+
+    pre = Preprocess((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match=r"float images are read as values in \[0, 1\]"):
+        pre(torch.full((2, 3, 4, 4), 200.0))  # Keras's 0..255 floats
+    with pytest.raises(ValueError, match=r"spans \[-2"):
+        Preprocess((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))(torch.full((2, 3, 4, 4), -2.0))
+    ok = Preprocess((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    ok(torch.rand(2, 3, 4, 4))  # checked once, then not again (no per-batch sync)
+    assert ok._range_checked
+    with pytest.raises(ValueError, match=r"a single \(H, W, 3\) image\? Add the batch axis"):
+        ok(torch.rand(64, 64, 3))
+
+
+def test_an_image_models_own_state_dict_loads_back_as_weights(tmp_path):
+    torch.manual_seed(0)
+    m = A.get("resnet18", weights=None, num_classes=3)
+    torch.save(m.state_dict(), tmp_path / "tuned.pt")  # keys "model.*"
+    back = A.get("resnet18", weights=tmp_path / "tuned.pt", num_classes=3)
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in m.state_dict().items())

@@ -36,6 +36,12 @@ class Preprocess(nn.Module):
        and the batch's (H, W) differ; aspect ratios are not kept (no crop);
     4. ``(x - mean) / std`` per channel.
 
+    The first float batch a ``Preprocess`` sees must lie in [0, 1] (within [-0.5, 1.5]):
+    0..255 floats (what Keras's applications take) or already normalised images raise
+    ``ValueError`` rather than being misread; later batches are not checked (a check per
+    batch would be a host sync per step). A 3-D batch whose last axis is 3 (a single
+    (H, W, 3) image) is refused too.
+
     Output: ``(N, 3, H', W')`` float NCHW. Raises ``ValueError`` for another rank or channel
     count, ``TypeError`` for other dtypes (bool, integers other than uint8).
 
@@ -59,6 +65,7 @@ class Preprocess(nn.Module):
             raise ValueError(f"std: expected positive values, got {std!r}")
         if interpolation not in INTERPOLATIONS:
             raise ValueError(f"interpolation: expected one of {INTERPOLATIONS}, got {interpolation!r}")
+        self._range_checked = False  # float inputs: [0, 1] checked on the first batch
         self.size = None if size is None else (int(size[0]), int(size[1]))
         self.interpolation = interpolation
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1),
@@ -73,6 +80,10 @@ class Preprocess(nn.Module):
             raise TypeError(f"images: expected a tensor or NumPy array, got {type(x).__name__}")
         x = x.to(self.mean.device, non_blocking=True)
         if x.dim() == 3:
+            if x.shape[-1] == 3 and x.shape[0] > 3:
+                raise ValueError(f"images: a 3-D batch is read as (N, H, W) grayscale, and this "
+                                 f"one's last axis is 3: a single (H, W, 3) image? Add the batch "
+                                 f"axis (x[None]); got shape {tuple(x.shape)}")
             x = x.unsqueeze(1)  # (N, H, W): grayscale
         if x.dim() != 4:
             raise ValueError(f"images: expected (N, C, H, W), (N, H, W, C) or (N, H, W), got shape {tuple(x.shape)}")
@@ -81,12 +92,22 @@ class Preprocess(nn.Module):
                 raise ValueError(f"images: expected 1 or 3 channels on axis 1 (NCHW) or the last "
                                  f"axis (NHWC), got shape {tuple(x.shape)}")
             x = x.permute(0, 3, 1, 2)
+        was_float = x.dtype != torch.uint8
         if x.dtype == torch.uint8:
             x = x.float().div_(255.0)
         elif x.dtype == torch.float64:
             x = x.float()
         elif not x.is_floating_point():
             raise TypeError(f"images: expected uint8 (0..255) or floating point (0..1), got {x.dtype}")
+        if was_float and not self._range_checked:  # once, the first float batch: no per-step sync
+            lo, hi = float(x.amin()), float(x.amax())
+            if hi > 1.5 or lo < -0.5:
+                raise ValueError(
+                    f"images: float images are read as values in [0, 1] (uint8 as 0..255); this "
+                    f"batch spans [{lo:.3g}, {hi:.3g}]: divide 0..255 floats by 255 (Keras's "
+                    f"applications take 0..255 floats), pass uint8, or undo a normalisation "
+                    f"(the model applies its own mean and std)")
+            self._range_checked = True
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         if self.size is not None and tuple(x.shape[-2:]) != self.size:

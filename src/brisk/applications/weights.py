@@ -44,8 +44,8 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     ``.ckpt`` through ``torch.load(weights_only=True)`` (a pickle that needs more than
     tensors and plain containers is refused, never unpickled). A checkpoint that wraps its
     weights in ``{"state_dict": ...}`` or ``{"model": ...}`` is unwrapped, and a
-    ``module.`` prefix on every key (DistributedDataParallel) or ``_orig_mod.``
-    (``torch.compile``) is removed.
+    ``module.`` prefix on every key (DistributedDataParallel), ``_orig_mod.``
+    (``torch.compile``) or ``model.`` (an ``ImageModel``'s own ``state_dict()``) is removed.
 
     Raises ``FileNotFoundError`` (no such file) and ``ValueError`` (another suffix, a file
     that does not parse, or contents that are not a name -> tensor mapping), naming the file.
@@ -77,7 +77,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if bad:
         raise ValueError(f"{path}: expected a mapping of names to tensors; {bad[0]!r} is "
                          f"{type(data[bad[0]]).__name__}")
-    for prefix in ("module.", "_orig_mod."):
+    for prefix in ("module.", "_orig_mod.", "model."):  # DDP, torch.compile, an ImageModel
         if all(k.startswith(prefix) for k in data):
             data = {k[len(prefix):]: v for k, v in data.items()}
     return dict(data)
