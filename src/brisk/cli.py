@@ -5,6 +5,8 @@ Example::
     brisk train                                   # 8x8 digits, offline, a few seconds
     brisk train --dataset mnist --model cnn --epochs 2 --data-dir ../shared/data --out runs/cnn
     brisk tune --trials 20 --workers 2 --out runs/tune   # hyperparameter search (brisk.tune)
+    brisk finetune --dataset fashion-mnist --limit 1000  # pretrained EfficientNet-Lite0
+    brisk train --dataset fashion-mnist --init-from runs/cnn  # a saved model as the start
 """
 
 from __future__ import annotations
