@@ -497,6 +497,7 @@ def test_on_nan_restore_goes_back_to_the_last_good_epoch_with_half_the_rate():
     assert torch.equal(t.module.weight, ref.module.weight) and torch.equal(t.module.bias, ref.module.bias)
     assert h.history["loss"][2:] == h_ref.history["loss"]
     assert t.optimizer.param_groups[0]["lr"] == 0.025
+    assert t.optimizer.param_groups[0]["initial_lr"] == 0.025  # a schedule's base halves too
 
 
 def test_on_nan_restore_gives_up_after_three_restores_and_keeps_the_good_weights():
@@ -515,4 +516,9 @@ def test_on_nan_restore_gives_up_after_three_restores_and_keeps_the_good_weights
     ref = _lin_trainer()
     ref.fit(x, y, epochs=1, batch_size=8, verbose=0)
     assert torch.equal(t.module.weight, ref.module.weight)
+    # the optimizer state too: each restore loads a copy, so training after the first
+    # restore cannot change what the later ones go back to
+    for p, q in zip(t.module.parameters(), ref.module.parameters(), strict=True):
+        assert torch.equal(t.optimizer.state[p]["momentum_buffer"],
+                           ref.optimizer.state[q]["momentum_buffer"])
     assert t.optimizer.param_groups[0]["lr"] == 0.05 / 8

@@ -566,3 +566,17 @@ def test_save_checkpoint_mid_training_with_schedule_free_keeps_both_weights(tmp_
     assert "optimizer" in s
     assert all(g["train_mode"] is True for g in t.optimizer.param_groups)
     assert t._optimizer_training is True
+
+
+def test_a_checkpoint_from_a_gpu_run_loads_on_the_cpu():
+    """The CUDA generator's state in a GPU run's checkpoint is ignored on a CPU trainer
+    (set only when this run is on CUDA), the rest restored."""
+    torch.manual_seed(0)
+    t = brisk.Trainer(torch.nn.Linear(3, 2), optimizer="sgd", loss="mse", device="cpu")
+    t.fit(torch.randn(8, 3), torch.randn(8, 2), batch_size=4, verbose=0)
+    state = t.state_dict()
+    state["rng"]["cuda"] = torch.zeros(16, dtype=torch.uint8)  # as torch.cuda.get_rng_state
+    u = brisk.Trainer(torch.nn.Linear(3, 2), optimizer="sgd", loss="mse", device="cpu")
+    u.load_state_dict(state)
+    assert u.global_step == t.global_step
+    assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
