@@ -580,3 +580,29 @@ def test_a_checkpoint_from_a_gpu_run_loads_on_the_cpu():
     u.load_state_dict(state)
     assert u.global_step == t.global_step
     assert torch.equal(torch.get_rng_state(), state["rng"]["torch"])
+
+
+def test_a_pruned_runs_optimizer_state_matches_an_unpruned_model_by_plain_names():
+    """Pruning renames a weight to weight_orig; the optimizer state is keyed by the plain
+    name, so a pruned run's momentum lands on the same weight of an unpruned model."""
+    from torch.nn.utils import prune
+
+    x, y = torch.randn(8, 3), torch.randn(8, 2)
+    torch.manual_seed(0)
+    pruned = nn.Linear(3, 2)
+    prune.l1_unstructured(pruned, "weight", amount=0.5)
+    t = brisk.Trainer(pruned, optimizer=brisk.optimizers.SGD(0.1, momentum=0.9), loss="mse",
+                      device="cpu")
+    t.fit(x, y, batch_size=4, verbose=0)
+    assert [n for n, _ in pruned.named_parameters()] == ["bias", "weight_orig"]
+    state = t.state_dict()
+    assert state["optimizer_params"] == [["bias", "weight"]]
+    plain = nn.Linear(3, 2)
+    u = brisk.Trainer(plain, optimizer=brisk.optimizers.SGD(0.1, momentum=0.9), loss="mse",
+                      device="cpu")
+    u.fit(x, y, batch_size=4, verbose=0)
+    u.load_state_dict(state)
+    buf = {n: u.optimizer.state[p]["momentum_buffer"] for n, p in plain.named_parameters()}
+    want = {n: t.optimizer.state[p]["momentum_buffer"] for n, p in pruned.named_parameters()}
+    assert torch.equal(buf["bias"], want["bias"])
+    assert torch.equal(buf.get("weight_orig", buf.get("weight")), want["weight_orig"])
