@@ -584,3 +584,41 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
         assert torch.equal(a[k], b[k]), k
     assert not os.path.exists(bdir)  # finished normally: the backup is deleted
     assert not glob.glob(str(tmp_path / "**" / "*.brisk-tmp"), recursive=True)
+
+
+class MeanLabel(brisk.metrics.Metric):
+    """A Keras-style metric (update_state/result): its state tensors hold the epoch (the
+    mean label differs batch to batch; the outputs' probabilities always sum to 1)."""
+
+    name = "mean_label"
+
+    def __init__(self):
+        super().__init__()
+        self.total = self.add_weight(name="total")
+        self.count = self.add_weight(name="count")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        self.total += y_true.float().sum()
+        self.count += y_true.numel()
+
+    def result(self):
+        return self.total / self.count
+
+
+def test_a_keras_style_metric_resumes_mid_epoch_with_its_state():
+    """A fresh trainer loading a mid-epoch checkpoint ends the epoch with the same value
+    of a Keras-style metric as the uninterrupted run: its state is part of the position."""
+    def make():
+        torch.manual_seed(0)
+        return brisk.Trainer(nn.Sequential(nn.Flatten(), nn.Linear(64, 3)), optimizer="sgd",
+                             loss="cross_entropy", metrics=[MeanLabel()], device="cpu", seed=1)
+
+    full = make()
+    h_full = full.fit(X, Y, batch_size=8, epochs=1, verbose=0)
+    t = make()
+    t.fit(X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[StopAfter(3)])
+    u = make()
+    u.load_state_dict(t.state_dict())
+    h = u.fit(X, Y, batch_size=8, epochs=1, verbose=0, initial_epoch=u.epoch)
+    assert h.history["mean_label"] == pytest.approx(h_full.history["mean_label"], rel=1e-6)
+    assert h.history["loss"] == pytest.approx(h_full.history["loss"], rel=1e-6)
