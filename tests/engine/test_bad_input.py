@@ -185,3 +185,16 @@ def test_class_weight_with_a_class_per_position_is_refused():
     with pytest.raises(ValueError, match=r"got labels of shape \(6, 2\)"):
         seq.fit(xq, yq, class_weight={1: 3.0}, verbose=0)
     seq.fit(xq, yq, verbose=0)
+
+
+def test_evaluate_checks_steps_and_labels_with_exact_messages():
+    net = nn.Linear(4, 3)
+    t = brisk.Trainer(net, optimizer="sgd", loss="cross_entropy", device="cpu")
+    x, y = torch.randn(6, 4), torch.randint(0, 3, (6,))
+    with pytest.raises(ValueError) as e:
+        t.evaluate(x, y, steps=0)
+    assert str(e.value) == "steps: expected a positive integer, got 0"
+    with pytest.raises(ValueError) as e:
+        t.evaluate(x, torch.tensor([0, 1, 2, 3, 4, 5]))  # 3 classes
+    assert str(e.value).startswith("y: ")
+    assert "labels" in str(e.value)
