@@ -198,3 +198,32 @@ def test_evaluate_checks_steps_and_labels_with_exact_messages():
         t.evaluate(x, torch.tensor([0, 1, 2, 3, 4, 5]))  # 3 classes
     assert str(e.value).startswith("y: ")
     assert "labels" in str(e.value)
+
+
+def test_class_weight_table_exactly():
+    """The lookup table fit builds from class_weight: one weight per class (1 for classes
+    not named), as long as the largest key + 1, the output's class count (axis 0 of a
+    (C, H, W) output, else the last axis) and 2; keys and weights checked at their bounds."""
+    from brisk.engine.inputs import class_weight_table as table
+
+    cpu = torch.device("cpu")
+    assert table({1: 3.0}, True, (5,), cpu).tolist() == [1, 3, 1, 1, 1]
+    assert table({0: 2.0}, True, (4, 8, 8), cpu).tolist() == [2, 1, 1, 1]  # classes first
+    assert table({0: 0.0}, True, (), cpu).tolist() == [0, 1]  # one output: binary, 0 allowed
+    assert table({6: 0.5}, True, (3,), cpu).tolist() == [1, 1, 1, 1, 1, 1, 0.5]
+    top = float(np.finfo(np.float32).max)
+    assert table({0: top}, True, (2,), cpu)[0].item() == top
+    assert len(table({2**24 - 1: 1.0}, True, (2,), cpu)) == 2**24
+    for bad in ({2**24: 1.0}, {-1: 1.0}, {True: 1.0}):
+        with pytest.raises(ValueError) as e:
+            table(bad, True, (2,), cpu)
+        assert str(e.value) == (f"class_weight: class indices must be ints >= 0 and < 2**24, "
+                                f"got {next(iter(bad))!r}")
+    for bad in (True, "2", float("nan"), -0.5, 1e39):
+        with pytest.raises(ValueError) as e:
+            table({0: bad}, True, (2,), cpu)
+        assert str(e.value) == f"class_weight: weights must be finite numbers >= 0, got {bad!r} for class 0"
+    with pytest.raises(ValueError) as e:
+        table({0: 1.0}, False, (2,), cpu)
+    assert str(e.value) == ("class_weight: needs a loss that takes per-sample weights (a name or "
+                            "a brisk.losses.Loss); a torch loss function takes none")
