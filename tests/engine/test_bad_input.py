@@ -227,3 +227,50 @@ def test_class_weight_table_exactly():
         table({0: 1.0}, False, (2,), cpu)
     assert str(e.value) == ("class_weight: needs a loss that takes per-sample weights (a name or "
                             "a brisk.losses.Loss); a torch loss function takes none")
+
+
+def _fit_args(**kw):
+    from brisk.engine.inputs import check_fit_arguments
+
+    base = dict(batch_size=None, epochs=2, shuffle=True, initial_epoch=0, validation_split=0.0,
+                validation_data=None, validation_freq=1, steps_per_epoch=None,
+                validation_steps=None, class_weight=None, sample_weight=None, full_batch=False,
+                accumulate=1, on_nan="stop")
+    return check_fit_arguments(**{**base, **kw})
+
+
+def test_fit_arguments_defaults_and_refusals_exactly():
+    assert _fit_args() == (32, 2, None, None)  # Keras's default batch size
+    assert _fit_args(full_batch=True) == (4096, 2, None, None)  # 'gd': chunks of 4096
+    assert _fit_args(on_nan="restore", validation_split=0.5, steps_per_epoch=3) == (32, 2, 3, None)
+    assert _fit_args(on_nan=None)[0] == 32
+    cases = [
+        (dict(initial_epoch=1.0), "initial_epoch: expected an int in [0, epochs), got 1.0"),
+        (dict(steps_per_epoch=2, accumulate=2),
+         "steps_per_epoch: not supported with full-batch ('gd') training or gradient "
+         "accumulation, whose steps follow the data's passes"),
+        (dict(class_weight={0: 1.0}, sample_weight=np.ones(3)),
+         "class_weight: give class_weight or sample_weight, not both (Keras)"),
+        (dict(on_nan="halt"), "on_nan: expected 'stop', 'restore' or None, got 'halt'"),
+        (dict(on_nan=1), "on_nan: expected 'stop', 'restore' or None, got 1"),
+    ]
+    for kw, msg in cases:
+        with pytest.raises(ValueError) as e:
+            _fit_args(**kw)
+        assert str(e.value) == msg
+
+
+def test_sample_weights_split_with_validation_split_and_validation_data_weights_are_checked():
+    torch.manual_seed(0)
+    net = nn.Linear(2, 1)
+    t = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(0.0), loss="mse", device="cpu")
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+    w = torch.tensor([1.0, 1, 1, 1, 1, 1, 3, 0])  # the last 2 validate (validation_split=0.25)
+    h = t.fit(x, y, sample_weight=w, validation_split=0.25, batch_size=8, verbose=0)
+    with torch.no_grad():
+        err = ((net(x[6:]) - y[6:]) ** 2).squeeze(1)
+    # Keras's weighted mean: sum(w * loss) / number of samples
+    assert h.history["val_loss"][0] == pytest.approx(float((3 * err[0] + 0 * err[1]) / 2), rel=1e-5)
+    with pytest.raises(ValueError) as e:
+        t.fit(x, y, validation_data=(x[:4], y[:4], np.ones(3)), verbose=0)
+    assert str(e.value).startswith("validation_data sample_weight: ")
