@@ -25,8 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
+import sys
 import time
 
 import torch
@@ -38,24 +37,9 @@ from brisk.engine.trainer import Trainer
 from brisk.finetune import finetune
 from brisk.recipes.fashion_mnist import fashion_mnist_cnn
 
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def data_dir() -> str | None:
-    for d in (os.environ.get("BRISK_DATA_DIR"), os.path.join(os.path.dirname(__file__), "..",
-                                                              "..", "shared", "data")):
-        if d and os.path.isdir(d):
-            return d
-    return None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: shared helpers
+from distributed import cpu_name  # noqa: E402
+from overhead import DEFAULT_DATA_DIR  # noqa: E402
 
 
 def backbone(weights, size: int):
@@ -91,7 +75,7 @@ def main() -> None:
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    (x, y), (xt, yt) = brisk.datasets.load_fashion_mnist(data_dir=data_dir())
+    (x, y), (xt, yt) = brisk.datasets.load_fashion_mnist(data_dir=DEFAULT_DATA_DIR)
     x, y = x[:a.limit], y[:a.limit]
     if a.test_limit:
         xt, yt = xt[:a.test_limit], yt[:a.test_limit]
@@ -158,7 +142,7 @@ def main() -> None:
         hit = next(((n, s_) for n, s_, acc_, _ in rows[:2] if acc_ >= acc), None)
         if hit:
             print(f"'{name}' ({acc:.4f} in {secs:.1f} s): reached by '{hit[0]}' in "
-                  f"{hit[1]:.1f} s, {secs / hit[1]:.1f}x sooner")
+                  f"{hit[1]:.1f} s (scratch time / pretrained time: {secs / hit[1]:.2f}x)")
         else:
             print(f"'{name}' ({acc:.4f} in {secs:.1f} s): not reached by the pretrained routes")
     if a.json:

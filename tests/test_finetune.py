@@ -162,7 +162,8 @@ def test_bad_arguments_are_refused_before_training(tmp_path):
     bad = [
         (dict(epochs=(0, 1)), ValueError, "epochs: the head phase needs at least 1 epoch"),
         (dict(epochs=(1, 2, 3)), ValueError, "epochs: expected one value or a pair"),
-        (dict(learning_rate=(1e-3, -1.0)), ValueError, "learning_rate"),
+        (dict(learning_rate=(1e-3, -1.0)), ValueError, "learning_rate: expected positive finite"),
+        (dict(epochs=(1, -1)), ValueError, "epochs: the head phase needs at least 1 epoch"),
         (dict(unfreeze=5), ValueError, "unfreeze: expected 'all' or a number of top blocks "
                                        "from 1 to 4"),
         (dict(layer_decay=0), ValueError, "layer_decay"),

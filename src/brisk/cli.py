@@ -509,7 +509,6 @@ def cmd_finetune(args: argparse.Namespace) -> int:
     import torch
 
     from brisk import applications
-    from brisk.engine.trainer import Trainer
     from brisk.finetune import finetune
 
     _check_out_dir(args.out)
@@ -537,9 +536,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
                  cache=not args.no_cache and "auto", device=args.device, seed=args.seed,
                  verbose=args.verbose)
     wall = time.perf_counter() - t0
-    test = Trainer(r.model, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                   device=args.device).evaluate(xt, yt, batch_size=128, verbose=0,
-                                                return_dict=True)
+    test = r.trainer.evaluate(xt, yt, batch_size=128, verbose=0, return_dict=True)
     result = {"model": args.model, "weights": args.weights, "dataset": args.dataset,
               "train_samples": len(x), "test_samples": len(xt), "image_size": list(size),
               "epochs": [args.epochs, args.finetune_epochs],

@@ -242,18 +242,17 @@ def extract_features(backbone: nn.Module, x: Any, *, batch_size: int = 128,
     return out
 
 
-def _check_pair(name: str, value, kind, low) -> tuple:
+def _check_pair(name: str, value, kind, what: str) -> tuple:
+    """``value`` as (head phase, fine-tuning phase): one value for both, or a pair, each
+    of ``kind`` and passing ``what``'s check (done by the caller: ``what`` is its wording)."""
     pair = value if isinstance(value, (tuple, list)) else (value, value)
-    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, kind) or v < low
-                             for v in pair):
+    if len(pair) != 2 or any(isinstance(v, bool) or not isinstance(v, kind) for v in pair):
         raise ValueError(f"{name}: expected one value or a pair (head phase, fine-tuning "
-                         f"phase), each {kind.__name__ if isinstance(kind, type) else 'a number'}"
-                         f" >= {low}, got {value!r}")
+                         f"phase), each {what}, got {value!r}")
     return tuple(pair)
 
 
-def _lr_scaled_optimizer(spec, model: Finetuned, unfrozen: list[nn.Module], layer_decay: float,
-                         device):
+def _lr_scaled_optimizer(spec, model: Finetuned, unfrozen: list[nn.Module], layer_decay: float):
     """A callable ``params -> optimizer`` for the Trainer: ``spec`` built over the trainable
     weights, each of its groups split by learning-rate scale (head 1, the top unfrozen
     block ``layer_decay``, the next ``layer_decay ** 2``, ...)."""
@@ -263,7 +262,7 @@ def _lr_scaled_optimizer(spec, model: Finetuned, unfrozen: list[nn.Module], laye
             scale.setdefault(id(p), layer_decay ** (depth + 1))
 
     def make(params):
-        opt = spec.build(model, device)
+        opt = spec.build(model)  # on the parameters' device
         groups = []
         for g in opt.param_groups:
             by_scale: dict[float, list] = {}
@@ -338,10 +337,11 @@ def finetune(
         raise TypeError(f"backbone: expected a torch.nn.Module, got {type(backbone).__name__}")
     if not isinstance(head, nn.Module):
         raise TypeError(f"head: expected a torch.nn.Module, got {type(head).__name__}")
-    epochs = _check_pair("epochs", epochs, int, 0)
-    if epochs[0] < 1:
-        raise ValueError(f"epochs: the head phase needs at least 1 epoch, got {epochs!r}")
-    lrs = _check_pair("learning_rate", learning_rate, (int, float), -math.inf)
+    epochs = _check_pair("epochs", epochs, int, "an int >= 0")
+    if epochs[0] < 1 or epochs[1] < 0:
+        raise ValueError(f"epochs: the head phase needs at least 1 epoch, the fine-tuning "
+                         f"phase 0 or more, got {epochs!r}")
+    lrs = _check_pair("learning_rate", learning_rate, (int, float), "a positive number")
     if not all(math.isfinite(v) and v > 0 for v in lrs):
         raise ValueError(f"learning_rate: expected positive finite rates, got {learning_rate!r}")
     all_blocks = blocks(backbone)
@@ -450,8 +450,8 @@ def finetune(
                 p.requires_grad_(False)
     model.backbone_inference = batchnorm == "inference"
     spec = get_optimizer(optimizer, learning_rate=lrs[1])
-    t2 = Trainer(model, optimizer=_lr_scaled_optimizer(spec, model, unfrozen, layer_decay,
-                                                       None), warmup=warmup, **common)
+    t2 = Trainer(model, optimizer=_lr_scaled_optimizer(spec, model, unfrozen, layer_decay),
+                 warmup=warmup, **common)
     callbacks, stop = [], None
     has_val = validation_data is not None or validation_split
     if patience is not None and has_val:
