@@ -9,10 +9,17 @@ alternating the contenders so that load from other processes hits them alike, an
 prints the median epoch time, spread, ratio against fp32 eager, and final test accuracy.
 Compilation time is excluded (a warm-up epoch per contender comes first) and reported.
 
+``--crossover`` instead times fp32 against bf16-mixed per training step (brisk's own
+fit, random data, 3 alternating repetitions after a warm-up) over MLPs of widths 64-1024
+and two convnets at batch sizes 32-512, next to each step's forward FLOPs: where bf16
+autocast starts to pay on this CPU, the figure behind precision='auto''s threshold
+(``brisk.engine.precision.AUTO_BF16_MIN_STEP_FLOPS``).
+
 Usage::
 
     python benchmarks/precision.py                 # ~10 min on 2 CPU cores
     python benchmarks/precision.py --quick         # a 10k-sample slice, ~2 min
+    python benchmarks/precision.py --crossover     # ~3 min
     python benchmarks/precision.py --json out.json
 """
 
@@ -32,6 +39,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from distributed import cpu_name  # noqa: E402  (benchmarks/distributed.py)
 
 import brisk  # noqa: E402
 from brisk.layers import (  # noqa: E402
@@ -79,6 +88,55 @@ def cnn():
     ])
 
 
+def crossover(batches: int = 24, reps: int = 3) -> list[dict]:
+    """fp32 vs bf16-mixed seconds per step against forward FLOPs per step."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def mlp_w(w):
+        return lambda: brisk.Sequential([Flatten(input_shape=(28, 28, 1)),
+                                         Dense(w, activation="relu"),
+                                         Dense(w, activation="relu"),
+                                         Dense(10, activation="softmax")])
+
+    def cnn_w(c):
+        return lambda: brisk.Sequential([
+            Conv2D(c, 3, padding="same", activation="relu", input_shape=(28, 28, 1)),
+            MaxPooling2D(2),
+            Conv2D(2 * c, 3, padding="same", activation="relu"), MaxPooling2D(2),
+            Flatten(), Dense(10, activation="softmax")])
+
+    nets = {f"mlp{w}": mlp_w(w) for w in (64, 256, 512, 1024)}
+    nets.update({f"cnn{c}": cnn_w(c) for c in (8, 32)})
+    rows = []
+    for name, make in nets.items():
+        for bs in (32, 128, 512):
+            rng = np.random.default_rng(0)
+            x = rng.random((bs * batches, 28, 28, 1), dtype=np.float32)
+            y = rng.integers(0, 10, bs * batches)
+            models = {}
+            for mode in ("fp32", "bf16-mixed"):
+                m = make()
+                m.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                          precision=mode, seed=0)
+                m.fit(x, y, batch_size=bs, epochs=1, verbose=0)  # warm-up
+                models[mode] = m
+            with FlopCounterMode(display=False) as fc, torch.no_grad():
+                models["fp32"](torch.from_numpy(x[:1]))
+            times = {mode: [] for mode in models}
+            for _ in range(reps):
+                for mode, m in models.items():
+                    t0 = time.perf_counter()
+                    m.fit(x, y, batch_size=bs, epochs=1, verbose=0)
+                    times[mode].append((time.perf_counter() - t0) / batches)
+            f32, b16 = (statistics.median(times[k]) for k in ("fp32", "bf16-mixed"))
+            row = {"net": name, "batch": bs, "mflop_per_step": fc.get_total_flops() * bs / 1e6,
+                   "fp32_ms": f32 * 1e3, "bf16_mixed_ms": b16 * 1e3, "ratio": b16 / f32}
+            rows.append(row)
+            print(f"| {name} | {bs} | {row['mflop_per_step']:.1f} | {row['fp32_ms']:.2f} | "
+                  f"{row['bf16_mixed_ms']:.2f} | {row['ratio']:.2f}x |", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get("BRISK_DATA_DIR", str(ROOT.parent / "shared" / "data")))
@@ -87,7 +145,20 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="mlp,cnn")
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--crossover", action="store_true",
+                    help="fp32 vs bf16-mixed per step against FLOPs per step")
     args = ap.parse_args(argv)
+    if args.crossover:
+        from brisk.engine.precision import AUTO_BF16_MIN_STEP_FLOPS, cpu_native_bf16
+        print(f"torch {torch.__version__}, {cpu_name()}, native bf16: {cpu_native_bf16()}, "
+              f"{torch.get_num_threads()} threads; precision='auto' threshold "
+              f"{AUTO_BF16_MIN_STEP_FLOPS / 1e6:.0f} MFLOP per step")
+        print("| net | batch | fwd MFLOP/step | fp32 ms/step | bf16-mixed ms/step | bf16/fp32 |")
+        print("|---|---:|---:|---:|---:|---:|")
+        rows = crossover()
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=2))
+        return 0
     reps = 2 if args.quick else args.reps
 
     (x, y), (xt, yt) = brisk.datasets.load_mnist(data_dir=args.data_dir)
@@ -95,7 +166,7 @@ def main(argv=None) -> int:
         x, y = x[:10000], y[:10000]
     setups = {"mlp": (mlp, 32, x, xt), "cnn": (cnn, 128, x[..., None], xt[..., None])}
     names = args.contenders.split(",")
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+    print(f"torch {torch.__version__}, {cpu_name()}, {platform.machine()}, "
           f"{torch.get_num_threads()} threads, {len(x)} training samples, {reps} reps")
     results = {}
     for model_name in args.models.split(","):

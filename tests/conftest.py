@@ -8,6 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+# precision='auto' picks bf16-mixed on CPUs with native bf16 (brisk.engine.precision); the
+# suite's exact values must not depend on the CPU that runs it, so 'auto' is fp32 here
+# (and in the processes tests start) unless a test or the caller says otherwise.
+os.environ.setdefault("BRISK_AUTO_PRECISION", "fp32")
+
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("BRISK_TEST_DATA", REPO.parent / "shared" / "data"))
 

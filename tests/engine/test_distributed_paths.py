@@ -1118,10 +1118,10 @@ def _setup_without_compile(t):
     choose drop_last): torch.compile is slow and not what these tests check."""
     real = t._setup_module
 
-    def setup(sample):
+    def setup(sample, batch_size=32):
         t.compile = False
         try:
-            real(sample)
+            real(sample, batch_size)
         finally:
             t.compile = True
 

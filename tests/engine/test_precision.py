@@ -50,8 +50,8 @@ def test_each_mode_trains_to_the_fp32_accuracy_band(digits, fp32_accuracy, mode)
         assert m.trainer.precision.skipped_steps == 0  # nothing overflowed on this data
 
 
-def test_auto_is_fp32_on_cpu_and_bad_modes_are_refused():
-    assert resolve_mode("auto", torch.device("cpu")) == "fp32"
+def test_an_explicit_mode_is_kept_and_bad_modes_are_refused():
+    assert resolve_mode("fp32", torch.device("cpu")) == ("fp32", "asked for")
     with pytest.raises(ValueError, match="precision: expected one of"):
         Precision("fp8", "cpu")
     with pytest.raises(ValueError, match="precision"):

@@ -280,7 +280,7 @@ def lr_find(
         sample = x[:2]
     else:
         sample = next(iter(trainer._batches(trainer._loader(x, None, 2, False, 0))))[0]
-    trainer._setup_module(sample)
+    trainer._setup_module(sample, batch_size)
     if y is not None:
         y = inputs.check_targets(trainer.loss_fn, trainer._out_shape, y)
     old_optimizer, old_key = trainer.optimizer, trainer._params_key

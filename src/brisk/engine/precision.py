@@ -2,9 +2,22 @@
 
 Modes: 'fp32', 'bf16-mixed' (autocast to bfloat16, fp32 weights), 'fp16-mixed' (autocast
 to float16 with dynamic loss scaling; overflowing steps are skipped and counted), 'bf16'
-(weights and inputs in bfloat16), and 'auto' (bf16-mixed on a GPU that supports it,
-fp32 on CPU: on this project's 2-core CPU bf16 autocast measured slower than fp32 for
-small models, see benchmarks/RESULTS.md).
+(weights and inputs in bfloat16), and 'auto':
+
+- on CUDA: bf16-mixed where the GPU supports bfloat16, else fp32;
+- on a CPU with native bf16 arithmetic (AMX tiles or AVX512-BF16, see
+  ``cpu_native_bf16``): bf16-mixed when the model's forward costs at least
+  ``AUTO_BF16_MIN_STEP_FLOPS`` per step (FLOPs per sample, counted with
+  ``torch.utils.flop_counter`` on the first tiny batch, times the batch size), else fp32.
+  Small steps lose to autocast's per-op casts: measured on an AMD EPYC with AVX512-BF16
+  (2 threads), the 784-64-64-10 MLP at batch 32 (3.5 MFLOP per step) ran 1.46x slower
+  in bf16-mixed, the mnist-cnn network at batch 128 (490 MFLOP) 0.49x (see
+  benchmarks/RESULTS.md);
+- elsewhere (CPU without native bf16, MPS): fp32.
+
+The environment variable ``BRISK_AUTO_PRECISION`` ('fp32' or 'bf16-mixed') fixes what
+'auto' becomes, skipping detection (the test suite sets 'fp32' so that its values do not
+depend on the CPU it runs on).
 
 Example::
 
@@ -17,36 +30,146 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import os
+import platform
 
 import torch
 
 MODES = ("auto", "fp32", "bf16-mixed", "fp16-mixed", "bf16")
+AUTO_CHOICES = ("fp32", "bf16-mixed")  # what 'auto' can become
+AUTO_BF16_MIN_STEP_FLOPS = 32e6  # forward FLOPs per step from which a native-bf16 CPU
+# runs bf16 autocast faster than fp32 (benchmarks/precision.py --crossover)
+ENV = "BRISK_AUTO_PRECISION"
 
 
-def resolve_mode(mode: str, device: torch.device) -> str:
+def cpu_native_bf16() -> str | None:
+    """The CPU's native bfloat16 arithmetic, or None: 'AMX' (Intel AMX-BF16 tiles) or
+    'AVX512-BF16' (bf16 dot products, e.g. Intel Cooper Lake and later, AMD Zen 4 and
+    later). Asked of torch's own CPU detection (``torch.cpu._is_amx_tile_supported``,
+    ``torch.cpu._is_avx512_bf16_supported``, the checks oneDNN's bf16 kernels rely on);
+    where torch lacks them, read from the Linux CPU flags (``amx_bf16``,
+    ``avx512_bf16``). x86 only: ARM's bf16 is not detected (fp32 there)."""
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    avx = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    if amx is not None and avx is not None:
+        return "AMX" if amx() else "AVX512-BF16" if avx() else None
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    flags = _linux_cpu_flags()
+    return "AMX" if "amx_bf16" in flags else "AVX512-BF16" if "avx512_bf16" in flags else None
+
+
+def _linux_cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
+    """The first CPU's ``flags`` line of /proc/cpuinfo; empty where it cannot be read."""
+    try:
+        with open(path) as f:
+            return next((set(line.split(":", 1)[1].split()) for line in f
+                         if line.startswith("flags")), set())
+    except OSError:
+        return set()
+
+
+def _auto_override() -> str | None:
+    value = os.environ.get(ENV, "").strip()
+    if not value:
+        return None
+    if value not in AUTO_CHOICES:
+        raise ValueError(f"{ENV}: expected one of {', '.join(map(repr, AUTO_CHOICES))}, "
+                         f"got {value!r}")
+    return value
+
+
+def resolve_mode(mode: str, device: torch.device) -> tuple[str | None, str]:
+    """``(mode, reason)``; mode None: 'auto' on a native-bf16 CPU, decided by ``decide``
+    once the model's cost per step is known."""
     if mode not in MODES:
         raise ValueError(f"precision: expected one of {', '.join(map(repr, MODES))}, got {mode!r}")
     if mode != "auto":
-        return mode
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    return "fp32"
+        return mode, "asked for"
+    override = _auto_override()
+    if override is not None:
+        return override, f"{ENV}={override}"
+    if device.type == "cuda":
+        if torch.cuda.is_bf16_supported():
+            return "bf16-mixed", "the GPU supports bfloat16"
+        return "fp32", "the GPU has no bfloat16"
+    if device.type == "cpu":
+        native = cpu_native_bf16()
+        if native is not None:
+            return None, native
+        return "fp32", "the CPU has no native bf16 (no AMX, no AVX512-BF16)"
+    return "fp32", f"no bf16 choice is measured on {device.type}"
+
+
+_ANNOUNCED: set[str] = set()
 
 
 class Precision:
+    """The precision policy of one Trainer.
+
+    Attributes:
+        mode: the mode in use; None while 'auto' waits for ``decide`` (a native-bf16 CPU
+            before the first batch).
+        reason: why 'auto' chose ``mode`` (or, while pending, the CPU's bf16 unit).
+    """
+
     def __init__(self, mode: str = "auto", device: torch.device | str = "cpu"):
         self.device = torch.device(device)
-        self.mode = resolve_mode(mode, self.device)
-        self.dtype = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}.get(self.mode)
-        self.scaler = (
-            torch.amp.GradScaler(self.device.type) if self.mode == "fp16-mixed" else None
-        )
+        self.requested = mode
+        self.flops_per_sample: float | None = None  # counted when 'auto' decides on a CPU
+        self.mode, self.reason = resolve_mode(mode, self.device)
+        self._configure()
         # Skipped (overflowing) fp16 steps, counted on the device: reading it is a sync,
         # so it is read only when asked for.
         self._skipped = torch.zeros((), dtype=torch.int64, device=self.device)
 
+    def _configure(self) -> None:
+        self.dtype = {"bf16-mixed": torch.bfloat16, "fp16-mixed": torch.float16}.get(self.mode)
+        self.scaler = (
+            torch.amp.GradScaler(self.device.type) if self.mode == "fp16-mixed" else None
+        )
+
     def __repr__(self) -> str:
-        return f"Precision({self.mode!r}, device={str(self.device)!r})"
+        return f"Precision({self.mode or 'auto'!r}, device={str(self.device)!r})"
+
+    @property
+    def pending(self) -> bool:
+        return self.mode is None
+
+    def decide(self, flops_per_sample: float, batch_size: int) -> None:
+        """'auto' on a native-bf16 CPU: bf16-mixed when the forward costs at least
+        ``AUTO_BF16_MIN_STEP_FLOPS`` per step, else fp32. No effect once decided."""
+        if not self.pending:
+            return
+        self.flops_per_sample = flops_per_sample
+        step = flops_per_sample * batch_size
+        cost = (f"the model's forward is {flops_per_sample / 1e6:.3g} MFLOP per sample, "
+                f"{step / 1e6:.3g} MFLOP per batch of {batch_size}")
+        if step >= AUTO_BF16_MIN_STEP_FLOPS:
+            self.mode, self.reason = "bf16-mixed", f"CPU has {self.reason}; {cost}"
+        else:
+            self.mode, self.reason = "fp32", (
+                f"CPU has {self.reason}, but {cost}: under "
+                f"{AUTO_BF16_MIN_STEP_FLOPS / 1e6:.3g} MFLOP per batch, bf16 autocast's casts "
+                "cost more than they save")
+        self._configure()
+
+    def adopt(self, mode: str | None) -> None:
+        """'auto' still pending takes a checkpoint's mode (fp32 or bf16-mixed), so that a
+        resumed run continues in the precision it was written with."""
+        if self.pending and mode in AUTO_CHOICES:
+            self.mode, self.reason = mode, "the checkpoint's"
+            self._configure()
+
+    def announce(self) -> None:
+        """Print 'precision: MODE (why)' for a mode 'auto' chose, once per process (not
+        when ``BRISK_AUTO_PRECISION`` chose it: whoever set it knows)."""
+        if self.requested != "auto" or self.pending or self.reason.startswith(ENV):
+            return
+        line = f"precision: {self.mode} ({self.reason})"
+        if line not in _ANNOUNCED:
+            _ANNOUNCED.add(line)
+            print(line)
 
     def setup_module(self, module: torch.nn.Module) -> torch.nn.Module:
         if self.mode == "bf16":
@@ -88,16 +211,17 @@ class Precision:
         return int(self._skipped)
 
     def state_dict(self) -> dict:
-        state = {"mode": self.mode, "skipped_steps": self.skipped_steps}
+        state = {"mode": self.mode or "auto", "skipped_steps": self.skipped_steps}
         if self.scaler is not None:
             state["scaler"] = self.scaler.state_dict()
         return state
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("mode") != self.mode:
+        self.adopt(state.get("mode"))
+        if state.get("mode") != (self.mode or "auto"):
             raise ValueError(
                 f"precision: checkpoint was written with {state.get('mode')!r}, "
-                f"this run uses {self.mode!r}"
+                f"this run uses {self.mode or 'auto'!r}"
             )
         self._skipped.fill_(int(state.get("skipped_steps", 0)))
         if self.scaler is not None and "scaler" in state:

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import prune as tprune
+from torch.utils.flop_counter import FlopCounterMode
 
 from brisk import distributed
 from brisk import losses as losses_mod
@@ -191,7 +192,9 @@ class Trainer:
             ``(y_pred, y_true) -> scalar``.
         metrics: names such as 'accuracy', 'top_k_accuracy', 'mae' or Metric objects.
         device: None picks cuda, then mps, then cpu.
-        precision: 'auto', 'fp32', 'bf16-mixed', 'fp16-mixed' or 'bf16'.
+        precision: 'auto', 'fp32', 'bf16-mixed', 'fp16-mixed' or 'bf16'. 'auto' is
+            bf16-mixed on a bf16 GPU, and on a native-bf16 CPU when the forward costs
+            at least 32 MFLOP per batch; fp32 elsewhere (``brisk.engine.precision``).
         compile: False, True (``torch.compile``) or a ``torch.compile`` mode string such
             as 'reduce-overhead' (CUDA graphs).
         schedule: learning-rate schedule (name, ``brisk.schedules`` object or
@@ -347,9 +350,11 @@ class Trainer:
             self._post = _ACTIVATIONS.get(loss_act) if (from_logits and loss_act) else None
         return fn
 
-    def _setup_module(self, sample: torch.Tensor) -> None:
+    def _setup_module(self, sample: torch.Tensor, batch_size: int = 32) -> None:
         """Build (lazy Sequential), move to the device, and dry-run one tiny batch so a
-        shape mismatch is a clear error before training starts."""
+        shape mismatch is a clear error before training starts. precision='auto' still
+        pending (a native-bf16 CPU) is decided here from the dry run's FLOPs per sample
+        times ``batch_size``."""
         m = self.module
         if hasattr(m, "built") and hasattr(m, "build") and not m.built:
             m.build(tuple(sample.shape[1:]))
@@ -369,8 +374,9 @@ class Trainer:
         sample = self._cast_batch(sample)
         modes = [(mod, mod.training) for mod in m.modules()]
         m.eval()
+        counter = FlopCounterMode(display=False) if self.precision.pending else contextlib.nullcontext()
         try:
-            with torch.no_grad(), self.precision.autocast():  # sharded: through the root
+            with torch.no_grad(), self.precision.autocast(), counter:  # sharded: through the root
                 out = (fn if self._fsdp is None else self._fsdp)(self._cast_input(sample.to(self.device)))
         except (RuntimeError, ValueError, IndexError) as e:
             raise ValueError(
@@ -380,6 +386,8 @@ class Trainer:
         finally:
             for mod, mode in modes:
                 mod.training = mode
+        if self.precision.pending:
+            self.precision.decide(counter.get_total_flops() / max(len(sample), 1), batch_size)
         self._out_shape = tuple(out.shape[1:])
         for metric in self.metrics:
             if hasattr(metric, "set_output_shape"):
@@ -822,7 +830,9 @@ class Trainer:
                                                       validation_data, self._keras_loss)
 
         sample = x[:2] if torch.is_tensor(x) else next(iter(self._batches(self._loader(x, None, 2, False, 0))))[0]
-        self._setup_module(sample)
+        self._setup_module(sample, batch_size)
+        if verbose and (self.dist is None or self.dist.is_zero):
+            self.precision.announce()
         if y is not None:
             y = inputs.check_targets(self.loss_fn, self._out_shape, y)
         elif torch.is_tensor(x) and getattr(self.loss_fn, "target", None) is not None:
@@ -1165,10 +1175,10 @@ class Trainer:
         cbs.on_test_end(dict(logs))
         return logs
 
-    def _ready_for_inference(self, x, name: str = "x") -> None:
+    def _ready_for_inference(self, x, batch_size: int, name: str = "x") -> None:
         if self._fwd is None or self._params_key is None and not getattr(self.module, "built", True):
             sample = x[:2] if torch.is_tensor(x) else next(iter(self._batches(self._loader(x, None, 2, False, 0))))[0]
-            self._setup_module(sample)
+            self._setup_module(sample, batch_size)
             self._apply_pending_sharded()
         else:
             self._check_sample_shape(x, name)
@@ -1206,7 +1216,7 @@ class Trainer:
         verbose = resolve_verbose(verbose)
         x, y = inputs.prepare(x, y, "x")
         sw = inputs.check_sample_weight(sample_weight, x, y, self._keras_loss)
-        self._ready_for_inference(x)
+        self._ready_for_inference(x, batch_size)
         if y is not None:
             y = inputs.check_targets(self.loss_fn, self._out_shape, y)
         cbs = CallbackList(callbacks)
@@ -1236,7 +1246,7 @@ class Trainer:
             steps = inputs.check_positive_int(steps, "steps")
         resolve_verbose(verbose)  # predict shows no progress bar; a bad value is still an error
         x, _ = inputs.prepare(x, None, "x")
-        self._ready_for_inference(x)
+        self._ready_for_inference(x, batch_size)
         cbs = CallbackList(callbacks)
         cbs.set_trainer(self)
         fn = self.module if self._fsdp is None else (lambda xb: self._fsdp(xb, full=True))
@@ -1572,6 +1582,7 @@ class Trainer:
                              "in one process, load the full weights that save() exports")
         def same_precision(rest: dict) -> None:
             mode = (rest.get("precision") or {}).get("mode")
+            self.precision.adopt(mode)
             if mode != self.precision.mode:
                 raise ValueError(f"checkpoint {os.fspath(path)!r}: written with precision "
                                  f"{mode!r}, this run uses {self.precision.mode!r}")
