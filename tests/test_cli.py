@@ -83,8 +83,8 @@ def test_compress_a_model_saved_by_brisk_train_keeps_accuracy_within_max_drop(tm
     assert main(["train", "--epochs", "5", "--verbose", "0", "--out", str(run)]) == 0
     # --out files go through the atomic writer (a kill leaves the old file or the new one)
     assert written == ["history.csv", "result.json"]
-    assert sorted(p.name for p in run.iterdir()) == ["history.csv", "model.safetensors",
-                                                     "result.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["history.csv", "history.png",
+                                                     "model.safetensors", "result.json"]
     assert (run / "history.csv").read_text().splitlines()[0].startswith("epoch,loss")
     r = run_cli("compress", str(run), "--sparsity", "0.8", "--epochs", "2", "--max-drop", "2",
                 "--out", str(tmp_path / "c"), "--quiet")

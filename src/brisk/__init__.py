@@ -38,7 +38,8 @@ __version__ = "0.1.0"
 # Subpackages with heavier imports, loaded on first use: ``brisk.compress.fold``,
 # ``brisk.recipes.get``, ``brisk.applications.get`` ... work after ``import brisk`` alone
 # (brisk.applications imports torchvision/timm only when a model is asked for).
-_LAZY = ("api", "applications", "bench", "compress", "data", "engine", "optim", "recipes")
+_LAZY = ("api", "applications", "bench", "compress", "data", "engine", "optim", "plots",
+         "recipes")
 
 
 def __getattr__(name: str):
@@ -69,6 +70,7 @@ __all__ = [
     "metrics",
     "models",
     "optimizers",
+    "plots",
     "schedules",
     "select_device",
     "tune",

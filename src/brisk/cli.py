@@ -7,6 +7,7 @@ Example::
     brisk tune --trials 20 --workers 2 --out runs/tune   # hyperparameter search (brisk.tune)
     brisk finetune --dataset fashion-mnist --limit 1000  # pretrained EfficientNet-Lite0
     brisk train --dataset fashion-mnist --init-from runs/cnn  # a saved model as the start
+    brisk plot runs/cnn                           # loss, metrics, learning rate -> history.png
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import os
 import sys
 import time
@@ -175,6 +177,20 @@ def _run_history():
             self.epoch = [int(e) for e in state["epoch"]]
             self.history = {k: [float(v) for v in vs] for k, vs in state["history"].items()}
 
+        def on_epoch_end(self, epoch, logs=None):
+            """Also the learning rate at the epoch's end (the optimizer's first group), for
+            history.csv and history.png; epochs of a backup written without it are NaN."""
+            super().on_epoch_end(epoch, logs)
+            if "learning_rate" in (logs or {}):
+                return
+            opt = getattr(self.trainer, "optimizer", None)
+            opt = (getattr(opt, "optimizers", None) or [opt])[0]
+            groups = getattr(opt, "param_groups", None)
+            if groups:
+                lrs = self.history.setdefault("learning_rate", [])
+                lrs[:] = [math.nan] * (len(self.epoch) - 1 - len(lrs)) + lrs
+                lrs.append(float(groups[0]["lr"]))
+
     return RunHistory()
 
 
@@ -254,7 +270,23 @@ def cmd_train(args: argparse.Namespace) -> int:
             w.writerow([epoch + 1, *[history.history[k][i] for k in keys]])
         atomic_write_text(os.path.join(args.out, "history.csv"), rows.getvalue())
         atomic_write_text(os.path.join(args.out, "result.json"), json.dumps(result, indent=2))
-        print(f"wrote {args.out}/model.safetensors, history.csv, result.json")
+        from brisk.plots import plot_history
+
+        png = os.path.join(args.out, "history.png")
+        plot_history(history, png + ".tmp", title=os.path.basename(os.path.abspath(args.out)))
+        os.replace(png + ".tmp", png)
+        print(f"wrote {args.out}/model.safetensors, history.csv, result.json, history.png")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from brisk.plots import plot_history
+
+    out = args.out
+    if out is None:
+        isdir = os.path.isdir(args.run)
+        out = os.path.join(args.run, "history.png") if isdir else os.path.splitext(args.run)[0] + ".png"
+    print(f"wrote {plot_history(args.run, out)}")
     return 0
 
 
@@ -429,6 +461,19 @@ def make_parser() -> argparse.ArgumentParser:
                    help="stop once the smoothed loss exceeds this times its minimum (4)")
     f.add_argument("--plot", default="lr_find.png", help="PNG to write (default lr_find.png)")
     f.set_defaults(func=cmd_lr_find)
+
+    pl = sub.add_parser(
+        "plot",
+        help="draw a run's loss, metrics and learning rate against epochs as a PNG",
+        description="Draw RUN's history (a 'brisk train --out' folder, or a history CSV such "
+        "as CSVLogger's) as a PNG: loss, each metric with its validation curve, and the "
+        "learning rate when recorded.",
+    )
+    pl.add_argument("run", help="a 'brisk train --out' folder, or a CSV whose first column is "
+                    "'epoch'")
+    pl.add_argument("--out", default=None,
+                    help="PNG to write (default: RUN/history.png, or the CSV's name with .png)")
+    pl.set_defaults(func=cmd_plot)
 
     from brisk.compress.cli import add_compress_arguments
 

@@ -274,8 +274,8 @@ def test_brisk_train_runs_under_torchrun_and_rank_0_writes(tmp_path):
                             "--epochs", "2", "--out", str(out)], LAUNCH_TIMEOUT)
     assert rc == 0, output[-3000:]
     assert output.count("test accuracy:") == 1 and output.count("wrote ") == 1
-    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "model.safetensors",
-                                                     "result.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["history.csv", "history.png",
+                                                     "model.safetensors", "result.json"]
     rows = (out / "history.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows] == ["epoch", "1", "2"]
 
