@@ -331,6 +331,17 @@ def test_search_option_parses_ranges_choices_and_values():
     assert space["width"] == {"choices": [16, 32, 64]}  # the cnn's default widths
 
 
+def test_a_name_searched_twice_is_refused_and_errors_name_it_once():
+    with pytest.raises(ValueError, match=r"^--search: lr is given twice \(the second: "
+                                         r"'lr=1e-2'\); give each name once$"):
+        tune_mod._parse_search_option(["lr=1e-3", "width=8", "lr=1e-2"])
+    with pytest.raises(ValueError, match=r"^search: weight_decay is given twice "
+                                         r"\(0.001 and 0.0001\)$"):
+        tune_mod._check_search({"weight-decay": 1e-3, "weight_decay": 1e-4}, "mlp")
+    with pytest.raises(ValueError, match=r"^search: optimizer: unknown name 'nosuchopt'"):
+        tune_mod._check_search({"optimizer": ["adam", "nosuchopt"]}, "mlp")
+
+
 # ------------------------------------------------------------ the brisk train options
 
 

@@ -209,7 +209,7 @@ def _check_backup_epochs(backup: str, epochs: int) -> None:
                          f"epochs; pass --epochs > {at} to go on, or --no-resume to start over")
 
 
-def _torchrun(argv: list[str], nproc: int) -> int:
+def _torchrun(argv: list[str], nproc: int, device: str | None = None) -> int:
     """``brisk train --nproc-per-node N ...``: the same command under torchrun, on this
     machine (``--standalone``: a local rendezvous on a free port); returns its exit code."""
     import subprocess
@@ -217,6 +217,10 @@ def _torchrun(argv: list[str], nproc: int) -> int:
     if distributed.env_world_size() > 1:
         raise ValueError("--nproc-per-node: already running under torchrun "
                          f"(WORLD_SIZE={os.environ['WORLD_SIZE']}); drop the option")
+    if device is not None:  # one clear error here, not one per worker under a launcher traceback
+        from brisk.engine.trainer import select_device
+
+        select_device(device)
     rest, skip = [], False
     for a in argv:
         if skip:
@@ -235,7 +239,7 @@ def _torchrun(argv: list[str], nproc: int) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     if args.nproc_per_node is not None:
-        return _torchrun(args.argv, args.nproc_per_node)
+        return _torchrun(args.argv, args.nproc_per_node, args.device)
     _check_out_dir(args.out)
     if args.recipe is not None:
         from brisk.recipes.cli import run_recipe_from_args

@@ -148,10 +148,16 @@ def _check_search(search: dict | None, model: str) -> dict[str, Any]:
                 raise argparse.ArgumentTypeError(f"expected an integer, got {v!r}")
             return check[key](repr(int(v) if key in ("batch_size", "width") else float(v)))
         except (argparse.ArgumentTypeError, ValueError) as e:
-            raise ValueError(f"search: {key}: {e}") from None
+            msg = str(e)
+            msg = msg[len(key) + 2:] if msg.startswith(f"{key}: ") else msg  # said once
+            raise ValueError(f"search: {key}: {msg}") from None
 
+    seen: dict[str, Any] = {}
     for key, spec in search.items():
         key = str(key).replace("-", "_")
+        if key in seen:
+            raise ValueError(f"search: {key} is given twice ({seen[key]!r} and {spec!r})")
+        seen[key] = spec
         if key not in SEARCH_KEYS:
             raise ValueError(f"search: unknown name {key!r}; valid names: {', '.join(SEARCH_KEYS)}")
         if isinstance(spec, tuple):
@@ -188,6 +194,9 @@ def _parse_search_option(items: list[str] | None) -> dict | None:
         if not eq or not text:
             raise ValueError(f"--search: expected NAME=LOW:HIGH, NAME=A,B,... or NAME=VALUE, "
                              f"got {item!r}")
+        if key in out:
+            raise ValueError(f"--search: {key} is given twice (the second: {item!r}); give "
+                             "each name once")
         conv = numeric.get(key, str)
         try:
             if ":" in text:

@@ -295,6 +295,67 @@ def test_nproc_per_node_starts_torchrun_with_the_rest_of_the_command(monkeypatch
     assert cli.main(["train", "--nproc-per-node=2"]) == 2  # under torchrun already: refused
 
 
+def test_nproc_per_node_checks_the_device_before_starting_torchrun(monkeypatch, capsys):
+    from brisk import cli
+
+    ran = []
+    monkeypatch.setattr("subprocess.run", lambda cmd, env: ran.append(cmd))
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert cli.main(["train", "--nproc-per-node", "2", "--device", "cuda"]) == 2
+    assert ran == []  # one error line, no workers each printing it under a launcher traceback
+    assert capsys.readouterr().err == ("brisk train: error: device: 'cuda' was asked for but no "
+                                       "CUDA GPU is available\n")
+
+
+def test_exit_waits_for_every_rank_through_the_store_then_destroys_the_group(monkeypatch):
+    """Tearing gloo down while a peer still finishes its last collective made that peer
+    abort (3 of 10 plain all_gather runs): the exit waits for every rank first."""
+    from brisk import distributed as d
+
+    events = []
+
+    class Store:
+        n = 0
+
+        def add(self, key, v):
+            assert key == "brisk/exit"
+            self.n += v
+            if v == 0 and self.n == 1 and len(events) == 3:
+                self.n = 2  # the peer arrives while this rank waits
+            events.append(("add", v, self.n))
+            return self.n
+
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(d.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(d.dist.distributed_c10d, "_get_default_store", lambda: Store())
+    monkeypatch.setattr(d.dist, "destroy_process_group", lambda: events.append("destroy"))
+    monkeypatch.setattr(d.time, "sleep", lambda s: None)
+    monkeypatch.delattr(sys, "last_value", raising=False)
+    d._destroy()
+    assert events == [("add", 1, 1), ("add", 0, 1), ("add", 0, 1), ("add", 0, 2), "destroy"]
+    # a rank ending on an error does not wait (torchrun stops its peers)
+    events.clear()
+    monkeypatch.setattr(sys, "last_value", RuntimeError("x"), raising=False)
+    d._destroy()
+    assert events == ["destroy"]
+    # a peer that never comes holds the exit 10 s at most (monotonic clock)
+    events.clear()
+    monkeypatch.delattr(sys, "last_value")
+    now = iter(range(0, 100, 4))
+    monkeypatch.setattr(d.time, "monotonic", lambda: next(now))
+
+    class Lonely(Store):
+        def add(self, key, v):
+            self.n += v
+            events.append(("add", v, self.n))
+            return self.n
+
+    monkeypatch.setattr(d.dist.distributed_c10d, "_get_default_store", lambda: Lonely())
+    d._destroy()
+    assert events[-1] == "destroy" and len(events) == 4  # t = 0 (deadline 10), 4, 8, 12
+
+
 def _workers(parent: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(parent)], capture_output=True,
                          text=True).stdout
