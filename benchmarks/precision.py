@@ -20,6 +20,7 @@ Usage::
     python benchmarks/precision.py                 # ~10 min on 2 CPU cores
     python benchmarks/precision.py --quick         # a 10k-sample slice, ~2 min
     python benchmarks/precision.py --crossover     # ~3 min
+    python benchmarks/precision.py --recipe mnist-cnn --reps 5   # auto vs fp32, ~2 min
     python benchmarks/precision.py --json out.json
 """
 
@@ -137,6 +138,45 @@ def crossover(batches: int = 24, reps: int = 3) -> list[dict]:
     return rows
 
 
+def recipe_runs(name: str, runs: int, data_dir: str) -> dict:
+    """``brisk bench``'s time to the recipe's target, precision='auto' against fp32 (forced
+    through BRISK_AUTO_PRECISION), alternating run by run, seeds 0..runs-1 for both."""
+    from brisk.bench.runner import _one_run, spread
+
+    rec = brisk.recipes.get(name)
+    data = rec.load_data(data_dir)
+    kw = dict(epochs=rec.epochs, device=torch.device("cpu"), target=rec.target,
+              eval_every=rec.eval_every)
+    out = {"auto": [], "fp32": []}
+    for mode in ("auto", "fp32"):  # untimed warm-up of each
+        os.environ["BRISK_AUTO_PRECISION"] = "fp32" if mode == "fp32" else ""
+        _one_run(rec, data, seed=runs, **kw)
+    for seed in range(runs):
+        for mode in ("auto", "fp32"):
+            os.environ["BRISK_AUTO_PRECISION"] = "fp32" if mode == "fp32" else ""
+            r = _one_run(rec, data, seed=seed, **kw)
+            out[mode].append(r)
+            ttt = r["time_to_target"]
+            print(f"| {seed} | {mode} ({r['precision']}) | "
+                  f"{'-' if ttt is None else f'{ttt:.2f}'} | {r['train_seconds']:.2f} | "
+                  f"{r['final_accuracy']:.4f} |", flush=True)
+    os.environ.pop("BRISK_AUTO_PRECISION")
+    summary = {}
+    for mode, rs in out.items():
+        reached = [r["time_to_target"] for r in rs if r["time_to_target"] is not None]
+        summary[mode] = {"time_to_target": spread(reached), "reached": len(reached),
+                         "train_seconds": spread([r["train_seconds"] for r in rs]),
+                         "final_accuracy": spread([r["final_accuracy"] for r in rs]),
+                         "precision": rs[0]["precision"], "reason": rs[0]["precision_reason"]}
+    a, f = (summary[m]["time_to_target"]["mean"] for m in ("auto", "fp32"))
+    print(f"\nauto ({summary['auto']['precision']}): {a:.2f} s to "
+          f"{rec.target:.1%} (mean of {summary['auto']['reached']}), fp32: {f:.2f} s "
+          f"({summary['fp32']['reached']} reached): auto {f / a:.2f}x sooner")
+    print(f"precision 'auto' chose: {summary['auto']['precision']} "
+          f"({summary['auto']['reason']})")
+    return summary
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data-dir", default=os.environ.get("BRISK_DATA_DIR", str(ROOT.parent / "shared" / "data")))
@@ -147,7 +187,19 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None)
     ap.add_argument("--crossover", action="store_true",
                     help="fp32 vs bf16-mixed per step against FLOPs per step")
+    ap.add_argument("--recipe", default=None,
+                    help="time a recipe to its target, precision='auto' against fp32, "
+                    "alternating (--reps runs each)")
     args = ap.parse_args(argv)
+    if args.recipe:
+        print(f"torch {torch.__version__}, {cpu_name()}, {torch.get_num_threads()} threads; "
+              f"{args.recipe}, {args.reps} runs each, alternating")
+        print("| seed | precision | time to target s | train s | final acc |")
+        print("|---|---|---:|---:|---:|")
+        summary = recipe_runs(args.recipe, args.reps, args.data_dir)
+        if args.json:
+            Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
+        return 0
     if args.crossover:
         from brisk.engine.precision import AUTO_BF16_MIN_STEP_FLOPS, cpu_native_bf16
         print(f"torch {torch.__version__}, {cpu_name()}, native bf16: {cpu_native_bf16()}, "

@@ -35,6 +35,22 @@ from brisk.tune import tune  # noqa: E402
 
 __version__ = "0.1.0"
 
+
+def profile(model, x, y=None, **kwargs):
+    """Where a training step's time goes, and the measured speedup of each switch that
+    applies: ``brisk.bench.profile.profile`` (its docstring has the arguments), on a copy
+    of ``model``. Returns a ``ProfileReport``.
+
+    Example::
+
+        report = brisk.profile(model, x_train, y_train, batch_size=128)
+        print(report.table())
+    """
+    from brisk.bench.profile import profile as _profile
+
+    return _profile(model, x, y, **kwargs)
+
+
 # Subpackages with heavier imports, loaded on first use: ``brisk.compress.fold``,
 # ``brisk.recipes.get``, ``brisk.applications.get`` ... work after ``import brisk`` alone
 # (brisk.applications imports torchvision/timm only when a model is asked for).
@@ -71,6 +87,7 @@ __all__ = [
     "models",
     "optimizers",
     "plots",
+    "profile",
     "schedules",
     "select_device",
     "tune",

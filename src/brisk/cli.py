@@ -154,6 +154,48 @@ def cmd_lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    """``brisk profile``: a recipe's or a dataset/model's training steps, profiled."""
+    from brisk.bench.profile import SWITCHES, profile
+
+    _check_out_dir(args.out)
+    if args.switches in ("all", "none"):
+        switches = None if args.switches == "none" else "all"
+    else:
+        switches = [s.strip() for s in args.switches.split(",") if s.strip()]
+        bad = [s for s in switches if s not in SWITCHES]
+        if bad or not switches:
+            raise ValueError(f"--switches: expected 'all', 'none' or names from "
+                             f"{', '.join(SWITCHES)}, got {args.switches!r}")
+    if args.recipe is not None:
+        from brisk import recipes
+
+        recipe = recipes.get(args.recipe)
+        (x, y), _ = recipe.load_data(args.data_dir, args.limit)
+        batch_size = args.batch_size or recipe.batch_size
+        # the recipe's own code builds and compiles its model (one step on one batch)
+        model = recipe.train(x[:batch_size], y[:batch_size], epochs=1, device=args.device,
+                             seed=args.seed)
+        x = recipe.model_input(x)
+        what = f"recipe {recipe.name}"
+    else:
+        (x, y), _, model = _data_and_model(args)
+        if args.limit is not None:
+            x, y = x[: args.limit], y[: args.limit]
+        batch_size = args.batch_size or 32
+        what = f"{args.model} on {args.dataset}"
+    print(f"brisk profile: {what}, {len(x)} training samples")
+    report = profile(model, x, y, batch_size=batch_size, steps=args.steps, warmup=args.warmup,
+                     reps=args.reps, split=not args.no_split, switches=switches,
+                     trace=args.trace)
+    print(report.table())
+    if args.out:
+        print("wrote " + ", ".join(report.write(args.out)))
+    if args.trace:
+        print(f"wrote {args.trace} (a Chrome trace: chrome://tracing or ui.perfetto.dev)")
+    return 0
+
+
 def _check_out_dir(out: str | None) -> None:
     """``--out`` must be a writable folder before anything trains (not after)."""
     if out is None:
@@ -478,6 +520,40 @@ def make_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", default=None,
                     help="PNG to write (default: RUN/history.png, or the CSV's name with .png)")
     pl.set_defaults(func=cmd_plot)
+
+    pr = sub.add_parser(
+        "profile",
+        help="where a training step's time goes (data, forward, backward, optimizer, ...), "
+        "FLOPs and MFU, and the measured speedup of each switch that applies",
+        description="Train a copy of a recipe's model (--recipe) or of a dataset/model pair "
+        "for a few windows of real steps after a warm-up; report the step time and its "
+        "split by phase, FLOPs per sample, FLOP/s and MFU, peak memory and contention, then "
+        "time each switch that applies (channels-last, bf16 autocast, torch.compile, batch "
+        "x2, DeviceLoader, fused optimizer) against the baseline, and their best combination.",
+    )
+    pr.add_argument("--recipe", default=None,
+                    help="profile a named recipe (mnist-mlp, mnist-cnn, fashion-mnist-cnn)")
+    _data_model_arguments(pr)
+    pr.add_argument("--batch-size", type=_positive_int, default=None,
+                    help="batch size (default: the recipe's, else 32)")
+    pr.add_argument("--limit", type=_positive_int, default=None,
+                    help="use the first LIMIT training samples")
+    pr.add_argument("--steps", type=_positive_int, default=20,
+                    help="steps per timed window (default 20)")
+    pr.add_argument("--warmup", type=_non_negative_int, default=5,
+                    help="untimed steps before the first window (default 5)")
+    pr.add_argument("--reps", type=_positive_int, default=3,
+                    help="baseline windows (default 3; each switch gets reps-1, alternating)")
+    pr.add_argument("--switches", default="all",
+                    help="'all' (default), 'none', or a comma-separated list of: "
+                    "channels-last, bf16-autocast, compile, batch-x2, device-loader, "
+                    "fused-optimizer")
+    pr.add_argument("--no-split", action="store_true",
+                    help="skip the per-phase split of a step")
+    pr.add_argument("--trace", default=None,
+                    help="write a torch.profiler Chrome trace of a few steps to this file")
+    pr.add_argument("--out", default=None, help="folder for profile.json and profile.png")
+    pr.set_defaults(func=cmd_profile)
 
     from brisk.compress.cli import add_compress_arguments
 

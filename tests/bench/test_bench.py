@@ -31,6 +31,9 @@ def test_report_has_the_fields(report):
     for key in ("device", "device_name", "torch", "python", "brisk", "torch_threads"):
         assert env[key], key
     assert env["torch"] == torch.__version__ and env["brisk"] == brisk.__version__
+    # the precision the recipe's 'auto' chose (the suite fixes 'auto' to fp32: conftest)
+    assert (env["precision"], env["precision_reason"]) == ("fp32", "BRISK_AUTO_PRECISION=fp32")
+    assert all(r["precision"] == "fp32" for r in report["runs"])
     assert [r["seed"] for r in report["runs"]] == [4, 5]
     assert report["config"]["warmup"][0]["seed"] == 6  # the warm-up is not a timed run
     for key in ("time_to_target", "final_accuracy", "train_seconds", "eval_seconds",

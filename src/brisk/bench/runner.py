@@ -105,10 +105,14 @@ def _one_run(recipe, data, *, epochs, device, seed, target, eval_every) -> dict[
     )
     synchronize(device)
     clock.start()  # from here: model building, data placement, fit (evaluation paused)
-    recipe.train(x, y, epochs=epochs, device=device, seed=seed, callbacks=[clock], verbose=0)
+    model = recipe.train(x, y, epochs=epochs, device=device, seed=seed, callbacks=[clock],
+                         verbose=0)
     final = clock.points[-1]
+    p = model.trainer.precision
     return {
         "seed": seed,
+        "precision": p.mode,
+        "precision_reason": p.reason,
         "time_to_target": clock.time_to_target,
         "reached_target": clock.time_to_target is not None,
         "train_seconds": clock.train_seconds,
@@ -212,7 +216,8 @@ def run(
             "limit": limit, "train_samples": len(data[0][0]), "test_samples": len(data[1][0]),
             "warmup": warm, "data_load_seconds": load_seconds,
         },
-        "environment": environment(dev),
+        "environment": {**environment(dev), "precision": results[0]["precision"],  # runs >= 1
+                        "precision_reason": results[0]["precision_reason"]},
         "runs": results,
         "summary": {
             "reached": len(reached),
@@ -245,6 +250,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Device: {env['device_name']} ({env['device']}, {env['torch_threads']} torch threads); "
         f"torch {env['torch']}, Python {env['python']}, brisk {env['brisk']}.",
+        f"Precision: {env.get('precision')} ({env.get('precision_reason')}).",
         f"{report['config']['runs']} runs after {len(report['config']['warmup'])} untimed "
         f"warm-up run(s); evaluation every "
         f"{report['config']['eval_every']:g} epochs, its time excluded from training time.",

@@ -46,6 +46,7 @@ class Recipe:
         target: the test accuracy (0..1) the recipe is tested to reach at full data.
         image_input: True when the model takes (N, 28, 28, 1) images (x[..., None]).
         eval_every: default evaluation interval of ``brisk bench``, in epochs.
+        batch_size: the batch size ``train`` fits with (``brisk profile`` steps at it).
 
     Example::
 
@@ -62,6 +63,7 @@ class Recipe:
     target: float
     image_input: bool = True
     eval_every: float = 1.0
+    batch_size: int = 128  # every recipe so far; a test checks it against what train uses
 
     def load_data(self, data_dir: Any = None, limit: int | None = None) -> Arrays:
         """The recipe's dataset as numpy arrays; ``limit`` keeps the first ``limit``
