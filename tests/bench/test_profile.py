@@ -43,6 +43,11 @@ class FakeClock:
         return self.t
 
 
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("BRISK_CACHE_DIR", str(tmp_path / "cache"))  # the CPU peak, not in ~
+
+
 def test_the_flops_per_sample_match_a_hand_count_for_a_dense_stack():
     x, y = _data(512)
     r = brisk.profile(_mlp(), x, y, batch_size=128, steps=2, warmup=1, reps=1, split=False,
