@@ -138,22 +138,22 @@ def crossover(batches: int = 24, reps: int = 3) -> list[dict]:
     return rows
 
 
-def recipe_runs(name: str, runs: int, data_dir: str) -> dict:
-    """``brisk bench``'s time to the recipe's target, precision='auto' against fp32 (forced
-    through BRISK_AUTO_PRECISION), alternating run by run, seeds 0..runs-1 for both."""
+def recipe_runs(name: str, runs: int, data_dir: str, modes=("auto", "fp32")) -> dict:
+    """``brisk bench``'s time to the recipe's target, precision='auto' against other modes
+    (forced through BRISK_AUTO_PRECISION), alternating run by run, seeds 0..runs-1 each."""
     from brisk.bench.runner import _one_run, spread
 
     rec = brisk.recipes.get(name)
     data = rec.load_data(data_dir)
     kw = dict(epochs=rec.epochs, device=torch.device("cpu"), target=rec.target,
               eval_every=rec.eval_every)
-    out = {"auto": [], "fp32": []}
-    for mode in ("auto", "fp32"):  # untimed warm-up of each
-        os.environ["BRISK_AUTO_PRECISION"] = "fp32" if mode == "fp32" else ""
+    out = {m: [] for m in modes}
+    for mode in modes:  # untimed warm-up of each
+        os.environ["BRISK_AUTO_PRECISION"] = "" if mode == "auto" else mode
         _one_run(rec, data, seed=runs, **kw)
     for seed in range(runs):
-        for mode in ("auto", "fp32"):
-            os.environ["BRISK_AUTO_PRECISION"] = "fp32" if mode == "fp32" else ""
+        for mode in modes:
+            os.environ["BRISK_AUTO_PRECISION"] = "" if mode == "auto" else mode
             r = _one_run(rec, data, seed=seed, **kw)
             out[mode].append(r)
             ttt = r["time_to_target"]
@@ -168,12 +168,21 @@ def recipe_runs(name: str, runs: int, data_dir: str) -> dict:
                          "train_seconds": spread([r["train_seconds"] for r in rs]),
                          "final_accuracy": spread([r["final_accuracy"] for r in rs]),
                          "precision": rs[0]["precision"], "reason": rs[0]["precision_reason"]}
-    a, f = (summary[m]["time_to_target"]["mean"] for m in ("auto", "fp32"))
-    print(f"\nauto ({summary['auto']['precision']}): {a:.2f} s to "
-          f"{rec.target:.1%} (mean of {summary['auto']['reached']}), fp32: {f:.2f} s "
-          f"({summary['fp32']['reached']} reached): auto {f / a:.2f}x sooner")
-    print(f"precision 'auto' chose: {summary['auto']['precision']} "
-          f"({summary['auto']['reason']})")
+    print()
+    for mode, sm in summary.items():
+        t, acc = sm["time_to_target"], sm["final_accuracy"]
+        ttt = "-" if t["mean"] is None else f"{t['mean']:.2f} s"
+        print(f"{mode} ({sm['precision']}): {sm['reached']} of {runs} reached "
+              f"{rec.target:.1%}, mean {ttt}; "
+              f"train {sm['train_seconds']['mean']:.2f} s; final accuracy "
+              f"{acc['mean']:.4f} +- {acc['std']:.4f}")
+    if "auto" in summary and "fp32" in summary and summary["auto"]["reached"] and \
+            summary["fp32"]["reached"]:
+        a, f = (summary[m]["time_to_target"]["mean"] for m in ("auto", "fp32"))
+        print(f"auto {f / a:.2f}x sooner than fp32")
+    if "auto" in summary:
+        print(f"precision 'auto' chose: {summary['auto']['precision']} "
+              f"({summary['auto']['reason']})")
     return summary
 
 
@@ -196,7 +205,9 @@ def main(argv=None) -> int:
               f"{args.recipe}, {args.reps} runs each, alternating")
         print("| seed | precision | time to target s | train s | final acc |")
         print("|---|---|---:|---:|---:|")
-        summary = recipe_runs(args.recipe, args.reps, args.data_dir)
+        summary = recipe_runs(args.recipe, args.reps, args.data_dir,
+                              modes=tuple(args.contenders.split(",")) if args.contenders
+                              != ",".join(CONTENDERS) else ("auto", "fp32"))
         if args.json:
             Path(args.json).write_text(json.dumps(summary, indent=2, default=str))
         return 0

@@ -267,9 +267,10 @@ class Distributed:
         become ``DTensor`` shards, in place: build the optimizer after this. The weights
         are rank 0's (broadcast first, as DDP does). ``precision`` 'bf16-mixed' gives the
         mixed-precision policy bf16 compute with float32 gradient reduction (FSDP's
-        ``MixedPrecisionPolicy``); 'fp32' and 'bf16' shard the weights as they are.
+        ``MixedPrecisionPolicy``); 'fp32' shards the weights as they are.
         Raises ``ValueError`` for 'fp16-mixed' (loss scaling over sharded gradients is not
-        supported here: use 'bf16-mixed')."""
+        supported here: use 'bf16-mixed') and pure 'bf16' (its float32 master weights are
+        not sharded)."""
         from torch.distributed.fsdp import (
             MixedPrecisionPolicy,
             fully_shard,
@@ -280,6 +281,10 @@ class Distributed:
             raise ValueError("precision: 'fp16-mixed' with strategy='fsdp' is not supported "
                              "(its loss scaling is not written for sharded gradients); use "
                              "'bf16-mixed' or 'fp32'")
+        if precision == "bf16":
+            raise ValueError("precision: pure 'bf16' with strategy='fsdp' is not supported (its "
+                             "float32 master weights are not sharded); use 'bf16-mixed' (bf16 "
+                             "compute over float32 weights) or 'fp32'")
         for t in [*module.parameters(), *module.buffers()]:
             dist.broadcast(t.data, 0)  # rank 0's initial weights everywhere
         from torch.distributed.device_mesh import init_device_mesh

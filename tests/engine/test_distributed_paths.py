@@ -1345,6 +1345,9 @@ def test_fsdp_refuses_what_it_cannot_shard_before_training():
     # fp16 loss scaling over shards: refused by the policy itself, before any collective
     with pytest.raises(ValueError, match="^precision: 'fp16-mixed' with strategy='fsdp'"):
         Distributed.shard(FakeDist(), model, model, "fp16-mixed")
+    with pytest.raises(ValueError, match=r"^precision: pure 'bf16' with strategy='fsdp' is "
+                                         r"not supported \(its float32 master weights"):
+        Distributed.shard(FakeDist(), model, model, "bf16")
 
 
 @pytest.mark.parametrize("memory, rank, verbose, shards, printed", [

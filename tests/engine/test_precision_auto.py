@@ -125,9 +125,11 @@ def test_the_environment_variable_fixes_auto_and_is_checked(cpu, monkeypatch):
     cpu(None)
     monkeypatch.setenv("BRISK_AUTO_PRECISION", "bf16-mixed")
     assert Precision("auto", "cpu").mode == "bf16-mixed"
-    monkeypatch.setenv("BRISK_AUTO_PRECISION", "bf16")
+    monkeypatch.setenv("BRISK_AUTO_PRECISION", "bf16")  # any mode but 'auto' itself
+    assert Precision("auto", "cpu").mode == "bf16"
+    monkeypatch.setenv("BRISK_AUTO_PRECISION", "auto")
     with pytest.raises(ValueError, match=r"^BRISK_AUTO_PRECISION: expected one of 'fp32', "
-                                         r"'bf16-mixed', got 'bf16'$"):
+                                         r"'bf16-mixed', 'fp16-mixed', 'bf16', got 'auto'$"):
         brisk.Trainer(nn.Linear(2, 2))
 
 
