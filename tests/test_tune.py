@@ -389,7 +389,7 @@ def test_schedule_changes_the_logged_learning_rate(tmp_path):
         rows = list(csv.DictReader((out / "history.csv").open()))
         return [float(r["learning_rate"]) for r in rows] if "learning_rate" in rows[0] else None
 
-    assert lrs() is None  # constant rate: nothing logged, as before
+    assert lrs() == [0.01] * 4  # a constant rate: fit logs none, brisk train --out records it
     cos = lrs("--schedule", "cosine")
     steps = math.ceil(1437 / 32)  # digits' 1,437 training images, batch 32
     # the rate of each epoch's last step: 0.01 * cosine(step / total), from the schedule
