@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import math
 import numbers
 import os
 import random
+import time
 import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -52,6 +54,7 @@ from brisk.engine.checkpoint import (
 from brisk.engine.freeze import apply_trainable, frozen_batchnorm_eval
 from brisk.engine.precision import Precision
 from brisk.engine.progress import ProgressBar, resolve_verbose
+from brisk.engine.threads import ThreadPolicy
 from brisk.optim import registry as optim_registry
 from brisk.optim import schedules as schedules_mod
 from brisk.utils import set_random_seed
@@ -181,6 +184,23 @@ def _pruned_in(theirs: dict, ours: dict) -> list[str]:
             and k[:-5] in ours and k not in ours]
 
 
+def _restores_threads(fit):
+    """``fit`` leaves torch's intra-op thread count as it found it, even when it raises
+    (its ``ThreadPolicy`` may have lowered it)."""
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fit(self, *args, **kwargs)
+        finally:
+            policy, self._thread_policy = getattr(self, "_thread_policy", None), None
+            if policy is not None:
+                policy.stop()
+                self.thread_changes = policy.changes
+
+    return wrapper
+
+
 class Trainer:
     """Train any ``nn.Module`` with Keras's ``fit/evaluate/predict``.
 
@@ -218,6 +238,11 @@ class Trainer:
             weights and rank 0 writes them (call them on every rank), and
             ``save_checkpoint(folder)``/``load_checkpoint(folder)`` write and read sharded
             checkpoints (``torch.distributed.checkpoint``), on every rank.
+        threads: CPU intra-op threads during ``fit``: 'auto' (at most the cores this
+            process may use, halved while the steps stall because another process takes
+            the cores; printed with verbose; ``brisk.engine.threads``), a number (that
+            count for the fit), or None (torch's setting untouched). torch's count is
+            restored when fit ends. No effect on GPUs.
     """
 
     def __init__(
@@ -238,6 +263,7 @@ class Trainer:
         seed: int | None = None,
         sync_batchnorm: bool = False,
         strategy: str = "ddp",
+        threads: int | str | None = "auto",
     ):
         if not isinstance(module, nn.Module):
             raise TypeError(f"module: expected a torch.nn.Module, got {type(module).__name__}")
@@ -284,6 +310,10 @@ class Trainer:
             raise TypeError(f"sync_batchnorm: expected True or False, got {sync_batchnorm!r}")
         self.sync_batchnorm = sync_batchnorm
         self.strategy = distributed.check_strategy(strategy)
+        ThreadPolicy(self.device, threads)  # a bad value is refused now, not at fit
+        self.threads = threads
+        self._thread_policy: ThreadPolicy | None = None
+        self.thread_changes: list[str] = []  # what threads='auto' changed in the last fit
         self.strategy_reason: str | None = None  # strategy='auto': why it chose (under torchrun)
         self._fsdp: nn.Module | None = None  # the sharded root that trains (strategy='fsdp')
         self._pending_sharded: str | None = None  # a sharded checkpoint to load once sharded
@@ -760,6 +790,7 @@ class Trainer:
         return out, self.loss_fn(out.float(), yb)  # torch's (input, target)
 
     # ------------------------------------------------------------------ fit
+    @_restores_threads
     def fit(
         self,
         x: Any = None,
@@ -918,6 +949,14 @@ class Trainer:
         cbs.set_params({"epochs": epochs, "steps": epoch_batches, "verbose": verbose})
         self._callbacks = cbs.callbacks
         self.stop_training = self.stopped_for_nan = False
+        # CPU threads: at most the usable cores, fewer while the steps stall (threads.py);
+        # torch's count is restored when fit ends, however it ends (_restores_threads)
+        self._thread_policy = ThreadPolicy(
+            self.device, self.threads,
+            verbose=bool(verbose) and (self.dist is None or self.dist.is_zero))
+        self._thread_policy.start()
+        observe = (self._thread_policy.observe
+                   if self._thread_policy.enabled and self._thread_policy.fixed is None else None)
         loads = self._loads
         cbs.on_train_begin()
         if self._loads != loads:  # a callback (BackupAndRestore) restored a checkpoint:
@@ -976,6 +1015,7 @@ class Trainer:
             take = n_batches - drawn if steps_per_epoch is None else min(steps_per_epoch - skip,
                                                                        n_batches - drawn)
             i = skip - 1
+            t_step = time.perf_counter()
             for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take), start=skip):
                 cbs.on_train_batch_begin(i)
                 # Each micro-batch's mean loss is weighted by its share of the update's
@@ -992,6 +1032,10 @@ class Trainer:
                 cbs.on_train_batch_end(i, _LazyLogs(self, {}))
                 if batch_stops:
                     self.stop_training = self.dist.any(self.stop_training)
+                if observe is not None:  # CPU: the step's wall time (no device sync)
+                    now = time.perf_counter()
+                    observe(now - t_step)
+                    t_step = now
                 if self.stop_training:
                     break
             ran = i + 1 - skip
