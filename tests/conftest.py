@@ -12,6 +12,10 @@ import torch
 # suite's exact values must not depend on the CPU that runs it, so 'auto' is fp32 here
 # (and in the processes tests start) unless a test or the caller says otherwise.
 os.environ.setdefault("BRISK_AUTO_PRECISION", "fp32")
+# threads='auto' adapts the thread count to the machine's load, which changes the last bits
+# of a CPU's sums; the suite's bit-exact comparisons (resume, DDP, kill -9) must not depend
+# on the load, so it leaves torch's count alone (tests of the policy pass threads='auto')
+os.environ.setdefault("BRISK_THREADS", "none")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("BRISK_TEST_DATA", REPO.parent / "shared" / "data"))

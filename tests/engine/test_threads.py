@@ -11,6 +11,11 @@ from brisk.engine import threads as th
 from brisk.engine.threads import ThreadPolicy, usable_cores
 
 
+@pytest.fixture(autouse=True)
+def _auto(monkeypatch):
+    monkeypatch.delenv("BRISK_THREADS", raising=False)  # the suite's conftest sets 'none'
+
+
 @pytest.fixture
 def fake_threads(monkeypatch):
     """torch's intra-op count as a plain value (the real one is left alone)."""
@@ -175,3 +180,28 @@ def test_fit_observes_each_training_step_and_restores_torch_even_on_error(monkey
         _fit(1, callbacks=[During(), Boom()])
     assert set(counts) == {1}  # threads=1: one thread during this fit
     assert torch.get_num_threads() == before  # and torch's own count after it
+
+
+def test_brisk_threads_says_what_auto_does_and_deterministic_algorithms_stop_adapting(
+        fake_threads, monkeypatch):
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    monkeypatch.setenv("BRISK_THREADS", "none")
+    assert not ThreadPolicy(torch.device("cpu")).enabled
+    assert ThreadPolicy(torch.device("cpu"), 3).fixed == 3  # an explicit count wins
+    monkeypatch.setenv("BRISK_THREADS", "1")
+    p = ThreadPolicy(torch.device("cpu"))
+    p.start()
+    assert p.fixed == 1 and fake_threads["n"] == 1
+    p.stop()
+    monkeypatch.setenv("BRISK_THREADS", "many")
+    with pytest.raises(ValueError, match=r"^BRISK_THREADS: expected 'auto', 'none' or a "
+                                         r"number of threads >= 1, got 'many'$"):
+        brisk.Trainer(nn.Linear(2, 2))
+    monkeypatch.setenv("BRISK_THREADS", "auto")
+    monkeypatch.setattr(torch, "are_deterministic_algorithms_enabled", lambda: True)
+    fake_threads["n"] = 4
+    q = ThreadPolicy(torch.device("cpu"), window=2)
+    q.start()
+    assert fake_threads["n"] == 2  # still capped to the usable cores
+    run(q, [1.0, 1.0, 9.0, 9.0, 9.0, 9.0])
+    assert fake_threads["sets"][-1] == 2 and not q.adapt  # but never adapted

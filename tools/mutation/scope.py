@@ -41,6 +41,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                 E + "test_checkpoint_exact.py",
                                 E + "test_resume.py"),
     "brisk.engine.precision": (E + "test_precision.py", E + "test_precision_auto.py"),
+    "brisk.engine.threads": (E + "test_threads.py",),
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
     "brisk.engine.lr_find": (E + "test_lr_find",),
     "brisk.engine.freeze": (K + "test_fidelity.py", E + "test_step_and_freeze_exact.py"),

@@ -10,7 +10,8 @@ affinity mask or a cgroup (container) quota leaves to the process.
 
 ``ThreadPolicy`` (``Trainer(threads='auto')``, the default) does two things during
 ``fit`` on a CPU (``threads=N`` runs the fit at N threads instead, ``threads=None`` leaves
-torch's setting alone):
+torch's setting alone; the environment variable ``BRISK_THREADS`` = auto | none | N says
+what 'auto' does):
 
 - at the start, lowers torch's intra-op thread count to ``usable_cores()`` when it is
   higher (never raises it: a count the user chose stays);
@@ -22,6 +23,11 @@ torch's setting alone):
   window runs at half the threads, kept if faster. While lowered, it tries the full count
   again every ``probe`` windows and keeps it when that is faster. Each change is printed with its reason (verbose > 0) and recorded in
   ``changes``. At the end of ``fit`` torch's count is what it was before.
+
+The thread count orders a CPU's floating-point sums, so changing it changes the last bits
+of the results: with ``torch.use_deterministic_algorithms(True)`` 'auto' only caps the
+count, and never adapts it, so that a run repeats (and a resumed run equals an
+uninterrupted one) bit for bit.
 
 Example::
 
@@ -39,6 +45,23 @@ import os
 import statistics
 
 import torch
+
+ENV = "BRISK_THREADS"
+
+
+def _env_threads() -> int | str | None:
+    """``threads='auto'`` as ``BRISK_THREADS`` says: 'auto' (or unset), 'none' (leave
+    torch alone) or a number of threads. The test suite sets 'none': exact comparisons
+    must not depend on the machine's load."""
+    value = os.environ.get(ENV, "").strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if value == "none":
+        return None
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise ValueError(f"{ENV}: expected 'auto', 'none' or a number of threads >= 1, got "
+                     f"{os.environ[ENV]!r}")
 
 
 def usable_cores() -> int:
@@ -73,8 +96,13 @@ class ThreadPolicy:
                 and not isinstance(threads, bool) and threads >= 1):
             raise ValueError(f"threads: expected 'auto', None or a number of threads >= 1, "
                              f"got {threads!r}")
+        if threads == "auto":
+            threads = _env_threads()
         self.fixed = threads if isinstance(threads, int) else None
         self.enabled = threads is not None and torch.device(device).type == "cpu"
+        # torch.use_deterministic_algorithms(True) asks for reproducible results: the thread
+        # count (which orders the sums) then stays as found, capped to the usable cores only
+        self.adapt = threads == "auto" and not torch.are_deterministic_algorithms_enabled()
         self.window, self.stall, self.probe, self.verbose = window, stall, probe, verbose
         self.changes: list[str] = []
         self._steps: list[float] = []
@@ -108,7 +136,7 @@ class ThreadPolicy:
 
     def observe(self, seconds: float) -> None:
         """One training step took ``seconds`` (wall time)."""
-        if not self.enabled or self.fixed is not None:
+        if not self.enabled or not self.adapt:
             return
         self._steps.append(seconds)
         if len(self._steps) < self.window:

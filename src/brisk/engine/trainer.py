@@ -956,7 +956,7 @@ class Trainer:
             verbose=bool(verbose) and (self.dist is None or self.dist.is_zero))
         self._thread_policy.start()
         observe = (self._thread_policy.observe
-                   if self._thread_policy.enabled and self._thread_policy.fixed is None else None)
+                   if self._thread_policy.enabled and self._thread_policy.adapt else None)
         loads = self._loads
         cbs.on_train_begin()
         if self._loads != loads:  # a callback (BackupAndRestore) restored a checkpoint:
