@@ -175,7 +175,7 @@ def test_contention_is_reported_when_windows_spread_or_the_load_is_high(monkeypa
     assert prof._contention([1.0, 1.1, 1.2], torch.device("cpu")) is None
     assert prof._contention([1.0, 1.6], torch.device("cpu")).startswith(
         "the step time varied 1.6x between windows")
-    monkeypatch.setattr(prof, "_cores", lambda: 2)
+    monkeypatch.setattr(prof, "usable_cores", lambda: 2)
     monkeypatch.setattr(prof.os, "getloadavg", lambda: (3.0, 1.0, 1.0))
     assert "load average 3.0 on 2 usable cores" in prof._contention([1.0], torch.device("cpu"))
 

@@ -18,7 +18,7 @@ def test_registry_lists_the_three_recipes():
         r = recipes.get(name)
         assert r.name == name and 0 < r.target <= 1 and r.epochs >= 1 and callable(r.train)
     assert recipes.get("mnist-cnn").target == 0.99
-    assert recipes.get("fashion-mnist-cnn").target == 0.93
+    assert recipes.get("fashion-mnist-cnn").target == 0.925
     assert recipes.get(" MNIST_CNN ") is recipes.get("mnist-cnn")  # forgiving spelling
 
 

@@ -59,6 +59,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from brisk.data.loader import DeviceLoader
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList
+from brisk.engine.threads import usable_cores
 from brisk.engine.trainer import Trainer
 
 PHASES = ("data", "forward", "backward", "optimizer", "metrics", "callbacks", "host sync")
@@ -375,28 +376,12 @@ def _peak(device: torch.device, precision: str) -> tuple[float | None, str]:
     return None, f"no peak known for {device.type}"
 
 
-def _cores() -> int:
-    """The cores this process may run on (affinity), within a cgroup CPU quota if any."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            n = max(1, min(n, math.floor(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return n
-
-
 def _contention(times: list[float], device: torch.device) -> str | None:
     notes = []
     if len(times) > 1 and min(times) > 0 and max(times) / min(times) > 1.5:
         notes.append(f"the step time varied {max(times) / min(times):.1f}x between windows")
     if device.type == "cpu" and hasattr(os, "getloadavg"):
-        load, cores = os.getloadavg()[0], _cores()
+        load, cores = os.getloadavg()[0], usable_cores()
         if load > cores + 0.5:
             notes.append(f"load average {load:.1f} on {cores} usable cores")
     if not notes:

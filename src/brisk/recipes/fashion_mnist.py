@@ -1,4 +1,4 @@
-"""Fashion-MNIST recipe: a 32/64/128-channel convnet to >= 93% test accuracy in 8 epochs.
+"""Fashion-MNIST recipe: a 32/64/128-channel convnet to ~92.9% test accuracy in 8 epochs.
 
 Ordinary brisk code (build, compile, fit) a user can copy. It takes the arrays of
 ``brisk.datasets.load_fashion_mnist()`` ((N, 28, 28) uint8 images, int64 labels) and returns
@@ -9,7 +9,7 @@ Example::
     import brisk
     from brisk.recipes.fashion_mnist import fashion_mnist_cnn
     (x, y), (xt, yt) = brisk.datasets.load_fashion_mnist()
-    model = fashion_mnist_cnn(x, y)                           # ~93.1% test accuracy
+    model = fashion_mnist_cnn(x, y)                           # ~92.9% test accuracy
     model.evaluate(xt[..., None], yt, return_dict=True)["accuracy"]
 """
 
@@ -25,7 +25,8 @@ from brisk.layers import Dense, Flatten, Rescaling
 from brisk.recipes.mnist import conv_pool_bn
 
 EPOCHS = 8
-SUMMARY = "32/64/128-channel convnet, flips, 8 epochs: >= 93% Fashion-MNIST test accuracy"
+SUMMARY = ("32/64/128-channel convnet, flips, 8 epochs: 92.9% +- 0.1% Fashion-MNIST test "
+           "accuracy (5 seeds), >= 92.5% in every run")
 
 
 def fashion_mnist_cnn(
@@ -38,7 +39,12 @@ def fashion_mnist_cnn(
     callbacks: list | None = None,
     verbose: Any = 0,
 ) -> brisk.Sequential:
-    """Fashion-MNIST to >= 93% test accuracy in eight epochs (seeds 0, 1: 93.11%, 93.20%).
+    """Fashion-MNIST to 92.9% +- 0.1% test accuracy in eight epochs.
+
+    Seeds 0-4 on a 2-core AMD EPYC (Zen 4), precision 'auto' (bf16-mixed there):
+    93.00, 92.89, 92.78, 92.74, 92.98% (``python benchmarks/recipes.py``). It was tuned on
+    another CPU in fp32, where seeds 0 and 1 gave 93.11% and 93.20%; the >= 93% claimed then
+    is not met on average here, so the target is 92.5%.
 
     The ``mnist-cnn`` architecture at twice the width (32/64/128 channels, conv -> pool
     -> BN -> ReLU), Nesterov SGD with a one-cycle learning rate, batch 128 and random
