@@ -107,3 +107,17 @@ def test_a_resumed_run_whose_backup_lacks_the_learning_rate_gets_nan_for_those_e
     assert all(math.isnan(v) for v in h.history["learning_rate"][:2])
     h.on_epoch_end(3, {"loss": 0.7, "learning_rate": 0.25})  # a callback logged it: kept
     assert h.history["learning_rate"][3] == 0.25
+
+
+def test_odd_inputs_get_clear_errors_and_the_suffix_picks_the_format(tmp_path):
+    binary = tmp_path / "model.safetensors"
+    binary.write_bytes(b"\xbb\xff\x00binary")
+    with pytest.raises(ValueError, match="model.safetensors: not a text CSV"):
+        plot_history(binary, tmp_path / "x.png")
+    with pytest.raises(TypeError, match=r"history: 'loss' should hold one value per epoch "
+                                        r"\(a list\), got float"):
+        plot_history({"loss": 1.0}, tmp_path / "x.png")
+    out = plot_history({"loss": [1.0, 0.5]}, tmp_path / "new" / "dir" / "h.jpg")
+    assert open(out, "rb").read(3) == b"\xff\xd8\xff"  # a JPEG, in a folder made for it
+    plot_history({"loss": [1.0, 0.5]}, tmp_path / "h.png.tmp")  # unknown suffix: PNG
+    assert (tmp_path / "h.png.tmp").read_bytes()[:8] == PNG

@@ -164,12 +164,18 @@ def cmd_profile(args: argparse.Namespace) -> int:
     else:
         switches = [s.strip() for s in args.switches.split(",") if s.strip()]
         bad = [s for s in switches if s not in SWITCHES]
-        if bad or not switches:
-            raise ValueError(f"--switches: expected 'all', 'none' or names from "
+        if bad or not switches or len(set(switches)) != len(switches):
+            raise ValueError(f"--switches: expected 'all', 'none' or names (each once) from "
                              f"{', '.join(SWITCHES)}, got {args.switches!r}")
     if args.recipe is not None:
         from brisk import recipes
 
+        given = [f"--{k.replace('_', '-')}" for k, default in (
+            ("dataset", "digits"), ("model", "mlp"), ("optimizer", "adam"),
+            ("weight_decay", None), ("width", None)) if getattr(args, k) != default]
+        if given:
+            raise ValueError(f"{', '.join(given)}: a recipe brings its own data, model and "
+                             "optimizer; give --recipe or these, not both")
         recipe = recipes.get(args.recipe)
         (x, y), _ = recipe.load_data(args.data_dir, args.limit)
         batch_size = args.batch_size or recipe.batch_size
@@ -529,7 +535,8 @@ def make_parser() -> argparse.ArgumentParser:
         "for a few windows of real steps after a warm-up; report the step time and its "
         "split by phase, FLOPs per sample, FLOP/s and MFU, peak memory and contention, then "
         "time each switch that applies (channels-last, bf16 autocast, torch.compile, batch "
-        "x2, DeviceLoader, fused optimizer) against the baseline, and their best combination.",
+        "x2, DeviceLoader, fused optimizer, fewer threads) against the baseline, and their "
+        "best combination.",
     )
     pr.add_argument("--recipe", default=None,
                     help="profile a named recipe (mnist-mlp, mnist-cnn, fashion-mnist-cnn)")
@@ -547,7 +554,7 @@ def make_parser() -> argparse.ArgumentParser:
     pr.add_argument("--switches", default="all",
                     help="'all' (default), 'none', or a comma-separated list of: "
                     "channels-last, bf16-autocast, compile, batch-x2, device-loader, "
-                    "fused-optimizer")
+                    "fused-optimizer, fewer-threads")
     pr.add_argument("--no-split", action="store_true",
                     help="skip the per-phase split of a step")
     pr.add_argument("--trace", default=None,

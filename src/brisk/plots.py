@@ -27,8 +27,12 @@ def read_history_csv(path: str | os.PathLike) -> tuple[list[int], dict[str, list
     (``brisk train --out``'s history.csv, ``CSVLogger``'s file). ``ValueError`` naming the
     file for a missing epoch column, a non-numeric value or no rows."""
     path = os.fspath(path)
-    with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not a text CSV (brisk train --out's history.csv or "
+                         "CSVLogger's file)") from None
     if not rows or not rows[0] or rows[0][0] != "epoch":
         raise ValueError(f"{path}: expected a CSV whose first column is 'epoch' (brisk train "
                          f"--out's history.csv or CSVLogger's), got header {rows[0] if rows else []}")
@@ -64,11 +68,16 @@ def _as_history(history: Any) -> tuple[list[int], dict[str, list[float]], str]:
         epochs = [int(e) + 1 for e in history.epoch]  # History.epoch counts from 0
     elif isinstance(history, dict):
         values = history
-        n = max((len(v) for v in values.values()), default=0)
+        n = max((len(v) for v in values.values() if hasattr(v, "__len__")), default=0)
         epochs = list(range(1, n + 1))
     else:
         raise TypeError(f"history: expected a History, a dict of lists, a run folder or a CSV "
                         f"path, got {type(history).__name__}")
+    for k, v in values.items():
+        if not isinstance(v, (list, tuple)) and not (hasattr(v, "__len__") and
+                                                      hasattr(v, "__getitem__")):
+            raise TypeError(f"history: {k!r} should hold one value per epoch (a list), got "
+                            f"{type(v).__name__}")
     if not values or not epochs:
         raise ValueError("history: no epochs recorded")
     for k, v in values.items():
@@ -94,11 +103,13 @@ def plot_history(history: Any, path: str | os.PathLike, title: str | None = None
     Args:
         history: a ``brisk.callbacks.History`` (what ``fit`` returns), a dict of per-epoch
             lists (``history.history``), a ``brisk train --out`` folder, or a history CSV.
-        path: the PNG file to write (its folder must exist).
+        path: the image to write, in the format its suffix names (PNG for '.png' or an
+            unknown suffix); its folder is created.
         title: the figure's title (default: the run folder's name, for a folder or CSV).
 
     One panel per quantity: loss, then each metric (training and ``val_`` curves
-    together), then the learning rate (log scale) when recorded. Epochs count from 1.
+    together), then the learning rate (log scale when every rate is positive) when
+    recorded. Epochs count from 1; NaN or infinite values leave gaps.
 
     Raises:
         FileNotFoundError: a folder without history.csv, a missing CSV.
@@ -129,5 +140,9 @@ def plot_history(history: Any, path: str | os.PathLike, title: str | None = None
         ax.grid(alpha=0.3)
     if title or default_title:
         fig.suptitle(title or default_title)
-    fig.savefig(os.fspath(path), format="png", dpi=100)
-    return os.fspath(path)
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fmt = os.path.splitext(path)[1][1:].lower()  # the file's suffix says the format,
+    fmt = fmt if fmt in fig.canvas.get_supported_filetypes() else "png"  # PNG otherwise
+    fig.savefig(path, format=fmt, dpi=100)
+    return path

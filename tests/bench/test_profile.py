@@ -138,7 +138,9 @@ def test_the_model_profiled_is_a_copy():
                                  r"and warmup <= 16"),
     ({"warmup": -1}, ValueError, r"warmup: expected an int >= 0, got -1"),
     ({"switches": ["turbo"]}, ValueError, r"switches: unknown \['turbo'\]; known: channels-last"),
-    ({"switches": "bf16-autocast"}, ValueError, "switches: expected 'all', None or a list"),
+    ({"switches": 5}, ValueError, "switches: expected 'all', None or a list"),
+    ({"switches": "compile,compile"}, ValueError, r"switches: each name once, got \['compile', "
+                                                  r"'compile'\]"),
 ])
 def test_bad_arguments_are_refused_before_anything_runs(kwargs, error, match):
     x, y = _data(1024)
@@ -208,3 +210,34 @@ def test_channels_last_applies_to_conv_models_not_yet_in_that_layout():
     net.to(memory_format=torch.channels_last)
     assert prof._is_channels_last(net)  # the 1-channel conv's weight is both layouts
     assert not prof._is_channels_last(nn.Sequential(nn.Linear(2, 2)))
+
+
+def test_fewer_threads_is_timed_at_half_the_count_and_copies_run_at_one_count(monkeypatch):
+    x, y = _data(1024)
+    seen = []
+    real = prof._rate
+    monkeypatch.setattr(prof, "_rate", lambda t, *a: (seen.append(t.threads), real(t, *a))[1])
+    monkeypatch.setattr(prof, "usable_cores", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    r = brisk.profile(_mlp(64), x, y, batch_size=64, steps=3, warmup=1, reps=1, split=False,
+                      switches="fewer-threads")  # the command line's comma form works too
+    assert seen == [1] and r.threads == 2
+    assert r.switches[0]["note"] == "threads=1 (of 2): a busy machine's cores"
+    assert prof._clone(_mlp(64).trainer).threads == 2  # fixed: never adapted mid-window
+
+
+def test_a_trace_goes_into_a_new_folder_and_tiny_data_is_refused_clearly(tmp_path):
+    x, y = _data(256)
+    trace = tmp_path / "new" / "sub" / "t.json"
+    brisk.profile(_mlp(64), x, y, batch_size=64, steps=2, warmup=1, reps=1, split=False,
+                  switches=None, trace=trace)
+    assert "traceEvents" in json.loads(trace.read_text())
+    with pytest.raises(ValueError, match=r"^x: fewer samples than one batch of 64"):
+        brisk.profile(_mlp(64), x[:10], y[:10], batch_size=64)
+
+
+def test_profile_refuses_a_recipe_with_model_options(capsys):
+    assert main(["profile", "--recipe", "mnist-mlp", "--model", "cnn", "--width", "7"]) == 2
+    assert ("--model, --width: a recipe brings its own data, model and optimizer; give "
+            "--recipe or these, not both") in capsys.readouterr().err

@@ -234,3 +234,48 @@ def test_pure_bf16_resumes_its_masters_from_a_checkpoint_exactly(tmp_path):
     for a, b in zip(full.module.parameters(), resumed.module.parameters(), strict=True):
         assert a.dtype == torch.bfloat16 and torch.equal(a, b)
         assert torch.equal(full.precision._masters[a], resumed.precision._masters[b])
+
+
+def test_pure_bf16_masters_follow_weights_changed_between_fits():
+    """A load_state_dict (or restored best weights) between fits: the next step starts from
+    the loaded weights, not from the masters of the earlier fit."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((64, 6), dtype=np.float32), rng.integers(0, 3, 64)
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    fresh = {k: v.clone() for k, v in net.state_dict().items()}
+    t = brisk.Trainer(net, optimizer=brisk.optimizers.SGD(learning_rate=0.5), loss="cross_entropy",
+                      precision="bf16", seed=0)
+    t.fit(x, y, batch_size=16, epochs=2, verbose=0)
+    net.load_state_dict(fresh)  # back to the initial weights (cast to bf16)
+    loaded = {k: v.clone() for k, v in net.state_dict().items()}
+    t.optimizer.param_groups[0]["lr"] = 0.0  # a step that must change nothing
+    t.fit(x, y, batch_size=16, epochs=1, verbose=0, schedule=lambda step: 0.0)
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, loaded[k]), k
+
+
+def test_auto_takes_a_pure_bf16_checkpoint_and_an_undecided_one_loads_anywhere(tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.delenv("BRISK_AUTO_PRECISION", raising=False)
+
+    def trainer(precision):
+        torch.manual_seed(0)
+        return brisk.Trainer(nn.Linear(4, 2), loss="cross_entropy", precision=precision)
+
+    x, y = np.ones((8, 4), np.float32), np.zeros(8, np.int64)
+    a = trainer("bf16")
+    a.fit(x, y, epochs=1, verbose=0)
+    a.save_checkpoint(tmp_path / "bf16.pt")
+    b = trainer("auto")
+    b.load_checkpoint(tmp_path / "bf16.pt")
+    assert b.precision.mode == "bf16" and b.precision.reason == "the checkpoint's"
+    b.fit(x, y, epochs=2, initial_epoch=1, verbose=0)
+    assert next(b.module.parameters()).dtype == torch.bfloat16
+    undecided = trainer("auto")
+    monkeypatch.setattr("brisk.engine.precision.cpu_native_bf16", lambda: "AMX")
+    undecided = trainer("auto")  # pending: nothing has run
+    undecided.save_checkpoint(tmp_path / "auto.pt")
+    c = trainer("fp32")
+    c.load_checkpoint(tmp_path / "auto.pt")
+    assert c.precision.mode == "fp32"

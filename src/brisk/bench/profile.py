@@ -27,7 +27,8 @@ optimizer and statistics are untouched) on real batches and reports:
   with Conv2d), ``bf16-autocast``, ``compile`` (``torch.compile``; compile time excluded,
   reported), ``batch-x2`` (learning rate x2), ``device-loader`` (a ``DeviceLoader`` in
   place of a DataLoader over a TensorDataset) and ``fused-optimizer`` (a torch optimizer
-  built without ``fused``).
+  built without ``fused``) and ``fewer-threads`` (half the CPU intra-op threads: what a
+  busy machine's cores allow).
 
 ``trace=PATH`` writes a ``torch.profiler`` Chrome trace of a few steps (open it in
 chrome://tracing or Perfetto).
@@ -64,7 +65,7 @@ from brisk.engine.trainer import Trainer
 
 PHASES = ("data", "forward", "backward", "optimizer", "metrics", "callbacks", "host sync")
 SWITCHES = ("channels-last", "bf16-autocast", "compile", "batch-x2", "device-loader",
-            "fused-optimizer")
+            "fused-optimizer", "fewer-threads")
 # Dense (no sparsity) peak FLOP/s from NVIDIA's datasheets, by a name fragment as
 # torch.cuda.get_device_name reports it: (bf16 tensor core, fp32 non-tensor). SXM parts.
 GPU_PEAKS = {
@@ -217,18 +218,24 @@ def _clone(trainer: Trainer, **overrides) -> Trainer:
                   device=trainer.device, precision=trainer.precision.mode or "auto",
                   compile=trainer.compile, schedule=trainer.schedule, warmup=trainer.warmup,
                   accumulate=trainer.accumulate, clip_norm=trainer.clip_norm,
-                  clip_value=trainer.clip_value, seed=0)
+                  clip_value=trainer.clip_value, seed=0,
+                  # one fixed thread count per copy: threads='auto' would change it inside a
+                  # timed window ('fewer-threads' times the alternative on its own)
+                  threads=min(torch.get_num_threads(), usable_cores())
+                  if trainer.device.type == "cpu" else None)
     kwargs.update(overrides)
     return Trainer(module, **kwargs)
 
 
 class _Window(Callback):
-    """Clock readings at the start and end of every epoch's batches."""
+    """Clock readings at the start and end of every epoch's batches (and the intra-op
+    thread count the fit ran at)."""
 
     def __init__(self, clock: Callable[[], float], device: torch.device):
         self.clock, self.device, self.spans = clock, device, []
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.threads = torch.get_num_threads()
         _sync(self.device)
         self._t = self.clock()
 
@@ -244,6 +251,7 @@ def _fit_window(trainer, x, y, batch_size, steps, warmup, clock) -> float:
         trainer.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=warmup, verbose=0)
     trainer.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=steps, verbose=0,
                 callbacks=[w])
+    trainer._profile_threads = w.threads
     return w.spans[-1] / steps
 
 
@@ -440,6 +448,13 @@ def _switch(name: str, trainer: Trainer, x, y, batch_size):
         loader = DeviceLoader(*ds.tensors, batch_size=x.batch_size or batch_size, shuffle=True,
                               device=trainer.device)
         return _clone(trainer), loader, batch_size, "brisk.data.DeviceLoader"
+    if name == "fewer-threads":
+        n = getattr(trainer, "_profile_threads", torch.get_num_threads())
+        if trainer.device.type != "cpu" or n < 2:
+            return None, x, batch_size, ("one thread already" if n < 2 else
+                                         "CPU intra-op threads only")
+        return (_clone(trainer, threads=n // 2), x, batch_size,
+                f"threads={n // 2} (of {n}): a busy machine's cores")
     if name == "fused-optimizer":
         opt = trainer.optimizer
         if not isinstance(opt, torch.optim.Optimizer) or "fused" not in opt.defaults:
@@ -462,6 +477,8 @@ def _combine(trainer: Trainer, names: list[str], x, batch_size):
         cls, defaults = type(trainer.optimizer), {**trainer.optimizer.defaults, "fused": True,
                                                    "foreach": None}
         over["optimizer"] = lambda p: cls(p, **defaults)
+    if "fewer-threads" in names:
+        over["threads"] = max(1, getattr(trainer, "_profile_threads", 2) // 2)
     t = _clone(trainer, **over)
     if "channels-last" in names:
         t.module.to(memory_format=torch.channels_last)
@@ -547,17 +564,26 @@ def profile(
     elif switches is None:
         names = []
     else:
-        if isinstance(switches, str) or not all(isinstance(s, str) for s in switches):
+        if isinstance(switches, str):  # 'a,b' as on the command line
+            switches = [s.strip() for s in switches.split(",") if s.strip()]
+        if not isinstance(switches, (list, tuple)) or not all(
+                isinstance(s, str) for s in switches):
             raise ValueError(f"switches: expected 'all', None or a list of names "
                              f"({', '.join(SWITCHES)}), got {switches!r}")
         names = list(switches)
         bad = [s for s in names if s not in SWITCHES]
         if bad:
             raise ValueError(f"switches: unknown {bad}; known: {', '.join(SWITCHES)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"switches: each name once, got {names}")
     if isinstance(x, (torch.utils.data.DataLoader, DeviceLoader)):
         batch_size, full = x.batch_size or batch_size, len(x) - 1
     else:
         full = len(x) // batch_size
+    if full < 1:
+        raise ValueError(f"x: fewer samples than one batch of {batch_size} (and one more "
+                         "for a DataLoader's last batch); pass more data or a smaller "
+                         "batch_size")
     if max(steps, warmup) > full:
         raise ValueError(f"steps: the data holds {full} full batches of {batch_size}; pass "
                          f"steps and warmup <= {full} (each window is one epoch of that many "
@@ -595,7 +621,9 @@ def profile(
         if name == "compile":
             note = f"{note}; compiling took {warm:.1f} s"
         tried.append({"name": name, "speedup": speedup,
-                      "samples_per_second": statistics.median(rates), "note": note})
+                      "samples_per_second": statistics.median(rates),
+                      "baseline_samples_per_second": statistics.median(base_rates),
+                      "note": note})
 
     best = None
     winners = [s["name"] for s in tried if s["speedup"] is not None and s["speedup"] > 1.02]
@@ -617,7 +645,11 @@ def profile(
             acts.append(torch.profiler.ProfilerActivity.CUDA)
         with torch.profiler.profile(activities=acts) as prof:
             t.fit(x, y, batch_size=batch_size, epochs=1, steps_per_epoch=min(steps, 5), verbose=0)
-        prof.export_chrome_trace(os.fspath(trace))
+        trace = os.fspath(trace)
+        os.makedirs(os.path.dirname(os.path.abspath(trace)), exist_ok=True)
+        prof.export_chrome_trace(trace)
+        if not os.path.isfile(trace):  # torch's exporter can fail without a word
+            raise OSError(f"trace: torch.profiler wrote no file at {trace!r}")
 
     step_time = statistics.median(times)
     peak, source = _peak(dev, precision)
@@ -626,7 +658,8 @@ def profile(
     return ProfileReport(
         device=str(dev),
         device_name=torch.cuda.get_device_name(dev) if dev.type == "cuda" else cpu_name(),
-        threads=torch.get_num_threads(), batch_size=batch_size, steps=steps,
+        threads=getattr(t, "_profile_threads", torch.get_num_threads()),
+        batch_size=batch_size, steps=steps,
         precision=precision, step_time=step_time, step_times=times,
         samples_per_second=batch_size / step_time, split=phases,
         flops_per_sample_forward=fwd, flops_per_sample_train=train, flops_per_second=flops_s,

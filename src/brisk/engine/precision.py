@@ -125,6 +125,7 @@ class Precision:
         # pure bf16: float32 master weights by parameter, parameter names (checkpoints),
         # and masters read from a checkpoint before their parameters are known
         self._masters: dict = {}
+        self._versions: dict = {}
         self._names: dict = {}
         self._pending_masters: dict[str, torch.Tensor] = {}
 
@@ -160,9 +161,9 @@ class Precision:
         self._configure()
 
     def adopt(self, mode: str | None) -> None:
-        """'auto' still pending takes a checkpoint's mode (fp32 or bf16-mixed), so that a
+        """'auto' still pending takes a checkpoint's mode (any but 'auto'), so that a
         resumed run continues in the precision it was written with."""
-        if self.pending and mode in AUTO_CHOICES:
+        if self.pending and mode in MODES[1:]:
             self.mode, self.reason = mode, "the checkpoint's"
             self._configure()
 
@@ -231,6 +232,9 @@ class Precision:
                     if p.dtype != torch.bfloat16:
                         continue
                     master = self._masters.get(p)
+                    if master is not None and self._versions.get(p) != p._version:
+                        master = None  # the weight was changed outside the optimizer (a
+                        # load_state_dict, restored best weights): its master starts again
                     if master is None:
                         name = self._names.get(p)
                         saved = self._pending_masters.pop(name, None)
@@ -252,6 +256,7 @@ class Precision:
                 low.copy_(p.data)  # round to nearest even
                 p.data = low
                 p.grad = grad
+                self._versions[p] = p._version  # any later in-place change shows here
 
     @property
     def skipped_steps(self) -> int:
@@ -268,7 +273,8 @@ class Precision:
 
     def load_state_dict(self, state: dict) -> None:
         self.adopt(state.get("mode"))
-        if state.get("mode") != (self.mode or "auto"):
+        # a checkpoint written before any step ('auto' undecided) holds nothing precision-bound
+        if state.get("mode") not in ("auto", self.mode or "auto"):
             raise ValueError(
                 f"precision: checkpoint was written with {state.get('mode')!r}, "
                 f"this run uses {self.mode or 'auto'!r}"

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import itertools
 import math
 import numbers
@@ -182,23 +181,6 @@ def _pruned_in(theirs: dict, ours: dict) -> list[str]:
     that are plain ``<k>`` in this model."""
     return [k[:-5] for k in theirs if k.endswith("_orig") and k[:-5] + "_mask" in theirs
             and k[:-5] in ours and k not in ours]
-
-
-def _restores_threads(fit):
-    """``fit`` leaves torch's intra-op thread count as it found it, even when it raises
-    (its ``ThreadPolicy`` may have lowered it)."""
-
-    @functools.wraps(fit)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return fit(self, *args, **kwargs)
-        finally:
-            policy, self._thread_policy = getattr(self, "_thread_policy", None), None
-            if policy is not None:
-                policy.stop()
-                self.thread_changes = policy.changes
-
-    return wrapper
 
 
 class Trainer:
@@ -790,7 +772,6 @@ class Trainer:
         return out, self.loss_fn(out.float(), yb)  # torch's (input, target)
 
     # ------------------------------------------------------------------ fit
-    @_restores_threads
     def fit(
         self,
         x: Any = None,
@@ -950,160 +931,165 @@ class Trainer:
         self._callbacks = cbs.callbacks
         self.stop_training = self.stopped_for_nan = False
         # CPU threads: at most the usable cores, fewer while the steps stall (threads.py);
-        # torch's count is restored when fit ends, however it ends (_restores_threads)
+        # torch's count is restored when fit ends, however it ends (the finally below)
         self._thread_policy = ThreadPolicy(
             self.device, self.threads,
             verbose=bool(verbose) and (self.dist is None or self.dist.is_zero))
         self._thread_policy.start()
         observe = (self._thread_policy.observe
                    if self._thread_policy.enabled and self._thread_policy.adapt else None)
-        loads = self._loads
-        cbs.on_train_begin()
-        if self._loads != loads:  # a callback (BackupAndRestore) restored a checkpoint:
-            # continue where it was, whatever initial_epoch says (Keras sets the initial epoch)
-            start = self._continuation(self._position["epoch"], steps_per_epoch, restored=True)
-            seed = start["seed"] if start is not None else seed
-            start = start or {"epoch": self._position["epoch"], "batch": 0,
-                              "pass": self._position["epoch"], "drawn": 0}
-            if isinstance(loader, DeviceLoader) and torch.is_tensor(x):
-                loader.seed = seed  # fit's own loader: the backup's order and augmentation
-            elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler) \
-                    and isinstance(x, torch.utils.data.Dataset):
-                loader.sampler.seed = seed  # the sampler fit made for a Dataset (torchrun)
-        self._apply_callback_states()
-        self._position.update(seed=seed, batches=n_batches)
-        # under torchrun a stop asked mid-epoch (by a callback's batch hook) must reach every
-        # rank at the same batch: one flag all-reduce per batch, only when a callback can ask
-        batch_stops = self.dist is not None and any(_may_stop_mid_epoch(cb) for cb in cbs.callbacks)
-        reduce = self._sharded(loader)
-        logs: dict = {}
-        # The pass over the data in progress: its batches, its index, batches drawn from it
-        # (with steps_per_epoch one pass spans epochs); `skip` batches of the first epoch and
-        # `replay` of its pass were trained before a resume.
-        stream, passes, drawn = None, start["pass"], 0
-        skip, replay = start["batch"], start["drawn"]
-        if skip and (skip > epoch_batches or start.get("batches") not in (None, n_batches)):
-            raise ValueError(f"initial_epoch: the checkpoint was taken after {skip} batches of "
-                             f"epoch {start['epoch'] + 1} of {start.get('batches')} batches, "
-                             f"but this fit's data gives {n_batches}; resume with the same "
-                             "data and batch_size")
-        restores, good = 0, self._good_state(start) if on_nan == "restore" else None
-        epoch = start["epoch"] - 1
-        while epoch + 1 < epochs:
-            epoch += 1
-            self.epoch = epoch
-            self.module.train()
-            frozen_batchnorm_eval(self.module)  # Keras: a frozen BatchNorm is in inference mode
-            self._set_optimizer_mode(True)
-            self._reset_stats()
-            if skip:
-                self._restore_epoch_stats(start)  # the epoch's running loss and metrics
-            cbs.on_epoch_begin(epoch)
-            if self.dist is not None:  # a stop asked before the batches, on any rank
-                self.stop_training = self.dist.any(self.stop_training)
-            step_in_epoch = skip // accumulate  # optimizer steps already taken in this epoch
-            if stream is None:  # a new pass over the data (every epoch without steps_per_epoch)
-                stream = self._epoch_batches(loader, batch_augment, seed, passes)
-                passes, drawn = passes + 1, 0
-                if replay:  # the same order and augmentation draws: replay, discard
-                    for _ in itertools.islice(stream, replay):
-                        pass
-                    drawn, replay = replay, 0
-            pos = self._position
-            pos.update(epoch=epoch, batch=skip, drawn=drawn)
-            pos["pass"] = passes - 1
-            take = n_batches - drawn if steps_per_epoch is None else min(steps_per_epoch - skip,
-                                                                       n_batches - drawn)
-            i = skip - 1
-            t_step = time.perf_counter()
-            for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take), start=skip):
-                cbs.on_train_batch_begin(i)
-                # Each micro-batch's mean loss is weighted by its share of the update's
-                # samples, so k accumulated batches equal one step on their union.
-                weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
-                last = (i + 1) % accumulate == 0 or i + 1 == n_batches  # of its group
-                step_mod.train_batch(self, xb, yb, weight, wb, sync=last)
-                self._in_group = not last  # gradients wait for the group's optimizer step
-                if last:
-                    step_mod.optimizer_step(self, schedule, self.global_step if keras_schedule
-                                            else epoch * optimizer_steps + step_in_epoch)
-                    step_in_epoch += 1
-                pos["batch"], pos["drawn"] = i + 1, drawn + i + 1 - skip
-                cbs.on_train_batch_end(i, _LazyLogs(self, {}))
-                if batch_stops:
+        try:
+            loads = self._loads
+            cbs.on_train_begin()
+            if self._loads != loads:  # a callback (BackupAndRestore) restored a checkpoint:
+                # continue where it was, whatever initial_epoch says (Keras sets the initial epoch)
+                start = self._continuation(self._position["epoch"], steps_per_epoch, restored=True)
+                seed = start["seed"] if start is not None else seed
+                start = start or {"epoch": self._position["epoch"], "batch": 0,
+                                  "pass": self._position["epoch"], "drawn": 0}
+                if isinstance(loader, DeviceLoader) and torch.is_tensor(x):
+                    loader.seed = seed  # fit's own loader: the backup's order and augmentation
+                elif isinstance(getattr(loader, "sampler", None), torch.utils.data.DistributedSampler) \
+                        and isinstance(x, torch.utils.data.Dataset):
+                    loader.sampler.seed = seed  # the sampler fit made for a Dataset (torchrun)
+            self._apply_callback_states()
+            self._position.update(seed=seed, batches=n_batches)
+            # under torchrun a stop asked mid-epoch (by a callback's batch hook) must reach every
+            # rank at the same batch: one flag all-reduce per batch, only when a callback can ask
+            batch_stops = self.dist is not None and any(_may_stop_mid_epoch(cb) for cb in cbs.callbacks)
+            reduce = self._sharded(loader)
+            logs: dict = {}
+            # The pass over the data in progress: its batches, its index, batches drawn from it
+            # (with steps_per_epoch one pass spans epochs); `skip` batches of the first epoch and
+            # `replay` of its pass were trained before a resume.
+            stream, passes, drawn = None, start["pass"], 0
+            skip, replay = start["batch"], start["drawn"]
+            if skip and (skip > epoch_batches or start.get("batches") not in (None, n_batches)):
+                raise ValueError(f"initial_epoch: the checkpoint was taken after {skip} batches of "
+                                 f"epoch {start['epoch'] + 1} of {start.get('batches')} batches, "
+                                 f"but this fit's data gives {n_batches}; resume with the same "
+                                 "data and batch_size")
+            restores, good = 0, self._good_state(start) if on_nan == "restore" else None
+            epoch = start["epoch"] - 1
+            while epoch + 1 < epochs:
+                epoch += 1
+                self.epoch = epoch
+                self.module.train()
+                frozen_batchnorm_eval(self.module)  # Keras: a frozen BatchNorm is in inference mode
+                self._set_optimizer_mode(True)
+                self._reset_stats()
+                if skip:
+                    self._restore_epoch_stats(start)  # the epoch's running loss and metrics
+                cbs.on_epoch_begin(epoch)
+                if self.dist is not None:  # a stop asked before the batches, on any rank
                     self.stop_training = self.dist.any(self.stop_training)
-                if observe is not None:  # CPU: the step's wall time (no device sync)
-                    now = time.perf_counter()
-                    observe(now - t_step)
-                    t_step = now
+                step_in_epoch = skip // accumulate  # optimizer steps already taken in this epoch
+                if stream is None:  # a new pass over the data (every epoch without steps_per_epoch)
+                    stream = self._epoch_batches(loader, batch_augment, seed, passes)
+                    passes, drawn = passes + 1, 0
+                    if replay:  # the same order and augmentation draws: replay, discard
+                        for _ in itertools.islice(stream, replay):
+                            pass
+                        drawn, replay = replay, 0
+                pos = self._position
+                pos.update(epoch=epoch, batch=skip, drawn=drawn)
+                pos["pass"] = passes - 1
+                take = n_batches - drawn if steps_per_epoch is None else min(steps_per_epoch - skip,
+                                                                           n_batches - drawn)
+                i = skip - 1
+                t_step = time.perf_counter()
+                for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take), start=skip):
+                    cbs.on_train_batch_begin(i)
+                    # Each micro-batch's mean loss is weighted by its share of the update's
+                    # samples, so k accumulated batches equal one step on their union.
+                    weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
+                    last = (i + 1) % accumulate == 0 or i + 1 == n_batches  # of its group
+                    step_mod.train_batch(self, xb, yb, weight, wb, sync=last)
+                    self._in_group = not last  # gradients wait for the group's optimizer step
+                    if last:
+                        step_mod.optimizer_step(self, schedule, self.global_step if keras_schedule
+                                                else epoch * optimizer_steps + step_in_epoch)
+                        step_in_epoch += 1
+                    pos["batch"], pos["drawn"] = i + 1, drawn + i + 1 - skip
+                    cbs.on_train_batch_end(i, _LazyLogs(self, {}))
+                    if batch_stops:
+                        self.stop_training = self.dist.any(self.stop_training)
+                    if observe is not None:  # CPU: the step's wall time (no device sync)
+                        now = time.perf_counter()
+                        observe(now - t_step)
+                        t_step = now
+                    if self.stop_training:
+                        break
+                ran = i + 1 - skip
+                drawn += ran
+                if drawn >= n_batches or ran < take or steps_per_epoch is None:
+                    stream.close()
+                    stream = None
+                    if steps_per_epoch is not None and i + 1 < steps_per_epoch and not self.stop_training:
+                        warnings.warn(  # Keras 3's warning, and its behaviour: the epoch ends here
+                            f"steps_per_epoch: the data ran out after {i + 1} of {steps_per_epoch} "
+                            f"batches in epoch {epoch + 1}; the next epoch starts a new pass over "
+                            f"the {n_batches} batches", stacklevel=2)
+                if ran == take:  # the epoch's batches are done: a checkpoint from here on
+                    # resumes at the next epoch (a stop mid-epoch resumes inside this one)
+                    pos.update(epoch=epoch + 1, batch=0, drawn=0 if stream is None else drawn)
+                    pos["pass"] = passes if stream is None else passes - 1
+                skip = 0
+                logs = self._read_stats(reduce=reduce)
+                if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
+                    val_logs = self._evaluate_loader(val_loader, cbs, validation_steps)
+                    logs.update({f"val_{k}": v for k, v in val_logs.items()})
+                if schedule is not None and not getattr(self.optimizer_spec, "learning_rate_schedule", None):
+                    # brisk's schedule= logs the rate it set, as 'learning_rate' (a Keras schedule
+                    # object given as the optimizer's learning_rate logs nothing, as in Keras)
+                    if self.optimizer is not None:
+                        logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
+                if on_nan is not None and not math.isfinite(logs.get("loss", 0.0)):
+                    if on_nan == "restore" and restores < NAN_RESTORES:
+                        restores += 1
+                        back = (f"the end of epoch {good[1]['epoch']}" if good[1]["epoch"]
+                                else "the start of training")
+                        warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; back "
+                                      f"to {back} with half the learning rate (on_nan='restore', "
+                                      f"{restores} of {NAN_RESTORES})", stacklevel=2)
+                        start = self._restore_good(good)
+                        good = self._good_state(start)  # a second restore halves it again
+                        if stream is not None:
+                            stream.close()
+                        stream, passes, drawn = None, start["pass"], 0
+                        skip, replay = start["batch"], start["drawn"]
+                        epoch = start["epoch"] - 1
+                        continue
+                    warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; training "
+                                  f"stops (on_nan={on_nan!r}; on_nan=None trains on, as Keras)",
+                                  stacklevel=2)
+                    if on_nan == "restore":  # it ends with the last good weights
+                        self._restore_good(good, lr_factor=1.0)
+                    self.stop_training = self.stopped_for_nan = True
+                cbs.on_epoch_end(epoch, logs)
+                if self.dist is not None:  # every rank stops after the same epoch
+                    self.stop_training = self.dist.any(self.stop_training)
                 if self.stop_training:
                     break
-            ran = i + 1 - skip
-            drawn += ran
-            if drawn >= n_batches or ran < take or steps_per_epoch is None:
-                stream.close()
-                stream = None
-                if steps_per_epoch is not None and i + 1 < steps_per_epoch and not self.stop_training:
-                    warnings.warn(  # Keras 3's warning, and its behaviour: the epoch ends here
-                        f"steps_per_epoch: the data ran out after {i + 1} of {steps_per_epoch} "
-                        f"batches in epoch {epoch + 1}; the next epoch starts a new pass over "
-                        f"the {n_batches} batches", stacklevel=2)
-            if ran == take:  # the epoch's batches are done: a checkpoint from here on
-                # resumes at the next epoch (a stop mid-epoch resumes inside this one)
-                pos.update(epoch=epoch + 1, batch=0, drawn=0 if stream is None else drawn)
-                pos["pass"] = passes if stream is None else passes - 1
-            skip = 0
-            logs = self._read_stats(reduce=reduce)
-            if val_loader is not None and (epoch + 1) % validation_freq == 0:  # Keras's rule
-                val_logs = self._evaluate_loader(val_loader, cbs, validation_steps)
-                logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            if schedule is not None and not getattr(self.optimizer_spec, "learning_rate_schedule", None):
-                # brisk's schedule= logs the rate it set, as 'learning_rate' (a Keras schedule
-                # object given as the optimizer's learning_rate logs nothing, as in Keras)
-                if self.optimizer is not None:
-                    logs["learning_rate"] = self.optimizer.param_groups[0]["lr"]
-            if on_nan is not None and not math.isfinite(logs.get("loss", 0.0)):
-                if on_nan == "restore" and restores < NAN_RESTORES:
-                    restores += 1
-                    back = (f"the end of epoch {good[1]['epoch']}" if good[1]["epoch"]
-                            else "the start of training")
-                    warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; back "
-                                  f"to {back} with half the learning rate (on_nan='restore', "
-                                  f"{restores} of {NAN_RESTORES})", stacklevel=2)
-                    start = self._restore_good(good)
-                    good = self._good_state(start)  # a second restore halves it again
-                    if stream is not None:
-                        stream.close()
-                    stream, passes, drawn = None, start["pass"], 0
-                    skip, replay = start["batch"], start["drawn"]
-                    epoch = start["epoch"] - 1
-                    continue
-                warnings.warn(f"fit: the loss is {logs['loss']} in epoch {epoch + 1}; training "
-                              f"stops (on_nan={on_nan!r}; on_nan=None trains on, as Keras)",
-                              stacklevel=2)
-                if on_nan == "restore":  # it ends with the last good weights
-                    self._restore_good(good, lr_factor=1.0)
-                self.stop_training = self.stopped_for_nan = True
-            cbs.on_epoch_end(epoch, logs)
-            if self.dist is not None:  # every rank stops after the same epoch
-                self.stop_training = self.dist.any(self.stop_training)
-            if self.stop_training:
-                break
-            if good is not None and ran == take:
-                good = self._good_state(self._continuation(epoch + 1, steps_per_epoch, True))
-        self._set_optimizer_mode(False)
-        refresh_pruned(self.module)  # pruned weights as trained, not as at the last forward
-        self._cw_table = None  # class weights belong to this fit only
-        if self._fsdp is not None:
-            self._fsdp.reshard()  # the model's parameters are its shards between calls
-        if self.dist is not None:
-            self._fwd = self._fsdp if self._fsdp is not None else self._fwd_raw
-            self.dist.broadcast_buffers(self.module)  # the same model on every rank
-        cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
-        self._callbacks = []
-        if self.dist is not None:
-            self.dist.barrier()  # rank 0's files are complete when fit returns anywhere
-        return self.history
+                if good is not None and ran == take:
+                    good = self._good_state(self._continuation(epoch + 1, steps_per_epoch, True))
+            self._set_optimizer_mode(False)
+            refresh_pruned(self.module)  # pruned weights as trained, not as at the last forward
+            self._cw_table = None  # class weights belong to this fit only
+            if self._fsdp is not None:
+                self._fsdp.reshard()  # the model's parameters are its shards between calls
+            if self.dist is not None:
+                self._fwd = self._fsdp if self._fsdp is not None else self._fwd_raw
+                self.dist.broadcast_buffers(self.module)  # the same model on every rank
+            cbs.on_train_end(dict(logs))  # Keras passes the last epoch's logs
+            self._callbacks = []
+            if self.dist is not None:
+                self.dist.barrier()  # rank 0's files are complete when fit returns anywhere
+            return self.history
+        finally:  # torch's thread count as fit found it, however fit ends
+            policy, self._thread_policy = self._thread_policy, None
+            policy.stop()
+            self.thread_changes = policy.changes
 
     def _continuation(self, initial_epoch: int, steps_per_epoch, restored: bool = False):
         """The position fit continues from, or None for a fresh start: the trainer's position
