@@ -168,3 +168,15 @@ def test_bad_arguments(mlp_file, tmp_path):
     x = np.zeros((10, 5, 5), np.uint8)
     with pytest.raises(ValueError, match="x_train"):
         run_pipeline(mlp_file, dataset=((x, np.zeros(10)), (x, np.zeros(10))), log=None)
+
+
+def test_latency_blocks_show_a_progress_bar_only_when_asked(capsys):
+    from torch import nn
+
+    from brisk.compress.pipeline import latency_blocks
+
+    x = torch.zeros(4, 3)
+    meds = latency_blocks([nn.Linear(3, 2), nn.Linear(3, 2)], x, reps=2, blocks=3)
+    assert [len(m) for m in meds] == [3, 3] and "timing" not in capsys.readouterr().err
+    latency_blocks([nn.Linear(3, 2)], x, reps=2, blocks=3, progress="timing batch 4")
+    assert "timing batch 4" in capsys.readouterr().err

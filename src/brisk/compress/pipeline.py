@@ -213,10 +213,11 @@ def _dense_bytes(model: nn.Module) -> int:
 
 @torch.no_grad()
 def latency_blocks(models: Sequence[nn.Module], x: torch.Tensor, reps: int = 20,
-                   blocks: int = 7) -> list[list[float]]:
+                   blocks: int = 7, progress: str | None = None) -> list[list[float]]:
     """Per model, the median call time (ms) of each of ``blocks`` timing blocks of ``reps``
     calls; the models' blocks alternate, so load from other processes hits them alike (the
-    min over blocks is the least disturbed estimate).
+    min over blocks is the least disturbed estimate). ``progress``: a label for a progress
+    bar over the blocks (on stderr), or None for none.
 
     Example::
 
@@ -227,7 +228,10 @@ def latency_blocks(models: Sequence[nn.Module], x: torch.Tensor, reps: int = 20,
         for _ in range(3):
             m(x)
     meds: list[list[float]] = [[] for _ in models]
-    for _ in range(blocks):
+    from tqdm.auto import tqdm
+
+    for _ in tqdm(range(blocks), desc=progress, unit="block", disable=progress is None,
+                  leave=False):
         for k, m in enumerate(models):
             ts = []
             for _ in range(reps):
@@ -454,6 +458,8 @@ def run_pipeline(
     if isinstance(dataset, str) and dataset not in DATASETS:  # before anything is loaded
         raise ValueError(f"dataset: expected one of {', '.join(DATASETS)}, got {dataset!r}")
     say = log if log is not None else (lambda s: None)
+    # with a log: a progress bar per training stage (fit's, on stderr); quiet: none
+    fit_verbose = 1 if log is not None else 0
 
     model = _load_model(model_path)
     (xtr, ytr), (xte, yte) = _load_data(dataset, data_dir)
@@ -536,7 +542,7 @@ def run_pipeline(
         callbacks: list[Callback] = [guard or pruner]
         say(f"pruning to {target_sparsity:.1%} over {epochs} epochs (Zhu & Gupta schedule)")
         _trainer(model, lr, device, seed).fit(
-            x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=0, callbacks=callbacks
+            x_train, y_train, batch_size=batch_size, epochs=epochs, verbose=fit_verbose, callbacks=callbacks
         )
         model.eval()
         pruned_val = val_acc(model)
@@ -554,7 +560,7 @@ def run_pipeline(
         if finetune_epochs:
             before = {k: v.detach().clone() for k, v in model.state_dict().items()}
             _trainer(model, lr / 2, device, seed + 1).fit(
-                x_train, y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=0
+                x_train, y_train, batch_size=batch_size, epochs=finetune_epochs, verbose=fit_verbose
             )
             model.eval()
             ft_val = val_acc(model)
@@ -580,7 +586,7 @@ def run_pipeline(
         shared = share_weights(make_permanent(copy_model(model)), bits=bits, conv_bits=conv_bits)
         if share_epochs:
             _trainer(shared, lr / 10, device, seed + 2).fit(
-                x_train, y_train, batch_size=batch_size, epochs=share_epochs, verbose=0
+                x_train, y_train, batch_size=batch_size, epochs=share_epochs, verbose=fit_verbose
             )
         make_permanent(shared).cpu().eval()
         meta: dict[str, Any] = {"stage": "quantized", "bits": bits, "conv_bits": conv_bits}
@@ -613,7 +619,9 @@ def run_pipeline(
                     xb = xb.repeat(math.ceil(bs / len(xb)), *[1] * (xb.dim() - 1))[:bs]
                 reps = timing_reps * (10 if bs == 1 else 1)
                 for r, ms in zip(
-                    results, [min(b) for b in latency_blocks(runtime, xb.contiguous(), reps, timing_blocks)],
+                    results, [min(b) for b in latency_blocks(
+                        runtime, xb.contiguous(), reps, timing_blocks,
+                        progress=None if log is None else f"timing batch {bs}")],
                     strict=True
                 ):
                     setattr(r, f"latency_ms_b{bs}", ms)
