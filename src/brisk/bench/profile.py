@@ -537,7 +537,7 @@ def profile(
             the baseline windows between switches); each switch gets ``max(1, reps - 1)``
             windows, alternating with baseline windows.
         split: time each phase of a step (``PHASES``).
-        switches: 'all', None, or a list of ``SWITCHES`` names to try.
+        switches: 'all', None, or the ``SWITCHES`` names to try (a list, or 'a,b').
         trace: write a ``torch.profiler`` Chrome trace of ``min(steps, 5)`` steps there.
         clock: seconds, monotonic (tests inject a fake one); it times the windows and the
             split.
