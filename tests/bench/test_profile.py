@@ -108,14 +108,15 @@ def test_a_switch_runs_what_it_says(monkeypatch):
     opt = lambda p: torch.optim.SGD(p, lr=0.1)  # noqa: E731 - a torch optimizer, not fused
     loader = torch.utils.data.DataLoader(
         torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)), batch_size=32)
+    # every window 1 s: only batch-x2 wins (twice the samples), so no combined run follows
     brisk.profile(_mlp(64, optimizer=opt), loader, batch_size=32, steps=4, warmup=1, reps=2,
-                  split=False,
+                  split=False, clock=FakeClock([1.0] * 10),
                   switches=["bf16-autocast", "batch-x2", "fused-optimizer", "device-loader"])
     assert seen[0][0] == "bf16-mixed"
     assert seen[1][1] == 64 and seen[1][4] == pytest.approx(0.2)  # batch x2, lr x2
     assert seen[2][2] is True  # fused=True
     assert seen[3][3] == "DeviceLoader"
-    assert all(s[0] == "fp32" for s in seen[1:])
+    assert all(s[0] == "fp32" for s in seen[1:]) and len(seen) == 4
 
 
 def test_the_model_profiled_is_a_copy():
