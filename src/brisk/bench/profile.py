@@ -43,6 +43,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import math
 import os
@@ -594,10 +595,18 @@ def profile(
 
     t = _clone(base)
     times, splits = [], []
-    for i in range(reps):  # each window, then a split of as many steps: the same conditions
-        times.append(_fit_window(t, x, y, batch_size, steps, warmup if i == 0 else 0, clock))
-        if split:
-            splits.append(_split(t, x, y, batch_size, steps, clock))
+    gc_was_on = gc.isenabled()
+    gc.collect()
+    gc.disable()  # as timeit does: a collection inside one window would be charged to it
+    try:
+        for i in range(reps):  # each window, then a split of as many steps: same conditions
+            times.append(_fit_window(t, x, y, batch_size, steps, warmup if i == 0 else 0,
+                                     clock))
+            if split:
+                splits.append(_split(t, x, y, batch_size, steps, clock))
+    finally:
+        if gc_was_on:
+            gc.enable()
     phases = {k: statistics.median(s[k] for s in splits) for k in PHASES} if split else {}
     precision = t.precision.mode
     fwd, train = _flops(t, x, y, batch_size)
