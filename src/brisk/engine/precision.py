@@ -36,7 +36,6 @@ import platform
 import torch
 
 MODES = ("auto", "fp32", "bf16-mixed", "fp16-mixed", "bf16")
-AUTO_CHOICES = ("fp32", "bf16-mixed")  # what 'auto' can become
 AUTO_BF16_MIN_STEP_FLOPS = 32e6  # forward FLOPs per step from which a native-bf16 CPU
 # runs bf16 autocast faster than fp32 (benchmarks/precision.py --crossover)
 ENV = "BRISK_AUTO_PRECISION"

@@ -158,12 +158,10 @@ class ThreadPolicy:
             if median < before:
                 self._say(why + f"; kept: {median * 1e3:.2f} ms per step against "
                           f"{before * 1e3:.2f} ms with {old}")
-                self._current = median
                 if self.threads == self.full:  # back at full speed: a new baseline
                     self._baseline, self._lowered_windows = median, 0
             else:
                 self._set(old)
-                self._current = before
             return
         if self.threads < self.full:
             self._lowered_windows += 1
