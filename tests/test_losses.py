@@ -352,3 +352,25 @@ def test_binary_cross_entropy_label_smoothing_matches_keras():
         y_true, t([[2.0], [-1.0], [0.5]])), 0.42142224)
     with pytest.raises(ValueError, match="label_smoothing: expected a float in"):
         BinaryCrossentropy(label_smoothing=1.0)
+
+
+@pytest.mark.parametrize("labels", ["flat", "column"])
+def test_fused_sparse_cross_entropy_mean_matches_the_per_sample_path(labels):
+    """From logits with no sample weight the loss is cross_entropy's own mean (one autograd
+    node): the same value and gradient as the per-sample losses summed and divided."""
+    logits = torch.tensor(LOGITS * 2, dtype=torch.float32, requires_grad=True)
+    y = torch.tensor(LABELS)
+    y = y if labels == "flat" else y[:, None]
+    loss = SparseCategoricalCrossentropy(from_logits=True)
+    fused = loss(y, logits)
+    assert fused.grad_fn.name().startswith("NllLoss")  # the fused op, not a sum and a div
+    (g_fused,) = torch.autograd.grad(fused, logits)
+    per_sample = SparseCategoricalCrossentropy(from_logits=True, reduction="none")(y, logits)
+    ref = per_sample.sum() / 6
+    (g_ref,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(fused, ref, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(g_fused, g_ref, rtol=1e-6, atol=1e-7)
+    expected = -np_log_softmax(LOGITS * 2)[np.arange(6), LABELS].mean()
+    assert float(fused.detach()) == pytest.approx(expected, rel=1e-5)
+    # an empty batch keeps Keras's 0 (sum over a batch of none, divided by max(n, 1))
+    assert float(loss(torch.zeros(0, dtype=torch.long), torch.zeros(0, 4))) == 0.0

@@ -522,3 +522,45 @@ def test_on_nan_restore_gives_up_after_three_restores_and_keeps_the_good_weights
         assert torch.equal(t.optimizer.state[p]["momentum_buffer"],
                            ref.optimizer.state[q]["momentum_buffer"])
     assert t.optimizer.param_groups[0]["lr"] == 0.05 / 8
+
+
+def test_batch_hooks_are_dispatched_only_where_a_callback_has_one(monkeypatch):
+    """No per-batch dispatch (nor its logs object) when no callback defines a batch hook;
+    a callback with only on_batch_begin/on_batch_end (what the train hooks call), or one set
+    on the instance (LambdaCallback), is still called for every batch, and so are the
+    test-batch hooks of validation."""
+    from brisk.callbacks import Callback, LambdaCallback
+    from brisk.engine.callbacks import CallbackList
+
+    dispatched = []
+    for hook in ("on_train_batch_begin", "on_train_batch_end", "on_test_batch_begin",
+                 "on_test_batch_end"):
+        orig = getattr(CallbackList, hook)
+        monkeypatch.setattr(CallbackList, hook, lambda self, *a, _h=hook, _o=orig, **k: (
+            dispatched.append(_h), _o(self, *a, **k))[1])
+
+    class EpochOnly(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            pass
+
+    m = _model()
+    m.fit(X[:12], Y[:12], epochs=1, batch_size=5, verbose=0, callbacks=[EpochOnly()],
+          validation_data=(X[:6], Y[:6]))
+    assert dispatched == []
+
+    seen = []
+
+    class OldStyle(Callback):  # Keras's older names: on_batch_begin / on_batch_end
+        def on_batch_begin(self, batch, logs=None):
+            seen.append(("begin", batch))
+
+    class TestEnd(Callback):
+        def on_test_batch_end(self, batch, logs=None):
+            seen.append(("test_end", batch, logs["loss"] >= 0))
+
+    lam = LambdaCallback(on_train_batch_end=lambda batch, logs: seen.append(("end", batch)))
+    m.fit(X[:12], Y[:12], epochs=1, batch_size=5, verbose=0, callbacks=[OldStyle(), lam, TestEnd()],
+          validation_data=(X[:6], Y[:6]))
+    assert seen == [("begin", 0), ("end", 0), ("begin", 1), ("end", 1), ("begin", 2), ("end", 2),
+                    ("test_end", 0, True), ("test_end", 1, True)]
+    assert dispatched.count("on_train_batch_begin") == 3 and "on_test_batch_begin" not in dispatched

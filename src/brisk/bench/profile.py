@@ -62,7 +62,7 @@ from brisk.data.loader import DeviceLoader
 from brisk.engine import step as step_mod
 from brisk.engine.callbacks import Callback, CallbackList
 from brisk.engine.threads import usable_cores
-from brisk.engine.trainer import Trainer
+from brisk.engine.trainer import _BATCH_BEGIN, _BATCH_END, Trainer, _has_hook
 
 PHASES = ("data", "forward", "backward", "optimizer", "metrics", "callbacks", "host sync")
 SWITCHES = ("channels-last", "bf16-autocast", "compile", "batch-x2", "device-loader",
@@ -265,6 +265,9 @@ def _split(trainer, x, y, batch_size, steps, clock=time.perf_counter) -> dict[st
     trainer.module.train()
     totals = dict.fromkeys(PHASES, 0.0)
     cbs = CallbackList([Callback()])
+    # dispatched as fit dispatches them: only where a callback has a batch hook (none here)
+    begin = any(_has_hook(cb, *_BATCH_BEGIN) for cb in cbs.callbacks)
+    end = any(_has_hook(cb, *_BATCH_END) for cb in cbs.callbacks)
     trainer._reset_stats()
     batches = iter(trainer._batches(loader, weights=True))
     done = -min(steps, 3)  # a few untimed steps first: the first calls of a loop are slower
@@ -280,7 +283,8 @@ def _split(trainer, x, y, batch_size, steps, clock=time.perf_counter) -> dict[st
             continue
         _sync(dev)
         t0 = clock()
-        cbs.on_train_batch_begin(done)
+        if begin:
+            cbs.on_train_batch_begin(done)
         t1 = clock()
         out, loss = trainer._fwd_loss(xb, yb) if wb is None else trainer._fwd_loss(xb, yb, wb)
         _sync(dev)
@@ -294,7 +298,8 @@ def _split(trainer, x, y, batch_size, steps, clock=time.perf_counter) -> dict[st
         trainer._accumulate(loss, out, yb)
         _sync(dev)
         t5 = clock()
-        cbs.on_train_batch_end(done, {})
+        if end:
+            cbs.on_train_batch_end(done, {})
         t6 = clock()
         totals["data"] += t0 - t_data
         totals["forward"] += t2 - t1

@@ -5,8 +5,6 @@ learning-rate schedule. The loop that calls these is ``Trainer.fit`` (trainer.py
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch.utils.data import DistributedSampler
 
@@ -34,19 +32,23 @@ def train_batch(trainer, xb: torch.Tensor, yb: torch.Tensor, weight: float, wb=N
     if trainer._cw_table is not None:  # Keras multiplies class and sample weights
         cw = class_sample_weights(trainer._cw_table, yb)
         wb = cw if wb is None else wb * cw
-    no_sync = (trainer._ddp.no_sync() if not sync and trainer._ddp is not None
-               and trainer._fwd is trainer._ddp else contextlib.nullcontext())
     if trainer._fsdp is not None:  # FSDP: gradients reduce-scattered on the group's last only
         trainer._fsdp.set_requires_gradient_sync(sync)
-    with no_sync:
-        with torch.no_grad() if trainer._nothing_to_train else contextlib.nullcontext():
-            if wb is not None:
-                out, loss = trainer._fwd_loss(xb, yb, wb)
-            else:
-                out, loss = trainer._fwd_loss(xb, yb)
-        if not trainer._nothing_to_train:
-            trainer.precision.backward(loss * weight if weight != 1.0 else loss)
+    if not sync and trainer._ddp is not None and trainer._fwd is trainer._ddp:
+        with trainer._ddp.no_sync():
+            out, loss = _forward_backward(trainer, xb, yb, weight, wb)
+    else:  # (no context managers on the common path: they cost per step)
+        out, loss = _forward_backward(trainer, xb, yb, weight, wb)
     trainer._accumulate(loss, out, yb)
+
+
+def _forward_backward(trainer, xb, yb, weight: float, wb):
+    if trainer._nothing_to_train:
+        with torch.no_grad():
+            return trainer._fwd_loss(xb, yb, wb) if wb is not None else trainer._fwd_loss(xb, yb)
+    out, loss = trainer._fwd_loss(xb, yb, wb) if wb is not None else trainer._fwd_loss(xb, yb)
+    trainer.precision.backward(loss * weight if weight != 1.0 else loss)
+    return out, loss
 
 
 def optimizer_step(trainer, schedule, schedule_step: int) -> None:
@@ -83,8 +85,19 @@ def optimizer_step(trainer, schedule, schedule_step: int) -> None:
             torch._foreach_clamp_min_(grads, -spec.clipvalue)
             torch._foreach_clamp_max_(grads, spec.clipvalue)
     trainer.precision.step(opt)
-    opt.zero_grad(set_to_none=True)
+    zero_grad(opt)
     trainer.global_step += 1
+
+
+def zero_grad(opt) -> None:
+    """``opt.zero_grad(set_to_none=True)``. For torch's own method, the same loop without
+    its profiler range and dynamo guard (two dispatcher calls per training step)."""
+    if type(opt).zero_grad is torch.optim.Optimizer.zero_grad and "zero_grad" not in vars(opt):
+        for group in opt.param_groups:
+            for p in group["params"]:
+                p.grad = None
+    else:
+        opt.zero_grad(set_to_none=True)
 
 
 def batch_sizes(loader) -> tuple[int, int, int] | None:

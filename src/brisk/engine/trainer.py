@@ -133,14 +133,24 @@ class _NoRows:
         return 0
 
 
+def _has_hook(cb: Callback, *hooks: str) -> bool:
+    """Whether ``cb`` has one of ``hooks`` of its own: defined by its class, or set on the
+    instance (LambdaCallback's), not ``Callback``'s no-op. A class that computes its
+    attributes (``__getattribute__``/``__getattr__``) may have any hook."""
+    cls = type(cb)
+    if cls.__getattribute__ is not object.__getattribute__ or hasattr(cls, "__getattr__"):
+        return True
+    return any(getattr(cls, h) is not getattr(Callback, h) or h in vars(cb) for h in hooks)
+
+
+_BATCH_BEGIN = ("on_train_batch_begin", "on_batch_begin")  # the first calls the second
+_BATCH_END = ("on_train_batch_end", "on_batch_end")
+
+
 def _may_stop_mid_epoch(cb: Callback) -> bool:
     """Whether ``cb`` has a training-batch hook of its own (so may set ``stop_training``
     mid-epoch); brisk's writers and progress bar never stop training."""
-    if getattr(cb, "_never_stops", False):
-        return False
-    # a hook of its class, or set on the instance (LambdaCallback's)
-    return any(getattr(type(cb), h) is not getattr(Callback, h) or h in vars(cb) for h in (
-        "on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end"))
+    return not getattr(cb, "_never_stops", False) and _has_hook(cb, *_BATCH_BEGIN, *_BATCH_END)
 
 
 def _numpy_rng_state() -> list:
@@ -701,13 +711,16 @@ class Trainer:
                 m._to(self.device)
                 m.reset_state()
 
-    @torch.no_grad()
     def _accumulate(self, loss: torch.Tensor, out: torch.Tensor, y: torch.Tensor) -> None:
+        """Adds a batch's loss (times its size) and metric sums to the epoch's, on the
+        device (no sync). Runs every step: no autograd context, no avoidable kernels."""
         n = out.shape[0]
-        self._stats[0].add_(loss.detach().float(), alpha=n)
+        self._stats[0].add_(loss.detach(), alpha=n)  # in place: float32 whatever the loss's
         self._counts[0] += n
         if self.metrics:
-            pred = out.detach().float()
+            pred = out.detach()
+            if pred.dtype != torch.float32:
+                pred = pred.float()
             if self._post is not None and not self._argmax_only:
                 pred = self._post(pred)
             for i, m in enumerate(self.metrics, 1):
@@ -957,6 +970,9 @@ class Trainer:
             # under torchrun a stop asked mid-epoch (by a callback's batch hook) must reach every
             # rank at the same batch: one flag all-reduce per batch, only when a callback can ask
             batch_stops = self.dist is not None and any(_may_stop_mid_epoch(cb) for cb in cbs.callbacks)
+            # per-batch hooks are dispatched only when a callback has one (most fits: none)
+            batch_begin = any(_has_hook(cb, *_BATCH_BEGIN) for cb in cbs.callbacks)
+            batch_end = any(_has_hook(cb, *_BATCH_END) for cb in cbs.callbacks)
             reduce = self._sharded(loader)
             logs: dict = {}
             # The pass over the data in progress: its batches, its index, batches drawn from it
@@ -999,7 +1015,8 @@ class Trainer:
                 i = skip - 1
                 t_step = time.perf_counter()
                 for i, (xb, yb, wb) in enumerate(itertools.islice(stream, take), start=skip):
-                    cbs.on_train_batch_begin(i)
+                    if batch_begin:
+                        cbs.on_train_batch_begin(i)
                     # Each micro-batch's mean loss is weighted by its share of the update's
                     # samples, so k accumulated batches equal one step on their union.
                     weight = 1.0 if accumulate == 1 else xb.shape[0] / step_mod.group_size(sizes, i, accumulate)
@@ -1011,7 +1028,8 @@ class Trainer:
                                                 else epoch * optimizer_steps + step_in_epoch)
                         step_in_epoch += 1
                     pos["batch"], pos["drawn"] = i + 1, drawn + i + 1 - skip
-                    cbs.on_train_batch_end(i, _LazyLogs(self, {}))
+                    if batch_end:
+                        cbs.on_train_batch_end(i, _LazyLogs(self, {}))
                     if batch_stops:
                         self.stop_training = self.dist.any(self.stop_training)
                     if observe is not None:  # CPU: the step's wall time (no device sync)
@@ -1190,12 +1208,16 @@ class Trainer:
         self._reset_stats()
         cbs.on_test_begin()
         pad = self._padding(loader, steps)
+        begin = any(_has_hook(cb, "on_test_batch_begin") for cb in cbs.callbacks)
+        end = any(_has_hook(cb, "on_test_batch_end") for cb in cbs.callbacks)
         with self._inference():
             for i, (xb, yb, wb) in enumerate(itertools.islice(self._batches(loader, weights=True), steps)):
-                cbs.on_test_batch_begin(i)
+                if begin:
+                    cbs.on_test_batch_begin(i)
                 out, loss = self._fwd_loss(xb, yb, wb) if wb is not None else self._fwd_loss(xb, yb)
                 self._accumulate(loss, out, yb)
-                cbs.on_test_batch_end(i, _LazyLogs(self, {}))
+                if end:
+                    cbs.on_test_batch_end(i, _LazyLogs(self, {}))
             self._pad_forwards(pad)
         logs = self._read_stats(reduce=self._sharded(loader))
         self._stats, self._counts = saved
