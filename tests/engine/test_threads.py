@@ -205,3 +205,32 @@ def test_brisk_threads_says_what_auto_does_and_deterministic_algorithms_stop_ada
     assert fake_threads["n"] == 2  # still capped to the usable cores
     run(q, [1.0, 1.0, 9.0, 9.0, 9.0, 9.0])
     assert fake_threads["sets"][-1] == 2 and not q.adapt  # but never adapted
+
+
+def test_a_change_needs_the_margin_and_short_steps_make_longer_windows(fake_threads,
+                                                                      monkeypatch):
+    """Sub-ms steps vary by 20% between 10-step windows on an idle machine: fewer threads
+    are kept only when ``margin`` faster, the full count unless ``margin`` slower, and a
+    window lasts ``min_window_s`` at least."""
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    fake_threads["n"] = 2
+    p = ThreadPolicy(torch.device("cpu"), window=2, margin=0.1)
+    p.start()
+    run(p, [1.0, 1.0, 0.95, 0.95])  # 1 thread 5% faster: noise, back to 2
+    assert fake_threads["n"] == 2 and p.changes == []
+    run(p, [3.0, 3.0, 1.0, 1.0])  # a stall, and 1 thread 3x faster: kept
+    assert fake_threads["n"] == 1
+    fake_threads["n"] = 2
+    q = ThreadPolicy(torch.device("cpu"), window=2, probe=1, margin=0.1)
+    q.start()
+    run(q, [1.0, 1.0, 0.5, 0.5])  # lowered to 1 thread
+    run(q, [0.5, 0.5])  # probe 2 threads (probe=1: every window)
+    assert fake_threads["n"] == 2
+    run(q, [0.54, 0.54])  # 8% slower than 1 thread: within the margin, the full count stays
+    assert fake_threads["n"] == 2 and q.changes[-1].startswith("intra-op threads 1 -> 2 (probe)")
+    w = ThreadPolicy(torch.device("cpu"), window=2, min_window_s=0.25)
+    w.start()
+    run(w, [0.001] * 249)  # 0.249 s: the first window is still open
+    assert w._baseline is None
+    run(w, [0.001])
+    assert w._baseline == pytest.approx(0.001)

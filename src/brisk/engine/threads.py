@@ -16,7 +16,10 @@ what 'auto' does):
 - at the start, lowers torch's intra-op thread count to ``usable_cores()`` when it is
   higher (never raises it: a count the user chose stays);
 - watches the training steps' wall time (two clock reads per step, no device sync on a
-  CPU), by windows of ``window`` steps, comparing medians. The first window is the
+  CPU), by windows of ``window`` steps and ``min_window_s`` seconds at least, comparing
+  medians (a change is kept when it is ``margin`` faster, a return to the full count
+  unless it is ``margin`` slower: sub-ms steps vary by 20% from one window to the
+  next on an idle machine). The first window is the
   baseline; the second runs at half the threads (a process that was busy from the start
   shows only so), and the lower count is kept if it ran faster, else the full count comes
   back. Later, when a window's median exceeds ``stall`` times the baseline, the next
@@ -91,7 +94,8 @@ class ThreadPolicy:
     non-CPU device) makes every method a no-op."""
 
     def __init__(self, device: torch.device, threads: int | str | None = "auto", *,
-                 window: int = 10, stall: float = 2.0, probe: int = 10, verbose: bool = False):
+                 window: int = 10, stall: float = 2.0, probe: int = 10, margin: float = 0.1,
+                 min_window_s: float = 0.25, verbose: bool = False):
         if not (threads in ("auto", None) or isinstance(threads, int)
                 and not isinstance(threads, bool) and threads >= 1):
             raise ValueError(f"threads: expected 'auto', None or a number of threads >= 1, "
@@ -104,6 +108,7 @@ class ThreadPolicy:
         # count (which orders the sums) then stays as found, capped to the usable cores only
         self.adapt = threads == "auto" and not torch.are_deterministic_algorithms_enabled()
         self.window, self.stall, self.probe, self.verbose = window, stall, probe, verbose
+        self.margin, self.min_window_s = margin, min_window_s
         self.changes: list[str] = []
         self._steps: list[float] = []
 
@@ -139,7 +144,7 @@ class ThreadPolicy:
         if not self.enabled or not self.adapt:
             return
         self._steps.append(seconds)
-        if len(self._steps) < self.window:
+        if len(self._steps) < self.window or sum(self._steps) < self.min_window_s:
             return
         median = statistics.median(self._steps)
         self._steps = []
@@ -155,7 +160,10 @@ class ThreadPolicy:
         if self._trial is not None:  # the window after a change: keep it if faster
             before, old, why = self._trial
             self._trial = None
-            if median < before:
+            # fewer threads must be clearly faster; the full count is kept unless clearly
+            # slower (a 10-step window of sub-ms steps varies by 20% on an idle machine)
+            bound = 1 + self.margin if self.threads == self.full else 1 - self.margin
+            if median < before * bound:
                 self._say(why + f"; kept: {median * 1e3:.2f} ms per step against "
                           f"{before * 1e3:.2f} ms with {old}")
                 if self.threads == self.full:  # back at full speed: a new baseline
