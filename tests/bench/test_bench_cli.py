@@ -45,8 +45,10 @@ def test_run_bench_from_args_writes_the_report(tmp_path, data_dir, capsys):
         "--target", "0.5", "--eval-every", "0.5", "--data-dir", str(data_dir), "--out", str(out),
         "--seed", "2"])
     assert run_bench_from_args(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "warm-up:" in printed and "run 2/2" in printed
+    assert "bench mnist-mlp" in captured.err and "3/3" in captured.err  # the runs' bar
     assert "| run | seed | time to target (s) |" in printed
     report = json.loads((out / "mnist-mlp.json").read_text())
     assert [r["seed"] for r in report["runs"]] == [2, 3]

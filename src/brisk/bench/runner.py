@@ -20,6 +20,7 @@ import math
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -191,21 +192,30 @@ def run(
     load_seconds = time.perf_counter() - t
     kw = dict(epochs=epochs, device=dev, target=target, eval_every=eval_every)
 
+    # with verbose: a bar over the runs on stderr (updated between runs, never inside the
+    # timed training) and one line per run on stdout
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=warmup + runs, desc=f"bench {rec.name}", unit="run", file=sys.stderr,
+               disable=not verbose, leave=False)
     warm = []
     for i in range(warmup):
         w = _one_run(rec, data, seed=seed + runs + i, **kw)
         warm.append({k: w[k] for k in ("seed", "train_seconds", "final_accuracy")})
+        bar.update()
         if verbose:
-            print(f"warm-up: {w['train_seconds']:.2f} s, accuracy {w['final_accuracy']:.4f}",
-                  flush=True)
+            bar.write(f"warm-up: {w['train_seconds']:.2f} s, accuracy "
+                      f"{w['final_accuracy']:.4f}", file=sys.stdout)
     results = []
     for i in range(runs):
         r = _one_run(rec, data, seed=seed + i, **kw)
         results.append(r)
+        bar.update()
         if verbose:
             ttt = "-" if r["time_to_target"] is None else f"{r['time_to_target']:.2f} s"
-            print(f"run {i + 1}/{runs}: to target {ttt}, train {r['train_seconds']:.2f} s, "
-                  f"accuracy {r['final_accuracy']:.4f}", flush=True)
+            bar.write(f"run {i + 1}/{runs}: to target {ttt}, train {r['train_seconds']:.2f} s, "
+                      f"accuracy {r['final_accuracy']:.4f}", file=sys.stdout)
+    bar.close()
 
     reached = [r["time_to_target"] for r in results if r["time_to_target"] is not None]
     report: dict[str, Any] = {
