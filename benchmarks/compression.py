@@ -15,8 +15,10 @@ conv 50 5x5, maxpool 2, fc 500, relu, fc 10):
    int8, since the machine is shared). The int8 speed-up depends on the CPU's int8
    instructions: see ``brisk/compress/quantize.py`` (AVX512-VNNI Xeon vs AVX2 EPYC);
 5. with ``--backends``: the int8 paths considered for ``quantize`` (torch.ao FX static,
-   torch.ao dynamic, torchao eager int8 and torchao PT2E + torch.compile) on the dense
-   models, timed side by side -- the figures behind ``brisk/compress/quantize.py``'s choice.
+   torch.ao dynamic, torchao eager int8, torchao PT2E + torch.compile exported for the
+   timed batch size, and ``quantize(method='pt2e')``, exported once with a dynamic batch
+   dimension) on the dense models, timed side by side -- the figures behind
+   ``brisk/compress/quantize.py``'s choice of default ``method``.
 
 Training runs on ``--train-threads`` (1 by default): with two OpenMP threads on a shared
 2-core machine every small op spin-waits, and training LeNet-300-100 took several times
@@ -386,8 +388,8 @@ def compare_backends(name, dense, xtr, xte, yte, log) -> dict:
 
     cands = {
         "fp32": lambda m: m,
-        "torch.ao FX static x86 (brisk)": lambda m: quantize(
-            m, "static", calibration_data=xtr[:2048]
+        "torch.ao FX static x86 (brisk fx)": lambda m: quantize(
+            m, "static", calibration_data=xtr[:2048], method="fx"
         ),
         "torch.ao dynamic": ao_dynamic,
     }
@@ -397,6 +399,10 @@ def compare_backends(name, dense, xtr, xte, yte, log) -> dict:
         cands["torchao int8 dyn-act/weight"] = torchao(Int8DynamicActivationInt8WeightConfig)
         cands["torchao int8 weight-only"] = torchao(Int8WeightOnlyConfig)
         cands[PT2E] = torchao_pt2e
+        # brisk's own: exported once with a dynamic batch dim, compiled per batch size
+        cands["torchao PT2E (brisk pt2e, any batch)"] = lambda m: quantize(
+            m, "static", calibration_data=xtr[:2048], method="pt2e"
+        )
     except Exception as e:  # noqa: BLE001 -- torchao is optional
         log(f"[{name}] torchao not importable ({type(e).__name__}); comparing torch.ao paths only")
     n = len(xte) // 256 * 256
@@ -523,6 +529,20 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
+def cpu_line() -> str:
+    """The CPU model and the flags int8 speed depends on (the int8 figures are per CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return f"cpu: {platform.processor() or platform.machine()}"
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines()
+                  if ln.startswith("model name")), "?")  # fmt: skip
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines()
+                  if ln.startswith("flags")), [])  # fmt: skip
+    want = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_int8", "avx_vnni")
+    return f"cpu: {model}; int8-relevant flags: {' '.join(f for f in want if f in flags) or 'none'}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small subset and few epochs (< 3 min)")
@@ -602,6 +622,7 @@ def main(argv=None) -> int:
         f"training with {'brisk.Trainer' if HAVE_TRAINER else 'a plain PyTorch loop (brisk.Trainer did not import)'}; "
         f"train {len(xtr)}, test {len(xte)}{' (quick subset)' if args.quick else ''}; load {os.getloadavg()}"
     )
+    log(cpu_line())
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models.split(","):

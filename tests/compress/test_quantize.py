@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from brisk.compress import convert_qat, model_size_bytes, prune, quantize
+from brisk.compress import convert_qat, load_quantized, model_size_bytes, prune, quantize
 
 
 def blobs(n, seed):
@@ -126,3 +126,52 @@ def test_errors(trained_mlp):
     m = nn.Sequential(nn.Linear(4, 4))
     with pytest.raises(ValueError, match="training mode"):
         quantize(m, mode="static", calibration_data=torch.randn(8, 4))
+
+
+def mlp_784():
+    return nn.Sequential(
+        nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10)
+    )
+
+
+def test_static_int8_on_mnist_keeps_accuracy_and_reloads(mnist_mlp, tmp_path):
+    """The int8 route (static, default method 'fx'): within 0.3 points of fp32 on the real
+    MNIST test set, and saved -> reloaded it predicts exactly the same. Measured over 5
+    training seeds (0-4) of this MLP, calibration on 1024 training images: fp32 95.60-96.10%,
+    drop +0.03 / +0.12 / +0.13 / -0.02 / +0.13 points (max 0.13), argmax agreement with
+    fp32 99.66-99.76%."""
+    model, (xtr, _), (xte, yte) = mnist_mlp
+    q = quantize(model, mode="static", calibration_data=xtr[:1024])
+    acc_f, acc_q = 100 * accuracy(model, xte, yte), 100 * accuracy(q, xte, yte)
+    assert acc_f > 94.0
+    assert acc_f - acc_q <= 0.3
+    with torch.no_grad():
+        agree = float((q(xte).argmax(1) == model(xte).argmax(1)).float().mean())
+    assert agree >= 0.995  # measured >= 0.9966
+
+    path = tmp_path / "int8.pt"
+    torch.save(q.state_dict(), path)
+    fresh = mlp_784().eval()  # other (random) weights: everything comes from the file
+    q2 = load_quantized(fresh, path, example_inputs=torch.zeros(1, 784))
+    with torch.no_grad():
+        assert torch.equal(q2(xte), q(xte))
+    assert 100 * accuracy(q2, xte, yte) == acc_q
+    # a dict works as well as a path
+    q3 = load_quantized(mlp_784().eval(), torch.load(path, weights_only=True), xte[:2])
+    with torch.no_grad():
+        assert torch.equal(q3(xte[:100]), q(xte[:100]))
+
+
+def test_load_quantized_errors(trained_mlp, tmp_path):
+    q = quantize(trained_mlp, "static", calibration_data=blobs(256, 6)[0])
+    path = tmp_path / "int8.pt"
+    torch.save(q.state_dict(), path)
+    other = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 4)).eval()
+    with pytest.raises(ValueError, match="does not fit"):
+        load_quantized(other, path, torch.zeros(1, 32))
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_quantized(trained_mlp, bad, torch.zeros(1, 32))
+    with pytest.raises(TypeError, match="model"):
+        load_quantized(q.state_dict(), path, torch.zeros(1, 32))

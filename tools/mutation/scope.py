@@ -54,6 +54,9 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.data.loader": ("tests/data/test_data_loader",  # also test_data_loader_edges.py
                           "tests/data/test_loader_exact.py"),
     "brisk.compress.fold": ("tests/compress/test_fold.py",),
+    # a prefix: test_quantize.py (fx, dynamic, qat, load_quantized) and
+    # test_quantize_pt2e.py (method='pt2e')
+    "brisk.compress.quantize": ("tests/compress/test_quantize",),
 }
 
 

@@ -19,11 +19,14 @@ fine-tune -> fold -> quantize, with a table of size, accuracy and latency per st
 (``run_compress_from_args``).
 
 int8 backend: ``quantize`` uses ``torch.ao.quantization`` (FX graph mode, x86 engine) for
-static and QAT, and its eager ``quantize_dynamic`` for dynamic. Measured on this 2-core
-AVX512-VNNI CPU (torch 2.13, torchao 0.18), FX static int8 ran LeNet-300-100 / LeNet-5 at
-batch 256 2.6x / 3.9x faster than fp32, while torchao's eager int8 configs were slower than
-fp32 and its PT2E + torch.compile path 2-3.5x slower than FX; the figures are in
-``brisk/compress/quantize.py``'s docstring and ``benchmarks/compression.py --backends``.
+static and QAT by default, and its eager ``quantize_dynamic`` for dynamic;
+``quantize(..., method='pt2e')`` takes torchao's PT2E path (X86InductorQuantizer +
+``torch.compile``) instead. On the two AVX512-VNNI CPUs measured (a Xeon, and an AMD EPYC
+Zen 4 on 2026-12-01; torch 2.13, torchao 0.18), FX static int8 ran LeNet-300-100 / LeNet-5
+at batch 256 2.6-3.2x / 3.9-4.2x faster than fp32, PT2E 0.7x / 1.5-1.8x; torchao's eager
+int8 configs were no faster than fp32. The figures are in ``brisk/compress/quantize.py``'s
+docstring and ``benchmarks/compression.py --backends``. ``load_quantized`` rebuilds an FX
+int8 model from its saved ``state_dict``.
 """
 
 from brisk.compress.export import SharedWeights, kmeans_1d, load, save, share_weights, size_report
@@ -40,7 +43,7 @@ from brisk.compress.prune import (
     prune,
     sparsity_report,
 )
-from brisk.compress.quantize import convert_qat, model_size_bytes, quantize
+from brisk.compress.quantize import convert_qat, load_quantized, model_size_bytes, quantize
 
 __all__ = [
     "GradualPruning",
@@ -57,6 +60,7 @@ __all__ = [
     "kmeans_1d",
     "load",
     "load_compressed",
+    "load_quantized",
     "make_permanent",
     "model_size_bytes",
     "prune",

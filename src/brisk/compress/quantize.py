@@ -1,9 +1,45 @@
 """int8 quantization for CPU inference: dynamic, static (calibrated) and QAT.
 
-Which PyTorch path, and why. Measured here (torch 2.13.0+cpu, torchao 0.18.0, 2-core Xeon
-with AVX512-VNNI, ``torch.set_num_threads(2)``) on LeNet-300-100 and LeNet-5 trained on
-MNIST (fp32 test error 1.60% / 0.64%): batch-256 latency (median of 20 calls, min over 7
-blocks, a quiet machine) and test error; calibration on 2048 training images::
+Which path, and why (``method``). Static int8 runs through ``torch.ao.quantization``'s FX
+graph mode (``method='fx'``, the default: int8 modules on fbgemm/oneDNN kernels) or
+torchao's PT2E flow (``method='pt2e'``: ``torch.export`` with a dynamic batch dim ->
+``prepare_pt2e(X86InductorQuantizer)`` -> calibrate -> ``convert_pt2e`` ->
+``torch.compile``). ``torch.ao.quantization`` is deprecated upstream (it prints a notice in
+2.13 and points to torchao; these calls silence it), but FX was the faster path on both
+AVX512-VNNI CPUs measured below (batch 256 on both, batch 1 on CPU-3), with the same test
+error within 0.01 points; so it stays the default
+and PT2E is the option to switch to when FX goes. ``mode='dynamic'`` uses the eager
+``quantize_dynamic`` (int8 Linear weights, activations quantized on the fly).
+
+CPU-3, 2026-12-01: AMD EPYC Zen 4 (AVX512F, AVX512-BF16, AVX512-VNNI, no AMX), 2 cores
+shared with another engineer's benchmarks (load 1-4), torch 2.13.0+cpu, torchao 0.18.0, 2
+threads. Dense LeNets trained on MNIST (fp32 test error 1.48% / 0.74%); latency = min over 7
+alternating blocks of the median of 20 calls (200 at batch 1), speed-up vs fp32 in the same
+run; test error on 9984 images; calibration on 2048 training images.
+``benchmarks/compression.py --cache ... --backends``, two runs (run 1 / run 2)::
+
+    LeNet-300-100                 batch 256 ms    x fp32       batch 1 x fp32  error
+    fp32                          1.021 / 1.002   1            1 (0.047 ms)    1.48%
+    torch.ao FX static  (fx)      0.318 / 0.318   3.21 / 3.15  0.62 / 0.55     1.50%
+    torch.ao dynamic              0.459 / 0.426   2.22 / 2.35  0.63 / 0.56     1.48%
+    torchao PT2E + compile (pt2e) 1.556 / 1.417   0.66 / 0.71  0.45 / 0.15     1.50%
+    LeNet-5
+    fp32                          59.96 / 20.70   1            1 (0.28 ms)     0.74%
+    torch.ao FX static  (fx)      14.34 / 5.36    4.18 / 3.86  0.99 / 1.00     0.73%
+    torch.ao dynamic              55.71 / 20.11   1.08 / 1.03  0.89 / 0.88     0.73%
+    torchao PT2E + compile (pt2e) 39.05 / 13.48   1.54 / 1.54  0.70 / 0.38     0.74%
+
+(PT2E exported for the timed batch size only, the older recipe, timed the same within
+noise: 1.55-1.67 / 13.4-36.3 ms. torchao's eager ``quantize_`` configs were no faster than
+fp32: Int8DynamicActivationInt8Weight 0.16x / ~1x, Int8WeightOnly ~0.66x / ~1x.) Run 1's
+LeNet-5 fp32 time is ~3x run 2's: the other engineer's jobs loaded both cores then; the
+ratios held. Exported graphs compiled with torch.compile's default ``dynamic`` picked up the
+export's symbolic batch and ran LeNet-5 ~4x slower (54-79 ms vs 16 ms in a probe under load), hence
+``dynamic=False``. A pruned (8%), folded model gives the same picture (FX: 3.4x / 3.7-4.0x at
+batch 256, error 1.64 -> 1.60% / 0.79 -> 0.79%).
+
+Earlier machine, a 2-core Intel Xeon with AVX512-VNNI (same torch/torchao, quiet machine,
+min over 7 blocks, batch 256; fp32 test error 1.60% / 0.64%)::
 
     LeNet-300-100                     ms     error     LeNet-5        ms      error
     fp32                              0.640  1.60%                    19.0    0.64%
@@ -13,21 +49,11 @@ blocks, a quiet machine) and test error; calibration on 2048 training images::
     torchao Int8WeightOnly            0.757  1.60%                    19.3    0.64%
     torchao PT2E x86 + torch.compile  0.861  1.61%                    10.6    0.65%
 
-* torchao 0.18 (``quantize_`` with ``Int8DynamicActivationInt8WeightConfig`` /
-  ``Int8WeightOnlyConfig``) installs without touching torch, but in eager mode on CPU it is
-  slower than fp32 here (its int8 kernels are GPU/inductor oriented); its PT2E flow with
-  ``X86InductorQuantizer`` needs ``torch.compile`` (a C++ toolchain, 5-20 s of compile
-  per input shape) and was still 2-3.5x slower than FX graph mode.
-* ``torch.ao.quantization`` FX graph mode with the ``x86`` qconfig mapping (fbgemm/oneDNN
-  VNNI kernels) gives the real int8 speed-up on this CPU, so that is what ``quantize``
-  uses for ``mode='static'`` and ``'qat'``; ``mode='dynamic'`` uses the eager
-  ``quantize_dynamic`` (int8 Linear weights, activations quantized on the fly).
-  ``torch.ao.quantization`` prints a deprecation notice in 2.13 (it points to torchao);
-  these calls silence it, and ``quantize`` should move to torchao once its CPU path is
-  as fast. FX static: 2.6x / 3.9x faster at batch 256, error within 0.03 points.
-  Pruned models and batch-1 latency: ``benchmarks/compression.py``.
+On both AVX512-VNNI CPUs FX static was 2.6-4.2x faster than fp32 at batch 256 and PT2E
+0.7-1.8x, needing also a C++ toolchain and 5-20 s of compile per batch size. Pruned models
+and batch-1 latency: ``benchmarks/compression.py``.
 
-The speed-up depends on the CPU's int8 instructions. On a 2-core AMD EPYC (Zen 3, AVX2,
+The speed-up depends on the CPU's int8 instructions. On CPU-2, a 2-core AMD EPYC (Zen 3, AVX2,
 no AVX512/VNNI; torch reports capability AVX2), the same FX static path on the models
 pruned to 8% and folded, fp32 vs int8 in alternating blocks, batch 256, shared machine at
 load ~1 (``benchmarks/compression.py --cache ... [--threads 1] [--backend onednn]``)::
@@ -44,7 +70,7 @@ which leaves little headroom; the ``x86`` engine then runs conv through fbgemm, 
 models fbgemm stays the faster and more accurate choice. ``quantize`` keeps ``x86`` as the
 default (the measured best on VNNI CPUs, and for Linear models here); pass
 ``backend='onednn'`` for conv nets on AVX2-only CPUs. At batch 1 the int8 model is
-*slower* than fp32 for LeNet-300-100 on this CPU (0.07 -> 0.26 ms: the quantize /
+*slower* than fp32 for LeNet-300-100 on CPU-2 (0.07 -> 0.26 ms: the quantize /
 dequantize and per-call overheads exceed the tiny matmuls).
 
 ``quantize`` sets ``torch.backends.quantized.engine`` to the chosen backend: packed int8
@@ -74,9 +100,11 @@ import torch.nn as nn
 
 from brisk.compress.prune import _choice, copy_model, is_pruned, make_permanent
 
-__all__ = ["convert_qat", "model_size_bytes", "quantize"]
+__all__ = ["convert_qat", "load_quantized", "model_size_bytes", "quantize"]
 
 MODES = ("dynamic", "static", "qat")
+METHODS = ("fx", "pt2e")
+PT2E_INSTALL = "pip install 'torchao>=0.18'  (or: pip install 'brisk[int8]')"
 
 
 @contextlib.contextmanager
@@ -147,6 +175,8 @@ def quantize(
     calibration_data: Any = None,
     backend: str | None = None,
     example_inputs: torch.Tensor | tuple | None = None,
+    *,
+    method: str = "fx",
 ) -> nn.Module:
     """Return an int8 copy of ``model`` for CPU inference (the input is left untouched).
 
@@ -162,8 +192,26 @@ def quantize(
         finish with ``convert_qat``. ``example_inputs`` (or ``calibration_data``) gives a
         sample batch for tracing.
 
-    backend: a ``torch.backends.quantized`` engine (default ``x86``, else ``fbgemm``/``qnnpack``).
-    Pruned or weight-shared models are made permanent on the copy first.
+    method (``mode='static'`` only; the table in this module's docstring has the figures):
+      * ``'fx'`` (default): ``torch.ao.quantization`` FX graph mode; int8 ``nn.Module``
+        layers running fbgemm/oneDNN kernels, no compiler needed. Any batch size; reload
+        with ``torch.save(q.state_dict(), path)`` and ``load_quantized``.
+      * ``'pt2e'``: torchao's PT2E flow (``torch.export`` -> ``prepare_pt2e`` with
+        ``X86InductorQuantizer`` -> calibrate -> ``convert_pt2e`` -> ``torch.compile``);
+        needs ``torchao`` (``pip install 'torchao>=0.18'``) and a C++ compiler. The graph is
+        exported with a dynamic batch dimension (``torch.export.Dim``), so any batch size
+        runs, but ``torch.compile`` (``dynamic=False``: shape-specialised kernels, the
+        fast ones) compiles on the first call and again for each new batch size, seconds
+        each; past ``torch._dynamo.config.recompile_limit`` sizes (8) further ones run
+        uncompiled (correct, slow). Every input
+        tensor's dim 0 must be the batch; the model must be ``torch.export``-able and must
+        not fix the batch size in its code. Returns the ``torch.compile``'d module; to
+        reload, run ``quantize`` again on the fp32 model (``load_quantized`` is FX only).
+
+    backend: a ``torch.backends.quantized`` engine (default ``x86``, else ``fbgemm``/``qnnpack``)
+    for ``method='fx'``, dynamic and QAT; ``'pt2e'`` always uses the x86 inductor kernels.
+    Pruned or weight-shared models are made permanent on the copy first. Inputs and outputs
+    stay float32 (int8 inside): an ``(N, ...)`` float32 batch in, the model's float32 out.
 
     Example::
 
@@ -173,6 +221,19 @@ def quantize(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     mode = _choice("mode", mode, MODES)
+    method = _choice("method", method, METHODS)
+    if method == "pt2e":
+        if mode != "static":
+            raise ValueError(
+                f"method='pt2e' supports mode='static' only (got mode={mode!r}); "
+                "use method='fx' for dynamic or QAT"
+            )
+        if backend is not None and backend != "x86":
+            raise ValueError(
+                f"backend: method='pt2e' runs the x86 inductor kernels, got backend={backend!r} "
+                "(backend applies to method='fx')"
+            )
+        return _pt2e_static(model, calibration_data, example_inputs)
     backend = _backend(backend)
     with _quiet():
         from torch.ao.quantization import (
@@ -187,13 +248,7 @@ def quantize(
             return quantize_dynamic(m, {nn.Linear}, dtype=torch.qint8)
 
         if mode == "static":
-            if calibration_data is None:
-                raise ValueError(
-                    "calibration_data: mode='static' needs input batches to calibrate the int8 "
-                    "activation ranges (a tensor or an iterable of batches); or use mode='dynamic'"
-                )
-            if any(m.training for m in model.modules()):
-                raise ValueError("quantize: model is in training mode; call model.eval() first")
+            _check_static(model, calibration_data)
             from brisk.compress.fold import fold
 
             m = fold(_plain_copy(model))
@@ -219,6 +274,114 @@ def quantize(
         example = example if isinstance(example, tuple) else (example,)
         m = _plain_copy(model).train()
         return prepare_qat_fx(m, get_default_qat_qconfig_mapping(backend), example)
+
+
+def _check_static(model: nn.Module, calibration_data: Any) -> None:
+    if calibration_data is None:
+        raise ValueError(
+            "calibration_data: mode='static' needs input batches to calibrate the int8 "
+            "activation ranges (a tensor or an iterable of batches); or use mode='dynamic'"
+        )
+    if any(m.training for m in model.modules()):
+        raise ValueError("quantize: model is in training mode; call model.eval() first")
+
+
+def _import_pt2e():
+    try:
+        import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
+        from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    except ImportError as e:
+        raise ImportError(
+            f"quantize(method='pt2e') needs torchao, which did not import ({e}): "
+            f"{PT2E_INSTALL}; or use method='fx' (torch.ao, no extra package)"
+        ) from e
+    return xiq, prepare_pt2e, convert_pt2e, allow_exported_model_train_eval
+
+
+def _pt2e_static(model: nn.Module, calibration_data: Any, example_inputs: Any) -> nn.Module:
+    """fold -> torch.export (dynamic batch) -> X86InductorQuantizer -> calibrate -> convert
+    -> torch.compile."""
+    _check_static(model, calibration_data)
+    xiq, prepare_pt2e, convert_pt2e, allow_train_eval = _import_pt2e()
+    from brisk.compress.fold import fold
+
+    m = fold(_plain_copy(model))
+    batches = _batches(calibration_data)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("calibration_data: no batches")
+    example = example_inputs if example_inputs is not None else first
+    example = example if isinstance(example, tuple) else (example,)
+    # One batch dimension shared by every tensor input, so the exported (and compiled) graph
+    # takes any batch size, not only the example's. max: export's default upper bound.
+    batch = torch.export.Dim("batch", min=1)
+    dynamic = tuple({0: batch} if isinstance(t, torch.Tensor) else None for t in example)
+    try:
+        exported = torch.export.export(m, example, dynamic_shapes=dynamic).module()
+    except Exception as e:  # noqa: BLE001 -- re-raised with what quantize needs of the model
+        raise ValueError(
+            "quantize(method='pt2e'): torch.export could not export the model with a dynamic "
+            f"batch dimension (dim 0 of every input; {type(e).__name__}: {str(e)[:300]}); "
+            "use method='fx'"
+        ) from e
+    quantizer = xiq.X86InductorQuantizer()
+    quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
+    prepared = prepare_pt2e(exported, quantizer)
+    with torch.no_grad():
+        prepared(first)
+        for b in batches:
+            prepared(b)
+    converted = convert_pt2e(prepared)
+    allow_train_eval(converted)  # exported graphs refuse .eval() otherwise
+    # dynamic=False: one graph specialised per batch size. Left to torch.compile's default,
+    # the dynamic batch dim the export recorded reaches inductor, and the symbolic-shape
+    # kernels ran LeNet-5 at batch 256 ~4x slower here (54-79 ms vs 16 ms, AMD EPYC Zen 4).
+    return torch.compile(converted, dynamic=False)
+
+
+def load_quantized(
+    model: nn.Module,
+    state_dict: Any,
+    example_inputs: torch.Tensor | tuple,
+    backend: str | None = None,
+) -> nn.Module:
+    """Rebuild a static int8 model (``quantize(..., 'static')``, ``method='fx'``) from its saved
+    ``state_dict``: int8 packed weights, their scales and the calibrated activation scales.
+
+    ``model`` is the fp32 architecture (eval mode; its weights do not matter), ``state_dict``
+    the dict or the path of ``torch.save(q.state_dict(), path)`` (read with
+    ``weights_only=True``), ``example_inputs`` one input batch of the right shape (any
+    values: it only traces the graph, the saved scales replace what it calibrates). Same
+    ``backend`` as when saved (its packed weights are engine-specific). The result predicts
+    exactly as the saved model did.
+
+    Example::
+
+        q = quantize(model.eval(), "static", calibration_data=x_train[:1024])
+        torch.save(q.state_dict(), "int8.pt")
+        q2 = load_quantized(make_model().eval(), "int8.pt", x_train[:1])
+        torch.equal(q2(x_test), q(x_test))   # True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(state_dict, dict):
+        path = state_dict
+        with _quiet():
+            try:
+                state_dict = torch.load(path, weights_only=True, map_location="cpu")
+            except Exception as e:  # noqa: BLE001 -- name the file whatever went wrong
+                raise ValueError(f"{path}: not a saved int8 state_dict ({e})") from e
+    skeleton = quantize(model, "static", calibration_data=example_inputs, backend=backend)
+    with _quiet():
+        try:
+            skeleton.load_state_dict(state_dict, strict=True)
+        except RuntimeError as e:
+            raise ValueError(
+                "state_dict: does not fit the int8 model of this architecture (saved from a "
+                f"different model or method?): {str(e)[:300]}"
+            ) from e
+    return skeleton
 
 
 def convert_qat(model: nn.Module) -> nn.Module:
