@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 TORCH_CPU ?= torch==2.13.0 torchvision==0.28.0
 
-.PHONY: venv install run test lint bench clean mutate seeded-bugs
+.PHONY: venv install run test lint bench clean mutate mutate-full seeded-bugs
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -33,7 +33,16 @@ lint: install
 # Mutation testing (not in CI; >42 min on 2 cores, see RESULTS.md): mutmut over the modules and fast tests in
 # [tool.mutmut] of pyproject.toml, from scratch each time; then the score per module.
 # Survivors: `$(BIN)/mutmut browse`, or `$(BIN)/python tools/mutation/score.py --survivors F`.
+# Incremental: mutmut re-tests the mutants of changed functions, retest.py the survivors
+# (new tests may kill them); killed mutants stay cached in mutants/. The first run in a
+# checkout is a full one (~90 min on 2 cores), as is mutate-full (tools/mutation/README.md).
 mutate: install
+	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
+	$(BIN)/python tools/mutation/retest.py
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run
+	$(BIN)/python tools/mutation/score.py
+
+mutate-full: install
 	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
 	rm -rf mutants
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run
