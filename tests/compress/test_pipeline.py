@@ -180,3 +180,28 @@ def test_latency_blocks_show_a_progress_bar_only_when_asked(capsys):
     assert [len(m) for m in meds] == [3, 3] and "timing" not in capsys.readouterr().err
     latency_blocks([nn.Linear(3, 2)], x, reps=2, blocks=3, progress="timing batch 4")
     assert "timing batch 4" in capsys.readouterr().err
+
+
+def test_max_drop_lets_a_drop_of_exactly_max_drop_pass(monkeypatch):
+    """Accuracies are counts over the held-out slice: 3 more errors in 600 is 0.5 points,
+    which computes as 0.5000000000000004; "may lose 0.5 points" must accept it, and one
+    more error must not pass."""
+    from types import SimpleNamespace
+
+    from brisk.compress import pipeline
+
+    logs = []
+    model = torch.nn.Linear(2, 2)
+    acc = {"v": 595 / 600}
+    monkeypatch.setattr(pipeline, "_accuracy", lambda m, x, y: acc["v"])
+    guard = pipeline._GuardedPruning(SimpleNamespace(sparsity=0.5), None, None, 598 / 600, 0.5,
+                                     logs.append)
+    guard.model, guard.trainer = model, SimpleNamespace(stop_training=False)
+    guard.fallback = {k: v.clone() for k, v in model.state_dict().items()}
+    assert 100.0 * (598 / 600 - 595 / 600) > 0.5  # the float the guard sees
+    assert guard._within() and guard.accepted == (0.5, 595 / 600)
+    assert logs[-1] == "  sparsity 50.0%: held-out accuracy 99.17% (0.50 points below dense)"
+    acc["v"] = 598 / 600
+    assert guard._within() and logs[-1].endswith("(the same as dense)")
+    acc["v"] = 594 / 600
+    assert not guard._within() and guard.trainer.stop_training

@@ -175,3 +175,60 @@ def test_load_quantized_errors(trained_mlp, tmp_path):
         load_quantized(trained_mlp, bad, torch.zeros(1, 32))
     with pytest.raises(TypeError, match="model"):
         load_quantized(q.state_dict(), path, torch.zeros(1, 32))
+
+
+def test_load_quantized_names_what_does_not_fit(trained_mlp, tmp_path):
+    """A state_dict of another layer structure, or of a dynamic int8 model, raised a bare
+    KeyError from torch (a new user's report); a missing file is a FileNotFoundError."""
+    q = quantize(trained_mlp, "static", calibration_data=blobs(256, 6)[0])
+    path = tmp_path / "int8.pt"
+    torch.save(q.state_dict(), path)
+    deeper = nn.Sequential(nn.Linear(32, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(),
+                           nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 4)).eval()
+    with pytest.raises(ValueError, match="does not fit the int8 model of this architecture"):
+        load_quantized(deeper, path, torch.zeros(1, 32))
+    dyn = tmp_path / "dynamic.pt"
+    torch.save(quantize(trained_mlp, "dynamic").state_dict(), dyn)
+    with pytest.raises(ValueError, match="does not fit the int8 model of this architecture"):
+        load_quantized(trained_mlp, dyn, torch.zeros(1, 32))
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        load_quantized(trained_mlp, tmp_path / "nope.pt", torch.zeros(1, 32))
+
+
+def test_calibration_takes_uint8_images_and_names_a_wrong_shape():
+    """uint8 images calibrate as float32 with their values (fit feeds them so); a batch the
+    model cannot take is a ValueError naming calibration_data."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    x8 = torch.randint(0, 256, (64, 4, 4), dtype=torch.uint8)
+    q = quantize(m, "static", calibration_data=x8)
+    q_ref = quantize(m, "static", calibration_data=x8.float())
+    with torch.no_grad():
+        assert torch.equal(q(x8.float()), q_ref(x8.float()))  # the same calibration
+    with pytest.raises(ValueError) as e:
+        quantize(m, "static", calibration_data=torch.randn(8, 5, 5))
+    assert str(e.value).startswith("calibration_data: the model cannot take a batch of shape "
+                                   "(8, 5, 5)")
+
+
+def test_qat_on_a_brisk_sequential():
+    """brisk.Sequential's forward takes arguments fx cannot trace (training=, nested=):
+    'qat' goes through its torch modules (to_torch), as 'static' does through fold."""
+    import brisk
+    from brisk.layers import BatchNormalization, Conv2D, Dense, Flatten
+
+    torch.manual_seed(0)
+    m = brisk.Sequential([Conv2D(4, 3, input_shape=(8, 8, 1)), BatchNormalization(),
+                          Flatten(), Dense(3, activation="softmax")])
+    m.build((8, 8, 1))
+    x = torch.randn(16, 8, 8, 1)
+    qat = quantize(m, "qat", example_inputs=x[:2])
+    assert qat.training
+    with torch.no_grad():
+        out = qat.eval()(x)
+        ref = m.eval()(x)
+    assert out.shape == (16, 3)
+    assert float((out - ref).abs().max()) < 0.1  # fake-quantized, same function
+    q = convert_qat(qat)
+    with torch.no_grad():
+        assert float((q(x) - ref).abs().max()) < 0.1

@@ -234,3 +234,12 @@ def test_a_change_needs_the_margin_and_short_steps_make_longer_windows(fake_thre
     assert w._baseline is None
     run(w, [0.001])
     assert w._baseline == pytest.approx(0.001)
+
+
+def test_a_numpy_integer_is_a_thread_count(fake_threads):
+    p = ThreadPolicy(torch.device("cpu"), np.int64(1))
+    p.start()
+    assert p.fixed == 1 and type(p.fixed) is int and fake_threads["n"] == 1
+    for bad in (np.int64(0), 1.0, True, "2"):
+        with pytest.raises(ValueError, match="threads: expected 'auto', None or a number"):
+            ThreadPolicy(torch.device("cpu"), bad)

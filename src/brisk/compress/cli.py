@@ -57,7 +57,9 @@ def add_compress_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", metavar="MODEL",
         help="a model saved by brisk: a .safetensors file from model.save(path), or the "
-        "folder `brisk train --out DIR` wrote (DIR/model.safetensors)",
+        "folder `brisk train --out DIR` wrote (DIR/model.safetensors). The images reach it "
+        "as uint8 0..255, unscaled (as fit feeds them): a model trained on x / 255 needs "
+        "Rescaling(1 / 255) as its first layer (brisk train's models have it)",
     )  # fmt: skip
     parser.add_argument(
         "--dataset", default=None,

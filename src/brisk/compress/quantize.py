@@ -90,6 +90,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import itertools
+import os
 import warnings
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -140,7 +142,7 @@ def _batches(data: Any, batch_size: int = 256) -> Iterator[torch.Tensor]:
             raise ValueError(
                 f"calibration_data: expected a non-empty batch tensor, got shape {tuple(data.shape)}"
             )
-        yield from data.split(batch_size)
+        yield from (_float(b) for b in data.split(batch_size))
         return
     if not isinstance(data, Iterable):
         raise TypeError(
@@ -157,7 +159,13 @@ def _batches(data: Any, batch_size: int = 256) -> Iterator[torch.Tensor]:
             raise TypeError(
                 f"calibration_data: expected batches of tensors, got {type(b).__name__}"
             )
-        yield b
+        yield _float(b)
+
+
+def _float(b: torch.Tensor) -> torch.Tensor:
+    """Integer inputs (uint8 images) as float32 with their values, as ``fit`` feeds them
+    (unscaled: a model trained on 0..255 pixels calibrates on 0..255); float stays."""
+    return b if b.is_floating_point() else b.float()
 
 
 def _plain_copy(model: nn.Module) -> nn.Module:
@@ -259,10 +267,7 @@ def quantize(
             example = example_inputs if example_inputs is not None else first
             example = example if isinstance(example, tuple) else (example,)
             prepared = prepare_fx(m, get_default_qconfig_mapping(backend), example)
-            with torch.no_grad():
-                prepared(first)
-                for b in batches:
-                    prepared(b)
+            _calibrate(prepared, first, batches)
             return convert_fx(prepared)
 
         # qat
@@ -272,8 +277,29 @@ def quantize(
         if example is None:
             raise ValueError("example_inputs: mode='qat' needs a sample input batch for tracing")
         example = example if isinstance(example, tuple) else (example,)
-        m = _plain_copy(model).train()
-        return prepare_qat_fx(m, get_default_qat_qconfig_mapping(backend), example)
+        m = _plain_copy(model)
+        from brisk.api.sequential import Sequential
+
+        if isinstance(m, Sequential):  # its forward takes arguments fx cannot trace
+            from brisk.compress.fold import to_torch
+
+            m = to_torch(m)  # the same function as torch modules (as fold does for 'static')
+        return prepare_qat_fx(m.train(), get_default_qat_qconfig_mapping(backend), example)
+
+
+def _calibrate(prepared: nn.Module, first: torch.Tensor, batches: Iterator[torch.Tensor]) -> None:
+    """Run the calibration batches through the observed model; a batch the model cannot
+    take is a ValueError naming calibration_data, not torch's shape error."""
+    with torch.no_grad():
+        for b in itertools.chain([first], batches):
+            try:
+                prepared(b)
+            except (RuntimeError, IndexError, TypeError) as e:
+                raise ValueError(
+                    f"calibration_data: the model cannot take a batch of shape {tuple(b.shape)} "
+                    f"({type(e).__name__}: {str(e)[:200]}); pass input batches like the "
+                    "model's training inputs"
+                ) from e
 
 
 def _check_static(model: nn.Module, calibration_data: Any) -> None:
@@ -328,10 +354,7 @@ def _pt2e_static(model: nn.Module, calibration_data: Any, example_inputs: Any) -
     quantizer = xiq.X86InductorQuantizer()
     quantizer.set_global(xiq.get_default_x86_inductor_quantization_config())
     prepared = prepare_pt2e(exported, quantizer)
-    with torch.no_grad():
-        prepared(first)
-        for b in batches:
-            prepared(b)
+    _calibrate(prepared, first, batches)
     converted = convert_pt2e(prepared)
     allow_train_eval(converted)  # exported graphs refuse .eval() otherwise
     # dynamic=False: one graph specialised per batch size. Left to torch.compile's default,
@@ -367,6 +390,8 @@ def load_quantized(
         raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(state_dict, dict):
         path = state_dict
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"state_dict: no such file {str(path)!r}")
         with _quiet():
             try:
                 state_dict = torch.load(path, weights_only=True, map_location="cpu")
@@ -376,7 +401,7 @@ def load_quantized(
     with _quiet():
         try:
             skeleton.load_state_dict(state_dict, strict=True)
-        except RuntimeError as e:
+        except (RuntimeError, KeyError) as e:
             raise ValueError(
                 "state_dict: does not fit the int8 model of this architecture (saved from a "
                 f"different model or method?): {str(e)[:300]}"

@@ -44,6 +44,7 @@ Example::
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import statistics
 
@@ -96,10 +97,13 @@ class ThreadPolicy:
     def __init__(self, device: torch.device, threads: int | str | None = "auto", *,
                  window: int = 10, stall: float = 2.0, probe: int = 10, margin: float = 0.1,
                  min_window_s: float = 0.25, verbose: bool = False):
-        if not (threads in ("auto", None) or isinstance(threads, int)
-                and not isinstance(threads, bool) and threads >= 1):
+        if not (threads is None or isinstance(threads, str) and threads == "auto"
+                or isinstance(threads, numbers.Integral) and not isinstance(threads, bool)
+                and threads >= 1):
             raise ValueError(f"threads: expected 'auto', None or a number of threads >= 1, "
                              f"got {threads!r}")
+        if isinstance(threads, numbers.Integral):
+            threads = int(threads)  # a NumPy integer too
         if threads == "auto":
             threads = _env_threads()
         self.fixed = threads if isinstance(threads, int) else None
