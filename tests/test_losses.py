@@ -374,3 +374,28 @@ def test_fused_sparse_cross_entropy_mean_matches_the_per_sample_path(labels):
     assert float(fused.detach()) == pytest.approx(expected, rel=1e-5)
     # an empty batch keeps Keras's 0 (sum over a batch of none, divided by max(n, 1))
     assert float(loss(torch.zeros(0, dtype=torch.long), torch.zeros(0, 4))) == 0.0
+
+
+def test_fused_mean_also_for_reduction_mean_and_a_batch_of_one():
+    logits = torch.tensor(LOGITS, dtype=torch.float32, requires_grad=True)
+    y = torch.tensor(LABELS)
+    for loss, z, t in ((SparseCategoricalCrossentropy(from_logits=True, reduction="mean"),
+                        logits, y), (SparseCategoricalCrossentropy(from_logits=True),
+                                     logits[:1], y[:1])):
+        out = loss(t, z)
+        assert out.grad_fn.name().startswith("NllLoss")
+        expected = -np_log_softmax(LOGITS[: len(t)])[np.arange(len(t)), LABELS[: len(t)]].mean()
+        assert float(out.detach()) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64])
+def test_dense_losses_cast_labels_to_the_outputs_dtype(dtype):
+    """Keras casts y_true to the loss's float dtype: float64 or integer labels against
+    float32 outputs give a float32 loss, the same value as float32 labels."""
+    p = torch.tensor([[0.2, 0.8], [0.6, 0.4]], dtype=torch.float32)
+    y = torch.tensor([[0, 1], [1, 0]])
+    for loss in (CategoricalCrossentropy(), BinaryCrossentropy(), MeanSquaredError(),
+                 MeanAbsoluteError()):
+        out = loss(y.to(dtype), p)
+        assert out.dtype == torch.float32, type(loss).__name__
+        assert float(out) == float(loss(y.float(), p)), type(loss).__name__

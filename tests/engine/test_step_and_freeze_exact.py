@@ -235,6 +235,39 @@ def test_train_batch_with_nothing_to_train_runs_without_grad_or_backward():
     assert t.accumulated == [6.0]
 
 
+def test_train_batch_with_nothing_to_train_keeps_the_sample_weights():
+    from brisk.engine.step import train_batch
+
+    t = _batch_trainer(nothing_to_train=True)
+    train_batch(t, torch.tensor([1.0, 3.0]), torch.tensor([0, 1]), 1.0, torch.tensor([0.5, 2.0]))
+    assert t.fwd == [([0.5, 2.0], False)]
+    assert t.precision.backward_losses == [] and t.accumulated == [6.0]
+
+
+def test_zero_grad_sets_grads_to_none_and_calls_an_optimizers_own_method():
+    """torch's own zero_grad is replaced by its loop (no profiler range); an optimizer's own
+    zero_grad (its class's or set on the instance) is called, with set_to_none=True."""
+    from brisk.engine.step import zero_grad
+
+    p = nn.Parameter(torch.ones(2))
+    p.grad = torch.ones(2)
+    opt = torch.optim.SGD([p], lr=0.1)
+    zero_grad(opt)
+    assert p.grad is None
+    calls = []
+
+    class Own(torch.optim.SGD):
+        def zero_grad(self, set_to_none=True):
+            calls.append(("class", set_to_none))
+
+    own = Own([p], lr=0.1)
+    zero_grad(own)
+    inst = torch.optim.SGD([p], lr=0.1)
+    inst.zero_grad = lambda set_to_none=True: calls.append(("instance", set_to_none))
+    zero_grad(inst)
+    assert calls == [("class", True), ("instance", True)]
+
+
 def _step_trainer(clip_norm=None, spec=None):
     from types import SimpleNamespace
 

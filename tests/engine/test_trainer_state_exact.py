@@ -606,3 +606,21 @@ def test_a_pruned_runs_optimizer_state_matches_an_unpruned_model_by_plain_names(
     want = {n: t.optimizer.state[p]["momentum_buffer"] for n, p in pruned.named_parameters()}
     assert torch.equal(buf["bias"], want["bias"])
     assert torch.equal(buf.get("weight_orig", buf.get("weight")), want["weight_orig"])
+
+
+def test_accumulate_gives_metrics_float32_outputs():
+    """bf16 outputs (pure bf16) reach the metrics as float32: the softmax put back for the
+    metrics (the loss took logits) computed in bf16 would be off by ~1e-3."""
+    from brisk.engine.trainer import Trainer
+
+    t = Trainer(torch.nn.Linear(3, 3), optimizer="sgd", loss="mse", metrics=["mse"])
+    t._reset_stats()
+    t._post, t._argmax_only = (lambda z: torch.softmax(z, -1)), False
+    out = torch.tensor([[0.1, 1.3, -0.7], [2.1, 0.3, 0.9]], dtype=torch.bfloat16)
+    y = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+    t._accumulate(torch.tensor(0.5), out, y)
+    logs = t._read_stats()
+    expected = float(((torch.softmax(out.float(), -1) - y) ** 2).mean())
+    in_bf16 = float(((torch.softmax(out, -1).float() - y) ** 2).mean())
+    assert abs(in_bf16 - expected) > 1e-4  # the case tells the two apart
+    assert logs["loss"] == 0.5 and logs["mse"] == pytest.approx(expected, rel=1e-6)

@@ -27,7 +27,10 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                       E + "test_trainer_state_exact.py",
                                       # on_nan='restore' (_good_state, _restore_good): the
                                       # exact tests live with the callbacks; a node-id prefix
-                                      E + "test_callbacks.py::test_on_nan"),
+                                      E + "test_callbacks.py::test_on_nan",
+                                      # which batch hooks fit dispatches (_has_hook)
+                                      E + "test_callbacks.py::test_batch_hooks",
+                                      E + "test_callbacks.py::test_fit_calls_the_hooks"),
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
     "brisk.engine.inputs": ENGINE,
     "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",

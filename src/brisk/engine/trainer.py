@@ -135,10 +135,11 @@ class _NoRows:
 
 def _has_hook(cb: Callback, *hooks: str) -> bool:
     """Whether ``cb`` has one of ``hooks`` of its own: defined by its class, or set on the
-    instance (LambdaCallback's), not ``Callback``'s no-op. A class that computes its
-    attributes (``__getattribute__``/``__getattr__``) may have any hook."""
+    instance (LambdaCallback's), not ``Callback``'s no-op. A class with its own
+    ``__getattribute__`` may return any hook. (``__getattr__`` cannot: ``Callback``
+    defines every hook, so it is never asked for one.)"""
     cls = type(cb)
-    if cls.__getattribute__ is not object.__getattribute__ or hasattr(cls, "__getattr__"):
+    if cls.__getattribute__ is not object.__getattribute__:
         return True
     return any(getattr(cls, h) is not getattr(Callback, h) or h in vars(cb) for h in hooks)
 
