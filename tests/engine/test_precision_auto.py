@@ -127,9 +127,12 @@ def test_the_environment_variable_fixes_auto_and_is_checked(cpu, monkeypatch):
     assert Precision("auto", "cpu").mode == "bf16-mixed"
     monkeypatch.setenv("BRISK_AUTO_PRECISION", "bf16")  # any mode but 'auto' itself
     assert Precision("auto", "cpu").mode == "bf16"
-    monkeypatch.setenv("BRISK_AUTO_PRECISION", "auto")
+    monkeypatch.setenv("BRISK_AUTO_PRECISION", "auto")  # as unset: detect
+    assert resolve_mode("auto", torch.device("cpu")) == (
+        "fp32", "the CPU has no native bf16 (no AMX, no AVX512-BF16)")
+    monkeypatch.setenv("BRISK_AUTO_PRECISION", "fp8")
     with pytest.raises(ValueError, match=r"^BRISK_AUTO_PRECISION: expected one of 'fp32', "
-                                         r"'bf16-mixed', 'fp16-mixed', 'bf16', got 'auto'$"):
+                                         r"'bf16-mixed', 'fp16-mixed', 'bf16', got 'fp8'$"):
         brisk.Trainer(nn.Linear(2, 2))
 
 

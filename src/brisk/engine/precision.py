@@ -15,8 +15,8 @@ to float16 with dynamic loss scaling; overflowing steps are skipped and counted)
   benchmarks/RESULTS.md);
 - elsewhere (CPU without native bf16, MPS): fp32.
 
-The environment variable ``BRISK_AUTO_PRECISION`` (a mode other than 'auto') fixes what
-'auto' becomes, skipping detection (the test suite sets 'fp32' so that its values do not
+The environment variable ``BRISK_AUTO_PRECISION`` (a mode other than 'auto'; 'auto' or
+empty: detect) fixes what 'auto' becomes, skipping detection (the test suite sets 'fp32' so that its values do not
 depend on the CPU it runs on).
 
 Example::
@@ -70,7 +70,7 @@ def _linux_cpu_flags(path: str = "/proc/cpuinfo") -> set[str]:
 
 def _auto_override() -> str | None:
     value = os.environ.get(ENV, "").strip()
-    if not value:
+    if not value or value == "auto":  # 'auto': detect, as when unset
         return None
     if value not in MODES[1:]:
         raise ValueError(f"{ENV}: expected one of {', '.join(map(repr, MODES[1:]))}, "
