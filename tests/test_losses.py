@@ -394,8 +394,13 @@ def test_dense_losses_cast_labels_to_the_outputs_dtype(dtype):
     float32 outputs give a float32 loss, the same value as float32 labels."""
     p = torch.tensor([[0.2, 0.8], [0.6, 0.4]], dtype=torch.float32)
     y = torch.tensor([[0, 1], [1, 0]])
+    from brisk.losses import LossFunctionWrapper
+
+    def squared(y_true, y_pred):  # a user's function: no cast of its own
+        return ((y_true - y_pred) ** 2).mean(-1)
+
     for loss in (CategoricalCrossentropy(), BinaryCrossentropy(), MeanSquaredError(),
-                 MeanAbsoluteError()):
+                 MeanAbsoluteError(), LossFunctionWrapper(squared)):
         out = loss(y.to(dtype), p)
         assert out.dtype == torch.float32, type(loss).__name__
         assert float(out) == float(loss(y.float(), p)), type(loss).__name__

@@ -239,9 +239,36 @@ def test_train_batch_with_nothing_to_train_keeps_the_sample_weights():
     from brisk.engine.step import train_batch
 
     t = _batch_trainer(nothing_to_train=True)
+    fwd, labels = t._fwd_loss, []
+    t._fwd_loss = lambda xb, yb, wb=None: (labels.append(yb.tolist()), fwd(xb, yb, wb))[1]
     train_batch(t, torch.tensor([1.0, 3.0]), torch.tensor([0, 1]), 1.0, torch.tensor([0.5, 2.0]))
-    assert t.fwd == [([0.5, 2.0], False)]
+    assert t.fwd == [([0.5, 2.0], False)] and labels == [[0, 1]]
     assert t.precision.backward_losses == [] and t.accumulated == [6.0]
+
+
+def test_train_batch_inside_an_accumulation_group_under_ddp_keeps_the_weights():
+    """A micro-batch before the last of its group runs under DDP's no_sync, with its
+    sample weights."""
+    import contextlib
+
+    from brisk.engine.step import train_batch
+
+    t = _batch_trainer()
+    entered = []
+
+    @contextlib.contextmanager
+    def no_sync():
+        entered.append(True)
+        yield
+
+    from types import SimpleNamespace
+
+    t._ddp = SimpleNamespace(no_sync=no_sync)
+    t._fwd = t._ddp
+    train_batch(t, torch.tensor([1.0, 3.0]), torch.tensor([0, 1]), 1.0, torch.tensor([0.5, 2.0]),
+                sync=False)
+    assert entered == [True] and t.fwd == [([0.5, 2.0], True)]
+    assert t.precision.backward_losses == [6.0]
 
 
 def test_zero_grad_sets_grads_to_none_and_calls_an_optimizers_own_method():

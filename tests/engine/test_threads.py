@@ -243,3 +243,47 @@ def test_a_numpy_integer_is_a_thread_count(fake_threads):
     for bad in (np.int64(0), 1.0, True, "2"):
         with pytest.raises(ValueError, match="threads: expected 'auto', None or a number"):
             ThreadPolicy(torch.device("cpu"), bad)
+
+
+def test_defaults_and_the_exact_boundaries(fake_threads, monkeypatch):
+    """Each rule at its boundary (values exact in binary floating point)."""
+    monkeypatch.setattr(th, "usable_cores", lambda: 2)
+    d = ThreadPolicy(torch.device("cpu"))
+    assert (d.window, d.stall, d.probe, d.margin, d.min_window_s) == (10, 2.0, 10, 0.1, 0.25)
+    # a window closes when its steps sum to min_window_s exactly
+    fake_threads["n"] = 2
+    p = ThreadPolicy(torch.device("cpu"), window=2, min_window_s=0.25)
+    p.start()
+    run(p, [0.125, 0.125])
+    assert p._baseline == 0.125 and fake_threads["sets"] == [1]  # and the trial began
+    assert all(type(n) is int for n in fake_threads["sets"])
+    fake_threads["n"], fake_threads["sets"] = 2, []
+    m = ThreadPolicy(torch.device("cpu"), window=2)
+    m.start()
+    run(m, [1.0, 1.0, 0.9, 0.9])  # exactly 10% faster (1.0 * (1 - 0.1)): not more, not kept
+    assert fake_threads["n"] == 2 and m.changes == []
+    # a stall is a median above stall x baseline: at exactly 2x nothing happens
+    fake_threads["n"], fake_threads["sets"] = 2, []
+    s = ThreadPolicy(torch.device("cpu"), window=2)
+    s.start()
+    run(s, [0.5, 0.5, 0.5, 0.5])  # baseline 0.5; the trial at 1 thread: not faster, back
+    run(s, [1.0, 1.0])  # 2x the baseline: no stall
+    assert fake_threads["sets"] == [1, 2]
+    run(s, [1.5, 1.5])  # 3x: a stall (1.5 > 2 * 0.5)
+    assert fake_threads["n"] == 1
+    # a probe of the full count that is 1.5x slower goes back down
+    fake_threads["n"], fake_threads["sets"] = 2, []
+    q = ThreadPolicy(torch.device("cpu"), window=2, probe=1)
+    q.start()
+    run(q, [1.0, 1.0, 0.5, 0.5])  # lowered to 1 thread, kept
+    run(q, [0.5, 0.5])  # probe: 2 threads
+    run(q, [0.75, 0.75])  # 1.5x slower than 1 thread: back to 1
+    assert fake_threads["n"] == 1
+    run(q, [0.5, 0.5, 0.52, 0.52])  # probe again; within the margin: the full count stays
+    assert fake_threads["n"] == 2 and q._baseline == 0.52  # and is the new baseline
+    # one thread to start with: no trial at half of it
+    fake_threads["n"], fake_threads["sets"] = 1, []
+    one = ThreadPolicy(torch.device("cpu"), window=2)
+    one.start()
+    run(one, [1.0] * 6)
+    assert fake_threads["sets"] == []
