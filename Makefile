@@ -33,19 +33,23 @@ lint: install
 # Mutation testing (not in CI; >42 min on 2 cores, see RESULTS.md): mutmut over the modules and fast tests in
 # [tool.mutmut] of pyproject.toml, from scratch each time; then the score per module.
 # Survivors: `$(BIN)/mutmut browse`, or `$(BIN)/python tools/mutation/score.py --survivors F`.
-# Incremental: mutmut re-tests the mutants of changed functions, retest.py the survivors
-# (new tests may kill them); killed mutants stay cached in mutants/. The first run in a
-# checkout is a full one (~90 min on 2 cores), as is mutate-full (tools/mutation/README.md).
+# Incremental: the verdicts cached in tools/mutation/cache/ (committed) are restored,
+# mutmut re-tests the mutants of changed functions and retest.py's live ones (new tests may
+# kill them), and the verdicts are cached again; mutate-full starts from nothing (~90 min
+# on 2 cores). See tools/mutation/README.md.
 mutate: install
 	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
+	$(BIN)/python tools/mutation/cache.py restore
 	$(BIN)/python tools/mutation/retest.py
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run; \
+	  rc=$$?; $(BIN)/python tools/mutation/cache.py save; exit $$rc
 	$(BIN)/python tools/mutation/score.py
 
 mutate-full: install
 	$(BIN)/python -m pip install --quiet -e ".[test,mutation]"
 	rm -rf mutants
-	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/mutmut run; \
+	  rc=$$?; $(BIN)/python tools/mutation/cache.py save; exit $$rc
 	$(BIN)/python tools/mutation/score.py
 
 # Re-inserts, one at a time, bugs that once passed the whole suite; each must make its

@@ -35,3 +35,32 @@ def test_survivors_and_no_tests_are_reset_the_rest_kept(tmp_path, capsys):
 def test_no_previous_run(tmp_path, capsys):
     assert retest.main(["--mutants", str(tmp_path / "none")]) == 0
     assert "no previous run" in capsys.readouterr().out
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).resolve().parents[2] / "tools" / "mutation" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_the_cache_keeps_verdicts_and_hashes_and_restores_what_mutmut_loads(tmp_path):
+    cache_mod = _load("cache")
+    mutants, cache = tmp_path / "mutants", tmp_path / "cache"
+    meta = mutants / "src" / "brisk" / "losses.py.meta"
+    meta.parent.mkdir(parents=True)
+    full = {"exit_code_by_key": {"m_1": 1, "m_2": 0, "m_3": None},
+            "hash_by_function_name": {"f": "ab"}, "type_check_error_by_key": {},
+            "durations_by_key": {"m_1": 0.5}, "estimated_durations_by_key": {"m_1": 0.4}}
+    meta.write_text(json.dumps(full))
+    assert cache_mod.save(mutants, cache) == 1
+    cached = json.loads((cache / "src" / "brisk" / "losses.py.json").read_text())
+    assert cached == {"exit_code_by_key": {"m_1": 1, "m_2": 0, "m_3": None},
+                      "hash_by_function_name": {"f": "ab"}, "type_check_error_by_key": {}}
+    assert cache_mod.restore(mutants, cache) == 0  # a local run's .meta wins
+    meta.unlink()
+    assert cache_mod.restore(mutants, cache) == 1
+    restored = json.loads(meta.read_text())
+    # every key mutmut's SourceFileMutationData.load pops (durations measured again)
+    assert restored == {**cached, "durations_by_key": {}, "estimated_durations_by_key": {}}
