@@ -10,8 +10,9 @@ optimizer and statistics are untouched) on real batches and reports:
   engine's own functions, the device synchronised after each phase: ``data`` (next batch,
   host-to-device transfer, casts), ``forward`` (forward and loss), ``backward``,
   ``optimizer`` (clipping, schedule, step, zeroing), ``metrics`` (the on-device loss and
-  metric sums), ``callbacks`` (the per-batch hook dispatch) and ``host sync`` (reading the
-  sums at the window's end, spread over its steps). The split's sum is compared with the
+  metric sums), ``callbacks`` (the per-batch hook dispatch: 0, as in a fit where no
+  callback has a batch hook) and ``host sync`` (reading the sums at the window's end,
+  spread over its steps). The split's sum is compared with the
   loop's step time; the rest is the engine's own per-step cost;
 - **FLOPs** per sample (forward, and forward + backward, counted by
   ``torch.utils.flop_counter``), the FLOP/s reached, and **MFU** against the device's peak:
@@ -60,9 +61,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from brisk.data.loader import DeviceLoader
 from brisk.engine import step as step_mod
-from brisk.engine.callbacks import Callback, CallbackList
+from brisk.engine.callbacks import Callback
 from brisk.engine.threads import usable_cores
-from brisk.engine.trainer import _BATCH_BEGIN, _BATCH_END, Trainer, _has_hook
+from brisk.engine.trainer import Trainer
 
 PHASES = ("data", "forward", "backward", "optimizer", "metrics", "callbacks", "host sync")
 SWITCHES = ("channels-last", "bf16-autocast", "compile", "batch-x2", "device-loader",
@@ -259,15 +260,12 @@ def _fit_window(trainer, x, y, batch_size, steps, warmup, clock) -> float:
 def _split(trainer, x, y, batch_size, steps, clock=time.perf_counter) -> dict[str, float]:
     """Seconds per step by phase, the steps taken through the engine's own functions
     (``Trainer._batches``, ``_fwd_loss``, ``Precision.backward``, ``step.optimizer_step``,
-    ``_accumulate``, ``CallbackList``), the device synchronised after each phase."""
+    ``_accumulate``), the device synchronised after each phase. ``callbacks`` stays 0:
+    fit dispatches no batch hook when no callback has one, as here."""
     dev = trainer.device
     loader = trainer._loader(x, y, batch_size, True, 0, drop_last=True)
     trainer.module.train()
     totals = dict.fromkeys(PHASES, 0.0)
-    cbs = CallbackList([Callback()])
-    # dispatched as fit dispatches them: only where a callback has a batch hook (none here)
-    begin = any(_has_hook(cb, *_BATCH_BEGIN) for cb in cbs.callbacks)
-    end = any(_has_hook(cb, *_BATCH_END) for cb in cbs.callbacks)
     trainer._reset_stats()
     batches = iter(trainer._batches(loader, weights=True))
     done = -min(steps, 3)  # a few untimed steps first: the first calls of a loop are slower
@@ -283,9 +281,6 @@ def _split(trainer, x, y, batch_size, steps, clock=time.perf_counter) -> dict[st
             continue
         _sync(dev)
         t0 = clock()
-        if begin:
-            cbs.on_train_batch_begin(done)
-        t1 = clock()
         out, loss = trainer._fwd_loss(xb, yb) if wb is None else trainer._fwd_loss(xb, yb, wb)
         _sync(dev)
         t2 = clock()
@@ -298,15 +293,11 @@ def _split(trainer, x, y, batch_size, steps, clock=time.perf_counter) -> dict[st
         trainer._accumulate(loss, out, yb)
         _sync(dev)
         t5 = clock()
-        if end:
-            cbs.on_train_batch_end(done, {})
-        t6 = clock()
         totals["data"] += t0 - t_data
-        totals["forward"] += t2 - t1
+        totals["forward"] += t2 - t0
         totals["backward"] += t3 - t2
         totals["optimizer"] += t4 - t3
         totals["metrics"] += t5 - t4
-        totals["callbacks"] += (t1 - t0) + (t6 - t5)
         done += 1
     t0 = clock()
     trainer._read_stats()

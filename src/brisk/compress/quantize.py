@@ -256,16 +256,7 @@ def quantize(
             return quantize_dynamic(m, {nn.Linear}, dtype=torch.qint8)
 
         if mode == "static":
-            _check_static(model, calibration_data)
-            from brisk.compress.fold import fold
-
-            m = fold(_plain_copy(model))
-            batches = _batches(calibration_data)
-            first = next(batches, None)
-            if first is None:
-                raise ValueError("calibration_data: no batches")
-            example = example_inputs if example_inputs is not None else first
-            example = example if isinstance(example, tuple) else (example,)
+            m, first, batches, example = _static_inputs(model, calibration_data, example_inputs)
             prepared = prepare_fx(m, get_default_qconfig_mapping(backend), example)
             _calibrate(prepared, first, batches)
             return convert_fx(prepared)
@@ -302,7 +293,9 @@ def _calibrate(prepared: nn.Module, first: torch.Tensor, batches: Iterator[torch
                 ) from e
 
 
-def _check_static(model: nn.Module, calibration_data: Any) -> None:
+def _static_inputs(model: nn.Module, calibration_data: Any, example_inputs: Any):
+    """Static int8's common start (both methods): the checks, the folded copy, the first
+    calibration batch, the rest, and the example inputs as a tuple."""
     if calibration_data is None:
         raise ValueError(
             "calibration_data: mode='static' needs input batches to calibrate the int8 "
@@ -310,6 +303,15 @@ def _check_static(model: nn.Module, calibration_data: Any) -> None:
         )
     if any(m.training for m in model.modules()):
         raise ValueError("quantize: model is in training mode; call model.eval() first")
+    from brisk.compress.fold import fold
+
+    m = fold(_plain_copy(model))
+    batches = _batches(calibration_data)
+    first = next(batches, None)
+    if first is None:
+        raise ValueError("calibration_data: no batches")
+    example = example_inputs if example_inputs is not None else first
+    return m, first, batches, example if isinstance(example, tuple) else (example,)
 
 
 def _import_pt2e():
@@ -328,17 +330,8 @@ def _import_pt2e():
 def _pt2e_static(model: nn.Module, calibration_data: Any, example_inputs: Any) -> nn.Module:
     """fold -> torch.export (dynamic batch) -> X86InductorQuantizer -> calibrate -> convert
     -> torch.compile."""
-    _check_static(model, calibration_data)
+    m, first, batches, example = _static_inputs(model, calibration_data, example_inputs)
     xiq, prepare_pt2e, convert_pt2e, allow_train_eval = _import_pt2e()
-    from brisk.compress.fold import fold
-
-    m = fold(_plain_copy(model))
-    batches = _batches(calibration_data)
-    first = next(batches, None)
-    if first is None:
-        raise ValueError("calibration_data: no batches")
-    example = example_inputs if example_inputs is not None else first
-    example = example if isinstance(example, tuple) else (example,)
     # One batch dimension shared by every tensor input, so the exported (and compiled) graph
     # takes any batch size, not only the example's. max: export's default upper bound.
     batch = torch.export.Dim("batch", min=1)
