@@ -42,7 +42,9 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
                                 E + "test_trainer.py", E + "test_file_integrity.py",
                                 E + "test_checkpoint_exact.py",
-                                E + "test_resume.py"),
+                                E + "test_resume.py",
+                                # sharded (FSDP) folders: save/check/load_sharded
+                                E + "test_distributed_paths.py"),
     "brisk.engine.precision": (E + "test_precision.py", E + "test_precision_auto.py"),
     "brisk.engine.threads": (E + "test_threads.py",),
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
