@@ -526,3 +526,67 @@ def test_combined_optimizer_train_eval_reach_schedule_free_parts():
     assert sf.param_groups[0]["train_mode"] is False
     opt.train()
     assert sf.param_groups[0]["train_mode"] is True
+
+
+# ----------------------------------------------------------- FSDP shards and the fused kernel
+
+@pytest.mark.parametrize("name, torch_cls", [("SGD", torch.optim.SGD),
+                                             ("Adagrad", torch.optim.Adagrad)])
+def test_specs_whose_fused_kernel_refuses_shards_hand_their_groups_to_the_check(
+        monkeypatch, name, torch_cls):
+    """SGD's and Adagrad's fused kernels take no DTensor (torch 2.13), so their spec asks
+    ``_any_sharded`` about its own parameter groups; faked here to say 'sharded' for any
+    list of groups (a real DTensor needs a process group)."""
+    seen = []
+
+    def sharded(groups):
+        seen.append(groups)
+        return groups is not None
+
+    monkeypatch.setattr(R, "_any_sharded", sharded)
+    opt = getattr(R, name)().build(mlp())
+    assert type(opt) is torch_cls
+    assert opt.defaults["foreach"] is True and not opt.defaults.get("fused")
+    assert len(seen) == 1 and [len(g["params"]) for g in seen[0]] == [4]
+
+
+def test_without_torch_distributed_no_weights_are_sharded(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch.distributed.tensor", None)  # import fails
+    assert R._any_sharded([{"params": list(mlp().parameters())}]) is False
+
+
+def test_adams_weight_decay_defaults_to_none_applied():
+    opt = R.Adam().build(mlp())
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.0]
+    assert R.Adam().weight_decay == 0.0
+
+
+def test_a_users_subclass_takes_kerass_clipping_keywords():
+    """OptimizerSpec.__init_subclass__ wraps a subclass's own __init__ (once) so it takes
+    clipnorm/global_clipnorm/clipvalue; its get_config works without a learning-rate
+    schedule attribute."""
+
+    class Lion(R.OptimizerSpec):
+        name = "lion"
+
+        def __init__(self, learning_rate=1e-4, beta=0.9):
+            """Lion (Chen et al. 2023)."""
+            self.learning_rate, self.beta = learning_rate, beta
+
+    spec = Lion(3e-4, clipnorm=2, clipvalue=0.25)
+    assert (spec.clipnorm, spec.global_clipnorm, spec.clipvalue) == (2.0, None, 0.25)
+    assert Lion.__init__.__doc__ == "Lion (Chen et al. 2023)."
+    assert spec.get_config() == {"name": "lion", "learning_rate": 3e-4, "beta": 0.9,
+                                 "clipnorm": 2.0, "clipvalue": 0.25}
+
+    class Alias(Lion):
+        __init__ = Lion.__init__  # already wrapped: not wrapped again
+
+    assert Alias.__init__ is Lion.__init__
+
+    class Inherits(Lion):  # no __init__ of its own: Lion's wrapper serves
+        pass
+
+    assert Inherits(global_clipnorm=1.5).global_clipnorm == 1.5
+    raises_exactly(ValueError, "clipvalue: expected a positive number or None, got -1",
+                   Lion, clipvalue=-1)

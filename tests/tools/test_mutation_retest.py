@@ -55,12 +55,61 @@ def test_the_cache_keeps_verdicts_and_hashes_and_restores_what_mutmut_loads(tmp_
             "durations_by_key": {"m_1": 0.5}, "estimated_durations_by_key": {"m_1": 0.4}}
     meta.write_text(json.dumps(full))
     assert cache_mod.save(mutants, cache) == 1
+    hashes = {"src/brisk/losses.py": _load("scope").tests_hash("src/brisk/losses.py")}
+    assert json.loads((cache / "tests-hash.json").read_text()) == hashes
+    assert json.loads((mutants / "tests-hash.json").read_text()) == hashes
     cached = json.loads((cache / "src" / "brisk" / "losses.py.json").read_text())
     assert cached == {"exit_code_by_key": {"m_1": 1, "m_2": 0, "m_3": None},
                       "hash_by_function_name": {"f": "ab"}, "type_check_error_by_key": {}}
     assert cache_mod.restore(mutants, cache) == 0  # a local run's .meta wins
     meta.unlink()
+    (mutants / "tests-hash.json").unlink()
     assert cache_mod.restore(mutants, cache) == 1
+    assert json.loads((mutants / "tests-hash.json").read_text()) == hashes
     restored = json.loads(meta.read_text())
     # every key mutmut's SourceFileMutationData.load pops (durations measured again)
     assert restored == {**cached, "durations_by_key": {}, "estimated_durations_by_key": {}}
+
+
+def test_survivors_are_kept_where_the_tests_that_judge_them_did_not_change(tmp_path, capsys):
+    mutants = tmp_path / "mutants"
+    for name in ("losses", "metrics"):
+        meta = mutants / "src" / "brisk" / f"{name}.py.meta"
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta.write_text(json.dumps({"exit_code_by_key": {"m_1": 0, "m_2": 1, "m_3": 5}}))
+    (mutants / "tests-hash.json").write_text(json.dumps(
+        {"src/brisk/losses.py": "h-losses", "src/brisk/metrics.py": "old"}))
+    now = {"src/brisk/losses.py": "h-losses", "src/brisk/metrics.py": "new"}
+    counts, kept = retest.reset_live(mutants, tests_hash=now.__getitem__)
+    assert counts == {str(mutants / "src" / "brisk" / "metrics.py.meta"): 2} and kept == 2
+    codes = lambda n: json.loads((mutants / "src" / "brisk" / f"{n}.py.meta").read_text())[  # noqa: E731
+        "exit_code_by_key"]
+    assert codes("losses") == {"m_1": 0, "m_2": 1, "m_3": 5}  # same tests: same verdicts
+    assert codes("metrics") == {"m_1": None, "m_2": 1, "m_3": None}
+    counts, kept = retest.reset_live(mutants, everything=True, tests_hash=now.__getitem__)
+    assert counts == {str(mutants / "src" / "brisk" / "losses.py.meta"): 2} and kept == 0
+
+
+def test_tests_hash_follows_the_scoped_test_files_only(tmp_path):
+    scope = _load("scope")
+    assert scope.module_of("src/brisk/engine/trainer.py") == "brisk.engine.trainer"
+    assert scope.module_of("src/brisk/optim/__init__.py") == "brisk.optim"
+    (tmp_path / "tests" / "engine").mkdir(parents=True)
+    threads = tmp_path / "tests" / "engine" / "test_threads_x.py"
+    other = tmp_path / "tests" / "engine" / "test_other.py"
+    conftest = tmp_path / "tests" / "conftest.py"
+    for f in (threads, other, conftest):
+        f.write_text("a = 1\n")
+    src = "src/brisk/engine/threads.py"
+    first = scope.tests_hash(src, tmp_path)
+    other.write_text("a = 2\n")
+    assert scope.tests_hash(src, tmp_path) == first  # not one of threads' test files
+    threads.write_text("a = 2\n")
+    second = scope.tests_hash(src, tmp_path)
+    assert second != first
+    conftest.write_text("a = 2\n")
+    assert scope.tests_hash(src, tmp_path) != second  # fixtures reach every test
+    # a module outside SCOPE is judged by every test file
+    before = scope.tests_hash("src/brisk/unscoped.py", tmp_path)
+    other.write_text("a = 3\n")
+    assert scope.tests_hash("src/brisk/unscoped.py", tmp_path) != before

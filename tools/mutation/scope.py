@@ -11,7 +11,9 @@ as in mutmut's stats and clean runs) nothing is deselected.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 E, OPT, K = "tests/engine/", "tests/optim/", "tests/keras_parity/"
 # the engine's own tests, and the Keras-front tests of what fit does (weights, steps, clipping)
@@ -35,9 +37,10 @@ SCOPE: dict[str, tuple[str, ...]] = {
     "brisk.engine.inputs": ENGINE,
     "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",
                                    E + "test_distributed_paths.py"),
-    "brisk.engine.callbacks": (E + "test_callbacks.py", OPT + "test_schedule",  # + plateau
+    # E + "test_callbacks": a prefix (test_callbacks.py, _exact.py, _edges.py)
+    "brisk.engine.callbacks": (E + "test_callbacks", OPT + "test_schedule",  # + plateau
                                K + "test_callbacks_contract.py", K + "test_tensorboard.py",
-                               E + "test_callbacks_exact.py", E + "test_resume.py",
+                               E + "test_resume.py",
                                E + "test_distributed_paths.py"),
     "brisk.engine.checkpoint": (E + "test_callbacks.py", E + "test_engine_options.py",
                                 E + "test_trainer.py", E + "test_file_integrity.py",
@@ -45,15 +48,17 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                 E + "test_resume.py",
                                 # sharded (FSDP) folders: save/check/load_sharded
                                 E + "test_distributed_paths.py"),
-    "brisk.engine.precision": (E + "test_precision.py", E + "test_precision_auto.py"),
-    "brisk.engine.threads": (E + "test_threads.py",),
+    # a prefix: test_precision.py, test_precision_auto.py, test_precision_exact.py
+    "brisk.engine.precision": (E + "test_precision",),
+    "brisk.engine.threads": (E + "test_threads",),  # a prefix: + test_threads_exact.py
     "brisk.engine.progress": (E + "test_progress.py", E + "test_trainer.py"),
     "brisk.engine.lr_find": (E + "test_lr_find",),
     "brisk.engine.freeze": (K + "test_fidelity.py", E + "test_step_and_freeze_exact.py"),
     "brisk.losses": ("tests/test_losses.py", K + "test_fidelity.py",
-                     "tests/test_losses_metrics_exact.py"),
+                     "tests/test_losses_metrics_exact.py", "tests/test_losses_metrics_edges.py"),
     "brisk.metrics": ("tests/test_metrics.py", K + "test_callbacks_contract.py",
-                      K + "test_fidelity.py", "tests/test_losses_metrics_exact.py"),
+                      K + "test_fidelity.py", "tests/test_losses_metrics_exact.py",
+                      "tests/test_losses_metrics_edges.py"),
     # Keras schedule objects and clipping arguments are tested at the Keras front
     "brisk.optim": (OPT, K + "test_model_api.py"),
     "brisk.data.loader": ("tests/data/test_data_loader",  # also test_data_loader_edges.py
@@ -87,3 +92,27 @@ def pytest_collection_modifyitems(config, items):
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def module_of(source: str) -> str:
+    """'src/brisk/engine/trainer.py' -> 'brisk.engine.trainer'."""
+    parts = list(Path(source).with_suffix("").parts)
+    if parts and parts[0] == "src":
+        parts = parts[1:]
+    if parts and parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def tests_hash(source: str, root: Path = Path(".")) -> str:
+    """SHA-256 of what judges ``source``'s mutants: its ``SCOPE`` entry and the text of the
+    test files it names (all of tests/ for a module outside ``SCOPE``), with every
+    conftest.py. ``retest.py`` re-tests a module's survivors only when this changed."""
+    files = scope_for(module_of(source) + ".x")
+    prefixes = None if files is None else tuple(f.split("::", 1)[0] for f in files)
+    h = hashlib.sha256(repr(files).encode())
+    for path in sorted((root / "tests").rglob("*.py")):
+        rel = path.relative_to(root).as_posix()
+        if prefixes is None or rel.startswith(prefixes) or path.name == "conftest.py":
+            h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
