@@ -47,7 +47,8 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                 E + "test_checkpoint_exact.py",
                                 E + "test_resume.py",
                                 # sharded (FSDP) folders: save/check/load_sharded
-                                E + "test_distributed_paths.py"),
+                                E + "test_distributed_paths.py",
+                                E + "test_checkpoint_sharded.py"),
     # a prefix: test_precision.py, test_precision_auto.py, test_precision_exact.py
     "brisk.engine.precision": (E + "test_precision",),
     "brisk.engine.threads": (E + "test_threads",),  # a prefix: + test_threads_exact.py

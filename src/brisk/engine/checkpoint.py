@@ -402,7 +402,8 @@ def load_sharded(path: str | os.PathLike, payload: dict, map_location="cpu",
                              f"{tuple(v.shape)}")
     try:
         dcp.load(payload, checkpoint_id=path)
-    except Exception as e:  # DCP's CheckpointException wraps each rank's error
+    # DCP's CheckpointException (a BaseException, not an Exception) wraps each rank's error
+    except (Exception, dcp.CheckpointException) as e:
         raise ValueError(f"checkpoint {path!r}: could not be read ({e})") from e
     return rest
 
