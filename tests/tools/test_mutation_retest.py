@@ -20,11 +20,11 @@ def test_survivors_and_no_tests_are_reset_the_rest_kept(tmp_path, capsys):
     before = clean.read_text()
 
     assert retest.main(["--mutants", str(tmp_path / "mutants"), "--dry-run"]) == 0
-    assert "would reset 3 live mutant(s) in 1 file(s)" in capsys.readouterr().out
+    assert "would reset 3 mutant(s) in 1 file(s)" in capsys.readouterr().out
     assert json.loads(meta.read_text())["exit_code_by_key"] == codes  # dry run: untouched
 
     assert retest.main(["--mutants", str(tmp_path / "mutants")]) == 0
-    assert "reset 3 live mutant(s) in 1 file(s)" in capsys.readouterr().out
+    assert "reset 3 mutant(s) in 1 file(s)" in capsys.readouterr().out
     data = json.loads(meta.read_text())
     assert data["exit_code_by_key"] == {"m_1": None, "m_2": 1, "m_3": None, "m_4": None,
                                         "m_5": 36, "m_6": -24, "m_7": None}
@@ -113,3 +113,15 @@ def test_tests_hash_follows_the_scoped_test_files_only(tmp_path):
     before = scope.tests_hash("src/brisk/unscoped.py", tmp_path)
     other.write_text("a = 3\n")
     assert scope.tests_hash("src/brisk/unscoped.py", tmp_path) != before
+
+
+def test_timeouts_are_reset_only_when_asked(tmp_path):
+    meta = tmp_path / "mutants" / "src" / "brisk" / "losses.py.meta"
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"exit_code_by_key": {"m_1": -24, "m_2": 36, "m_3": 1}}))
+    (tmp_path / "mutants" / "tests-hash.json").write_text(json.dumps({"src/brisk/losses.py": "h"}))
+    same = {"src/brisk/losses.py": "h"}.__getitem__
+    assert retest.reset_live(tmp_path / "mutants", tests_hash=same) == ({}, 0)
+    counts, kept = retest.reset_live(tmp_path / "mutants", tests_hash=same, timeouts=True)
+    assert counts == {str(meta): 2} and kept == 0
+    assert json.loads(meta.read_text())["exit_code_by_key"] == {"m_1": None, "m_2": None, "m_3": 1}

@@ -20,6 +20,12 @@ function calls (``make mutate-full`` re-tests everything).
     python tools/mutation/retest.py             # from the repository root, before mutmut run
     python tools/mutation/retest.py --dry-run   # only count them
     python tools/mutation/retest.py --all       # whatever the tests' hashes
+    python tools/mutation/retest.py --timeouts  # also every timeout, whatever the hashes
+
+Timeouts: mutmut also stops a mutant's tests after a wall-clock time, half its CPU-time
+limit ((the tests' time + 1 s) x timeout_multiplier); on a machine busy with other work an
+unchanged mutant can pass that and be filed as a timeout (counted as killed). ``--timeouts``
+re-tests them on a quiet machine.
 
 Prints how many verdicts it reset, per source file, and how many it kept.
 """
@@ -33,6 +39,7 @@ from pathlib import Path
 
 # mutmut.stats.status_by_exit_code: 0 'survived', 33 and 5 'no tests'
 LIVE = (0, 33, 5)
+TIMEOUT = (36, 24, -24, 152, 255)  # mutmut's 'timeout' codes (SIGXCPU, its own 36)
 HASHES = "tests-hash.json"  # written by cache.py save
 
 
@@ -45,9 +52,10 @@ def _tests_hash(source: str) -> str:
 
 
 def reset_live(mutants: Path = Path("mutants"), dry_run: bool = False, everything: bool = False,
-               tests_hash=_tests_hash) -> tuple[dict[str, int], int]:
+               tests_hash=_tests_hash, timeouts: bool = False) -> tuple[dict[str, int], int]:
     """({source .meta path: number of live verdicts reset}, number kept because the tests of
-    their file did not change); files with nothing reset are left out."""
+    their file did not change); files with nothing reset are left out. ``timeouts``: every
+    timeout verdict is reset too."""
     recorded = {}
     if not everything and (mutants / HASHES).exists():
         recorded = json.loads((mutants / HASHES).read_text())
@@ -56,11 +64,15 @@ def reset_live(mutants: Path = Path("mutants"), dry_run: bool = False, everythin
         data = json.loads(meta.read_text())
         codes = data.get("exit_code_by_key", {})
         live = [k for k, code in codes.items() if code in LIVE]
-        if not live:
+        timed_out = [k for k, code in codes.items() if timeouts and code in TIMEOUT]
+        if not live and not timed_out:
             continue
         source = meta.relative_to(mutants).with_suffix("").as_posix()
-        if source in recorded and recorded[source] == tests_hash(source):
+        if live and source in recorded and recorded[source] == tests_hash(source):
             kept += len(live)
+            live = []
+        live += timed_out
+        if not live:
             continue
         counts[str(meta)] = len(live)
         if not dry_run:
@@ -76,15 +88,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="count, change nothing")
     ap.add_argument("--all", action="store_true",
                     help="reset every live verdict, whether or not its tests changed")
+    ap.add_argument("--timeouts", action="store_true", help="also reset every timeout")
     args = ap.parse_args(argv)
     if not Path(args.mutants).is_dir():
         print(f"{args.mutants}: no previous run; `mutmut run` starts from scratch")
         return 0
-    counts, kept = reset_live(Path(args.mutants), args.dry_run, args.all)
+    counts, kept = reset_live(Path(args.mutants), args.dry_run, args.all,
+                              timeouts=args.timeouts)
     for meta, n in counts.items():
         print(f"{n:5d}  {meta}")
     verb = "would reset" if args.dry_run else "reset"
-    print(f"{verb} {sum(counts.values())} live mutant(s) in {len(counts)} file(s); "
+    print(f"{verb} {sum(counts.values())} mutant(s) in {len(counts)} file(s); "
           f"kept {kept} whose tests did not change")
     return 0
 
