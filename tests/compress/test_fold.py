@@ -463,6 +463,18 @@ def test_to_torch_softmax_axis_follows_the_per_sample_rank():
     torch.testing.assert_close(out.sum(dim=-1), torch.ones(5))
 
 
+def test_to_torch_flattens_a_nested_brisk_sequential_in_place():
+    import brisk
+    from brisk.layers import Dense
+
+    inner = brisk.Sequential([Dense(5, activation="relu"), Dense(2)])
+    model = brisk.Sequential([Dense(4, input_shape=(3,)), inner])
+    x = torch.randn(4, 3)
+    plain = same_outputs(model, x)
+    assert [type(m) for m in plain] == [nn.Linear, nn.Linear, nn.ReLU, nn.Linear]
+    assert plain[1] is not inner.layers[0].linear  # a copy: the model is left as it was
+
+
 def test_to_torch_pooling_flatten_and_foreign_modules():
     from brisk.compress.fold import ChannelsFirst, ChannelsLast
     from brisk.layers import AveragePooling2D, Dense, Flatten, MaxPooling2D
@@ -657,5 +669,13 @@ def test_linear_batchnorm1d_fold_refuses_inputs_it_would_get_wrong():
     folded = fold(net)
     x2 = torch.randn(6, 5)
     torch.testing.assert_close(folded(x2), net(x2), rtol=1e-5, atol=1e-5)  # exact for 2-D
-    with pytest.raises(ValueError, match=r"fold: this Linear carries the BatchNorm1d .* \(3, 4, 5\)"):
+    with pytest.raises(ValueError) as e:
         folded(torch.randn(3, 4, 5))
+    assert str(e.value) == (
+        "fold: this Linear carries the BatchNorm1d that followed it, which is exact only for "
+        "(N, features) inputs; got an input of shape (3, 4, 5), where the BatchNorm1d "
+        "normalised axis 1 instead: fold the original model without it")
+    with pytest.raises(ValueError) as e:  # the input given by keyword is checked too
+        folded[0](input=torch.randn(3, 4, 5))
+    assert "got an input of shape (3, 4, 5)" in str(e.value)
+    torch.testing.assert_close(folded[0](input=x2), folded[0](x2))

@@ -27,6 +27,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                       E + "test_file_integrity.py",
                                       E + "test_distributed_paths.py",
                                       E + "test_trainer_state_exact.py",
+                                      E + "test_fit_position_exact.py",
                                       # on_nan='restore' (_good_state, _restore_good): the
                                       # exact tests live with the callbacks; a node-id prefix
                                       E + "test_callbacks.py::test_on_nan",

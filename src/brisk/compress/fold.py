@@ -84,8 +84,8 @@ def _fuse_bn(layer: nn.Module, bn: nn.Module) -> nn.Module:
     return fuse_conv_bn_eval(layer, bn)
 
 
-def _check_2d(module: nn.Module, args: tuple) -> None:
-    x = args[0] if args else None
+def _check_2d(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    x = args[0] if args else kwargs.get("input")  # Linear.forward(input), by keyword too
     if torch.is_tensor(x) and x.dim() != 2:
         raise ValueError(
             "fold: this Linear carries the BatchNorm1d that followed it, which is exact only "
@@ -100,7 +100,7 @@ def _guard_2d(linear: nn.Linear) -> nn.Linear:
     the folded Linear refuses any other rank at run time instead of computing silently
     something else."""
     linear._brisk_2d_only = True
-    linear.register_forward_pre_hook(_check_2d)
+    linear.register_forward_pre_hook(_check_2d, with_kwargs=True)
     return linear
 
 
