@@ -127,6 +127,11 @@ class CategoricalAccuracy(Metric):
     argmax_invariant = True
 
     def update(self, y_pred, y_true):
+        if y_true.shape != y_pred.shape:  # argmax of other shapes would broadcast: N x N pairs
+            raise ValueError(
+                f"categorical_accuracy: expected one-hot labels of the outputs' shape "
+                f"{tuple(y_pred.shape)}, got labels of shape {tuple(y_true.shape)} (class "
+                "indices: sparse_categorical_accuracy)")
         d = _class_dim(y_pred)
         hit = y_pred.argmax(dim=d) == y_true.argmax(dim=d)
         return hit.sum(), hit.numel()
