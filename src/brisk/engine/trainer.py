@@ -967,7 +967,6 @@ class Trainer:
                         and isinstance(x, torch.utils.data.Dataset):
                     loader.sampler.seed = seed  # the sampler fit made for a Dataset (torchrun)
             self._apply_callback_states()
-            self._position.update(seed=seed, batches=n_batches)
             # under torchrun a stop asked mid-epoch (by a callback's batch hook) must reach every
             # rank at the same batch: one flag all-reduce per batch, only when a callback can ask
             batch_stops = self.dist is not None and any(_may_stop_mid_epoch(cb) for cb in cbs.callbacks)
@@ -986,6 +985,8 @@ class Trainer:
                                  f"epoch {start['epoch'] + 1} of {start.get('batches')} batches, "
                                  f"but this fit's data gives {n_batches}; resume with the same "
                                  "data and batch_size")
+            # only now: a refused resume leaves the loaded position as it was, for a retry
+            self._position.update(seed=seed, batches=n_batches)
             restores, good = 0, self._good_state(start) if on_nan == "restore" else None
             epoch = start["epoch"] - 1
             while epoch + 1 < epochs:
@@ -1009,6 +1010,9 @@ class Trainer:
                             pass
                         drawn, replay = replay, 0
                 pos = self._position
+                # the running sums a checkpoint saved are for its own position: restored above
+                # (or not needed); kept, a later continuation would take them for its epoch's
+                pos.pop("stats", None)
                 pos.update(epoch=epoch, batch=skip, drawn=drawn)
                 pos["pass"] = passes - 1
                 take = n_batches - drawn if steps_per_epoch is None else min(steps_per_epoch - skip,
