@@ -384,3 +384,204 @@ def test_shard_starts_its_own_epoch_count_at_zero():
     shard = full.shard(0, 3)
     for epoch in (0, 1, 2):
         assert torch.equal(ids(shard), ref_perm(9, 4, epoch)[0::3]), epoch
+
+
+# ---------------------------------------------------------------------- argument checks, exact
+
+
+RESCALE_MSG = "rescale: expected a finite non-zero number or None, got {}"
+BOTH_MSG = ("rescale: give rescale or mean/std, not both (mean and std are on the 0..1 scale: "
+            "uint8 data is divided by 255 for them)")
+TOKENS_MSG = ("integer_inputs: token ids are not scaled or transformed; give no mean, std, "
+              "rescale or transform")
+
+
+@pytest.mark.parametrize("bad, shown", [(float("inf"), "inf"), (float("-inf"), "-inf"),
+                                        (float("nan"), "nan"), (0, "0"), (0.0, "0.0"),
+                                        (True, "True"), (False, "False"), ("a", "'a'"),
+                                        ("0.5", "'0.5'")])
+def test_rescale_rejects_each_bad_value_with_the_full_message(bad, shown):
+    with pytest.raises(ValueError) as e:
+        DeviceLoader(np.zeros((3, 2), np.float32), rescale=bad)
+    assert str(e.value) == RESCALE_MSG.format(shown)
+
+
+@pytest.mark.parametrize("good", [1, 1.0, 2, -0.5, 0.25])
+def test_rescale_accepts_finite_non_zero_numbers_and_scales_batches(good):
+    loader = DeviceLoader(np.array([[2.0], [4.0]], np.float32), batch_size=2, shuffle=False,
+                          rescale=good)
+    assert loader._scale == float(good) and loader._shift is None
+    assert next(iter(loader)).tolist() == [[2.0 * good], [4.0 * good]]
+
+
+@pytest.mark.parametrize("which", ["mean", "std", "both"])
+def test_rescale_with_mean_or_std_is_refused_with_the_full_message(which):
+    kw = {"mean": 0.5, "std": 0.25}
+    if which != "both":
+        kw = {which: kw[which]}
+    with pytest.raises(ValueError) as e:
+        DeviceLoader(np.zeros((3, 2), np.uint8), rescale=0.5, **kw)
+    assert str(e.value) == BOTH_MSG
+
+
+def test_integer_inputs_attribute_is_exactly_a_bool():
+    ints = np.array([[1, 2], [3, 4]], np.int32)
+    assert DeviceLoader(ints, integer_inputs=True).integer_inputs is True
+    assert DeviceLoader(np.array([[1, 2]], np.uint8), integer_inputs=True).integer_inputs is True
+    assert DeviceLoader(ints).integer_inputs is False
+    assert DeviceLoader(ints, integer_inputs=False).integer_inputs is False
+    floats = np.array([[1.5, 2.0]], np.float32)
+    assert DeviceLoader(floats, integer_inputs=True).integer_inputs is False
+    assert DeviceLoader(floats).integer_inputs is False
+    # Token ids stay exact int64 batches; the float path converts to float32.
+    loader = DeviceLoader(ints, batch_size=2, shuffle=False, integer_inputs=True)
+    assert loader._x.dtype == torch.int64
+    xb = next(iter(loader))
+    assert xb.dtype == torch.int64 and xb.tolist() == [[1, 2], [3, 4]]
+    assert DeviceLoader(floats, integer_inputs=True)._x.dtype == torch.float32
+
+
+@pytest.mark.parametrize("which", ["mean", "std", "rescale", "transform", "all"])
+def test_integer_inputs_refuse_each_of_mean_std_rescale_transform_alone(which):
+    values = {"mean": 0.5, "std": 0.25, "rescale": 0.5, "transform": lambda xb, g: xb}
+    kw = dict(values) if which == "all" else {which: values[which]}
+    if which == "all":
+        del kw["rescale"]  # rescale with mean/std is refused earlier, by its own check
+    with pytest.raises(ValueError) as e:
+        DeviceLoader(np.array([[1, 2], [3, 4]], np.int64), integer_inputs=True, **kw)
+    assert str(e.value) == TOKENS_MSG
+
+
+@pytest.mark.parametrize("which", ["mean_std", "rescale", "transform"])
+def test_float_inputs_with_integer_inputs_keep_mean_std_rescale_transform(which):
+    x = np.array([[1.0], [3.0]], np.float32)
+    kw = {"mean_std": {"mean": 1.0, "std": 2.0}, "rescale": {"rescale": 0.5},
+          "transform": {"transform": lambda xb, g: xb + 1}}[which]
+    loader = DeviceLoader(x, batch_size=2, shuffle=False, integer_inputs=True, **kw)
+    assert loader.integer_inputs is False
+    expected = {"mean_std": [[0.0], [1.0]], "rescale": [[0.5], [1.5]],
+                "transform": [[2.0], [4.0]]}[which]
+    assert next(iter(loader)).tolist() == expected
+
+
+def test_sample_weight_messages():
+    x, y = np.zeros((3, 2), np.float32), np.arange(3)
+    with pytest.raises(ValueError) as e:
+        DeviceLoader(x, sample_weight=np.ones(3))
+    assert str(e.value) == "sample_weight: needs y (weights belong to labelled samples)"
+    with pytest.raises(TypeError) as e:
+        DeviceLoader(x, y, sample_weight=np.array(["a", "b", "c"]))
+    assert str(e.value) == (
+        "sample_weight: expected a numeric numpy array or torch tensor, got dtype <U1"
+    )
+    for shape, shown in (((4,), "(4,)"), ((2,), "(2,)"), ((3, 2), "(3, 2)"),
+                         ((1, 3), "(1, 3)"), ((3, 1, 1), "(3, 1, 1)"), ((4, 1), "(4,)")):
+        with pytest.raises(ValueError) as e:
+            DeviceLoader(x, y, sample_weight=np.ones(shape))
+        assert str(e.value) == f"sample_weight: expected shape (3,), got {shown}", shape
+    for bad in ([1.0, float("nan"), 1.0], [1.0, float("inf"), 1.0], [1.0, -0.5, 2.0],
+                [float("-inf"), 1.0, 1.0]):
+        with pytest.raises(ValueError) as e:
+            DeviceLoader(x, y, sample_weight=np.array(bad))
+        assert str(e.value) == "sample_weight: expected finite weights >= 0", bad
+
+
+def test_sample_weight_column_and_zero_weights_are_accepted():
+    x, y = np.zeros((3, 2), np.float32), np.arange(3)
+    loader = DeviceLoader(x, y, batch_size=3, shuffle=False,
+                          sample_weight=np.array([[0.0], [1.5], [2.0]]))
+    assert loader._w.shape == (3,) and loader._w.dtype == torch.float32
+    xb, yb, wb = next(iter(loader))
+    assert yb.tolist() == [0, 1, 2] and wb.tolist() == [0.0, 1.5, 2.0]
+    loader = DeviceLoader(x, y, batch_size=2, shuffle=False, sample_weight=[0, 0, 0])
+    assert [wb.tolist() for _, _, wb in loader] == [[0.0, 0.0], [0.0]]
+
+
+def test_sample_weights_are_stored_on_the_device():
+    x, y = np.zeros((3, 2), np.float32), np.arange(3)
+    loader = DeviceLoader(x, y, device="meta", sample_weight=np.ones(3))
+    assert loader._w.device.type == "meta" and loader._w.shape == (3,)
+    off = DeviceLoader(x, y, device="meta", resident=False, sample_weight=np.ones(3))
+    assert off._w.device.type == "cpu"
+
+
+def test_mean_is_converted_in_float64_before_folding():
+    # 1/3 rounded to float32 first would give a different float32 shift (3.3333335).
+    loader = DeviceLoader(np.zeros(4, np.float32), mean=[1 / 3], std=[0.1])
+    assert loader._shift.dtype == torch.float32
+    assert loader._shift.tolist() == [float(np.float32(np.float64(1 / 3) / np.float64(0.1)))]
+    assert loader._scale.tolist() == [float(np.float32(1.0 / np.float64(0.1)))]
+    assert loader._shift.tolist() != [float(np.float32(np.float64(np.float32(1 / 3)) / 0.1))]
+
+
+# ---------------------------------------------------------------------- CUDA placement logic
+# Faked on a CPU-only build: torch.cuda's queries are replaced, and the data stays in CPU
+# memory (resident=False) so nothing is copied to a GPU.
+
+
+def fake_cuda(monkeypatch, current=1, free=None, calls=None):
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: current)
+
+    def mem_get_info(device=None):
+        if calls is not None:
+            calls.append(device)
+        return free, 10 * free
+
+    if free is not None:
+        monkeypatch.setattr(torch.cuda, "mem_get_info", mem_get_info)
+
+
+def test_cuda_without_index_takes_the_current_device(monkeypatch):
+    fake_cuda(monkeypatch, current=1)
+    x = np.zeros((4, 2), np.float32)
+    loader = DeviceLoader(x, device="cuda", resident=False)
+    assert loader.device == torch.device("cuda", 1)
+    assert loader.device.index == 1 and loader.device.type == "cuda"
+    loader = DeviceLoader(x, device="cuda:2", resident=False)
+    assert loader.device == torch.device("cuda", 2)
+    loader = DeviceLoader(x, device=torch.device("cuda"), resident=False)
+    assert loader.device == torch.device("cuda", 1)
+
+
+def test_cuda_with_cpu_data_is_staged_and_pinned_by_default(monkeypatch):
+    fake_cuda(monkeypatch, current=0)
+    x = np.zeros((4, 2), np.float32)
+    for pin, expected in ((None, True), (True, True), (False, False), (0, False), (1, True)):
+        loader = DeviceLoader(x, device="cuda", resident=False, pin_memory=pin)
+        assert loader.resident is False and loader._staged is True
+        assert loader.pin_memory is expected, pin
+        assert loader._x.device.type == "cpu"
+
+
+def test_cuda_chunks_use_the_4m_element_budget(monkeypatch):
+    fake_cuda(monkeypatch, current=0)
+    assert DeviceLoader(np.zeros((4, 1)), batch_size=1, device="cuda",
+                        resident=False)._batches_per_chunk() == 1 << 22
+    assert DeviceLoader(np.zeros((4, 8, 4)), batch_size=2, device="cuda",
+                        resident=False)._batches_per_chunk() == (1 << 22) // 64
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a CPU-only build: the GPU copy "
+                    "must fail to show the resident decision")
+def test_resident_none_on_cuda_compares_the_dataset_bytes_with_half_the_free_memory(monkeypatch):
+    # x: 4 samples of 3x5 float32 = 240 bytes; y: 4 x 2 labels stored as 8-byte int64 = 64.
+    x, y = np.zeros((4, 3, 5), np.float32), np.zeros((4, 2), np.int64)
+    nbytes = 4 * 15 * 4 + 4 * 2 * 8
+    for free in (2 * nbytes, 2 * nbytes - 2, 100):
+        calls = []
+        fake_cuda(monkeypatch, current=0, free=free, calls=calls)
+        loader = DeviceLoader(x, y, device="cuda")  # too big: stays in CPU memory, staged
+        assert loader.resident is False and loader._staged is True, free
+        assert loader._x.device.type == "cpu"
+        assert calls == [torch.device("cuda", 0)]
+    for free in (2 * nbytes + 2, 2 * nbytes + 100, 10**9):
+        fake_cuda(monkeypatch, current=0, free=free)
+        # Fits: resident on the GPU, so the copy is attempted (and fails on this build).
+        with pytest.raises((AssertionError, RuntimeError)):
+            DeviceLoader(x, y, device="cuda")
+    # Without y, only x counts: 240 bytes.
+    fake_cuda(monkeypatch, current=0, free=480)
+    assert DeviceLoader(x, device="cuda").resident is False
+    fake_cuda(monkeypatch, current=0, free=482)
+    with pytest.raises((AssertionError, RuntimeError)):
+        DeviceLoader(x, device="cuda")
