@@ -35,7 +35,7 @@ SCOPE: dict[str, tuple[str, ...]] = {
                                       E + "test_callbacks.py::test_batch_hooks",
                                       E + "test_callbacks.py::test_fit_calls_the_hooks"),
     # fit's checks and its step, moved out of trainer.py: the same tests judge them
-    "brisk.engine.inputs": ENGINE,
+    "brisk.engine.inputs": ENGINE + (E + "test_inputs_exact.py",),
     "brisk.engine.step": ENGINE + (E + "test_step_and_freeze_exact.py",
                                    E + "test_distributed_paths.py"),
     # E + "test_callbacks": a prefix (test_callbacks.py, _exact.py, _edges.py)
