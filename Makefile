@@ -30,8 +30,8 @@ test: install
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples tools
 
-# Mutation testing (not in CI; >42 min on 2 cores, see RESULTS.md): mutmut over the modules and fast tests in
-# [tool.mutmut] of pyproject.toml, from scratch each time; then the score per module.
+# Mutation testing (not in CI; see RESULTS.md): mutmut over the modules and fast tests in
+# [tool.mutmut] of pyproject.toml; then the score per module.
 # Survivors: `$(BIN)/mutmut browse`, or `$(BIN)/python tools/mutation/score.py --survivors F`.
 # Incremental: the verdicts cached in tools/mutation/cache/ (committed) are restored,
 # mutmut re-tests the mutants of changed functions and retest.py's live ones (new tests may
