@@ -66,8 +66,9 @@ def test_the_split_adds_up_to_the_loops_step_time_within_10_percent():
     0.98-1.03, one of 6 earlier runs with 3 windows went over)."""
     x, y = _data(8192)
     ratios = []
-    for _ in range(3):  # a timing: up to 3 measurements, one within 10% (the suite's own
-        # load once pushed one outside: windows spread 2.4-3.3 ms late in a CI run)
+    for _ in range(5):  # a timing: up to 5 measurements, one within 10% (the suite's own
+        # load once pushed one outside: windows spread 2.4-3.3 ms late in a CI run; another
+        # process's load pushed 3 in a row to 0.35-0.73 once)
         r = brisk.profile(_mlp(), x, y, batch_size=128, steps=40, warmup=5, reps=5,
                           switches=None)
         assert set(r.split) == set(prof.PHASES)
@@ -76,7 +77,7 @@ def test_the_split_adds_up_to_the_loops_step_time_within_10_percent():
         ratios.append(r.split_total / r.step_time)
         if abs(ratios[-1] - 1) < 0.10:
             break
-    assert abs(ratios[-1] - 1) < 0.10, (ratios, r.split, r.step_times)
+    assert min(abs(q - 1) for q in ratios) < 0.10, (ratios, r.split, r.step_times)
 
 
 def test_each_switch_speedup_comes_from_its_timed_windows():
